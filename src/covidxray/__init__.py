@@ -1,0 +1,75 @@
+"""covidxray: chest X-ray classification (COVID-19 vs not) with Keras 3, honestly.
+
+Research and teaching software. Not a medical device and not for clinical use.
+
+The public API is this module. Names that need TensorFlow (models, the
+classifier, augmentation, Grad-CAM) are imported on first use, so that reading
+and auditing a dataset stays quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .audit import AuditReport, audit
+from .data import Record, XrayDataset, load_dataset
+from .errors import CovidXrayWarning, DataError, NotFittedError, WeightsUnavailableError
+
+logging.getLogger("covidxray").addHandler(logging.NullHandler())
+
+if TYPE_CHECKING:
+    from .augment import Augmenter
+    from .classifier import Classifier
+    from .explain import grad_cam, overlay
+    from .metrics import Evaluation
+    from .models import Backbone, build_cnn, build_pretrained, list_backbones
+
+_LAZY = {
+    "Augmenter": "augment",
+    "Backbone": "models",
+    "Classifier": "classifier",
+    "Evaluation": "metrics",
+    "build_cnn": "models",
+    "build_pretrained": "models",
+    "grad_cam": "explain",
+    "list_backbones": "models",
+    "overlay": "explain",
+}
+
+__all__ = [
+    "AuditReport",
+    "Augmenter",
+    "Backbone",
+    "Classifier",
+    "CovidXrayWarning",
+    "DataError",
+    "Evaluation",
+    "NotFittedError",
+    "Record",
+    "WeightsUnavailableError",
+    "XrayDataset",
+    "__version__",
+    "audit",
+    "build_cnn",
+    "build_pretrained",
+    "grad_cam",
+    "list_backbones",
+    "load_dataset",
+    "overlay",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'covidxray' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,405 @@
+"""Finding leaks and shortcuts in a dataset: `audit` and `AuditReport`.
+
+Everything here works on records (hashes and file metadata), not on pixels,
+so an audit of thousands of images takes seconds once the scan is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .data.loader import XrayDataset, load_dataset
+from .data.records import Record
+
+logger = logging.getLogger("covidxray")
+
+__all__ = ["AuditReport", "audit"]
+
+#: A shortcut probe AUC at or above this raises a warning.
+SHORTCUT_WARN_AUC = 0.8
+_FEATURES = ("mode", "format", "width", "height", "aspect", "bytes")
+
+
+@dataclass
+class AuditReport:
+    """What `audit` found. Every list holds plain, JSON-friendly values.
+
+    Attributes:
+        n_images: Images audited (kept plus removed duplicates).
+        exact_duplicates: Groups of files with the same bytes or pixels. Each is
+            a dict with `paths`, `splits`, `labels`, `cross_split` and `removed`
+            (how many copies `deduplicate=True` already left out).
+        near_duplicates: Pairs of different files whose perceptual hashes differ
+            in at most `near_threshold` bits, as dicts with `paths`, `splits`,
+            `distance` and `cross_split`.
+        patient_overlap: Patients found in more than one split, with the splits.
+        class_table: Per class: counts of colour modes and formats, and size
+            statistics.
+        shortcut_auc: Cross-validated ROC AUC of a model that predicts the label
+            from file metadata alone (1.0 = metadata gives the label away).
+        shortcut_feature_auc: The same probe with one feature at a time.
+        warnings: Plain sentences about what needs attention.
+    """
+
+    n_images: int
+    exact_duplicates: list[dict[str, Any]] = field(default_factory=list)
+    near_duplicates: list[dict[str, Any]] = field(default_factory=list)
+    patient_overlap: dict[str, list[str]] = field(default_factory=dict)
+    class_table: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shortcut_auc: float | None = None
+    shortcut_feature_auc: dict[str, float] = field(default_factory=dict)
+    near_threshold: int = 24
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def cross_split_duplicates(self) -> list[dict[str, Any]]:
+        """The exact duplicate groups that span more than one split."""
+        return [g for g in self.exact_duplicates if g["cross_split"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-friendly dict."""
+        return {
+            "n_images": self.n_images,
+            "exact_duplicates": self.exact_duplicates,
+            "near_duplicates": self.near_duplicates,
+            "near_threshold": self.near_threshold,
+            "patient_overlap": self.patient_overlap,
+            "class_table": self.class_table,
+            "shortcut_auc": self.shortcut_auc,
+            "shortcut_feature_auc": self.shortcut_feature_auc,
+            "warnings": self.warnings,
+        }
+
+    def to_markdown(self) -> str:
+        """The report as a Markdown document."""
+        lines = ["# Dataset audit", "", f"Images audited: {self.n_images}", ""]
+        lines += ["## Warnings", ""]
+        lines += [f"- {w}" for w in self.warnings] or ["- None."]
+        cross = self.cross_split_duplicates
+        lines += [
+            "",
+            "## Exact duplicates",
+            "",
+            f"{len(self.exact_duplicates)} groups of identical images, "
+            f"{len(cross)} of them across splits.",
+            "",
+        ]
+        for group in cross[:20]:
+            lines.append(
+                "- "
+                + ", ".join(
+                    f"`{os.path.basename(p)}` ({s})"
+                    for p, s in zip(group["paths"], group["splits"], strict=True)
+                )
+            )
+        near_cross = [p for p in self.near_duplicates if p["cross_split"]]
+        lines += [
+            "",
+            "## Near-duplicates",
+            "",
+            f"{len(self.near_duplicates)} pairs within {self.near_threshold} bits of "
+            f"perceptual hash, {len(near_cross)} of them across splits.",
+            "",
+            "## Patients in more than one split",
+            "",
+            f"{len(self.patient_overlap)} patients.",
+            "",
+            "## Per class",
+            "",
+            "| class | images | modes | formats | median size (w x h) | size range |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, row in self.class_table.items():
+            modes = ", ".join(f"{k} {v}" for k, v in row["modes"].items())
+            formats = ", ".join(f"{k} {v}" for k, v in row["formats"].items())
+            lines.append(
+                f"| {name} | {row['n']} | {modes} | {formats} | "
+                f"{row['median_width']:.0f} x {row['median_height']:.0f} | "
+                f"{row['min_side']}-{row['max_side']} px |"
+            )
+        lines += ["", "## Shortcut probe", ""]
+        if self.shortcut_auc is None:
+            lines.append("Not run (too few images per class).")
+        else:
+            lines.append(
+                "Cross-validated ROC AUC of a random forest that sees only file "
+                f"metadata ({', '.join(_FEATURES)}): **{self.shortcut_auc:.3f}**."
+            )
+            lines += ["", "| feature alone | AUC |", "|---|---|"]
+            lines += [
+                f"| {k} | {v:.3f} |" for k, v in self.shortcut_feature_auc.items()
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def _exact_groups(
+    records: Sequence[Record], removed_paths: set[str]
+) -> list[dict[str, Any]]:
+    parent = list(range(len(records)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for key in ("sha256", "pixel_hash"):
+        first: dict[str, int] = {}
+        for i, rec in enumerate(records):
+            value = getattr(rec, key)
+            if value in first:
+                parent[find(i)] = find(first[value])
+            else:
+                first.setdefault(value, i)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(records)):
+        members[find(i)].append(i)
+    groups: list[dict[str, Any]] = []
+    for idx in members.values():
+        if len(idx) < 2:
+            continue
+        recs = [records[i] for i in idx]
+        groups.append(
+            {
+                "paths": [r.path for r in recs],
+                "splits": [r.split for r in recs],
+                "labels": [r.label for r in recs],
+                "same_bytes": len({r.sha256 for r in recs}) == 1,
+                "cross_split": len({r.split for r in recs}) > 1,
+                "removed": sum(r.path in removed_paths for r in recs),
+            }
+        )
+    groups.sort(key=lambda g: (not g["cross_split"], g["paths"][0]))
+    return groups
+
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
+
+
+def _near_pairs(
+    records: Sequence[Record], threshold: int, exact: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    if not records:
+        return []
+    hashes = np.stack(
+        [np.frombuffer(bytes.fromhex(r.phash), dtype=np.uint8) for r in records]
+    )
+    same_content = {
+        frozenset((a, b))
+        for g in exact
+        for a in g["paths"]
+        for b in g["paths"]
+        if a != b
+    }
+    pairs = []
+    block = 128
+    for start in range(0, len(hashes), block):
+        chunk = hashes[start : start + block]
+        dist = _POPCOUNT[chunk[:, None, :] ^ hashes[None, :, :]].sum(axis=-1)
+        rows, cols = np.nonzero(dist <= threshold)
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            i = start + r
+            if c <= i:
+                continue
+            a, b = records[i], records[c]
+            if frozenset((a.path, b.path)) in same_content:
+                continue
+            pairs.append(
+                {
+                    "paths": [a.path, b.path],
+                    "splits": [a.split, b.split],
+                    "labels": [a.label, b.label],
+                    "distance": int(dist[r, c]),
+                    "cross_split": a.split != b.split,
+                }
+            )
+    pairs.sort(key=lambda p: (not p["cross_split"], p["distance"], p["paths"]))
+    return pairs
+
+
+def _class_table(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
+    table: dict[str, dict[str, Any]] = {}
+    for label in sorted({r.label for r in records}):
+        recs = [r for r in records if r.label == label]
+        widths = np.array([r.width for r in recs])
+        heights = np.array([r.height for r in recs])
+        sides = np.concatenate([widths, heights])
+        table[label] = {
+            "n": len(recs),
+            "modes": dict(Counter(r.mode for r in recs).most_common()),
+            "formats": dict(Counter(r.format for r in recs).most_common()),
+            "median_width": float(np.median(widths)),
+            "median_height": float(np.median(heights)),
+            "min_side": int(sides.min()),
+            "max_side": int(sides.max()),
+            "median_bytes": float(np.median([r.n_bytes for r in recs])),
+        }
+    return table
+
+
+def _features(records: Sequence[Record], names: Sequence[str]) -> np.ndarray:
+    columns: list[np.ndarray] = []
+    for name in names:
+        if name in ("mode", "format"):
+            values = [getattr(r, name) for r in records]
+            for level in sorted(set(values)):
+                columns.append(np.array([v == level for v in values], dtype=float))
+        elif name == "width":
+            columns.append(np.array([r.width for r in records], dtype=float))
+        elif name == "height":
+            columns.append(np.array([r.height for r in records], dtype=float))
+        elif name == "aspect":
+            columns.append(np.array([r.width / r.height for r in records], dtype=float))
+        elif name == "bytes":
+            columns.append(
+                np.log1p(np.array([r.n_bytes for r in records], dtype=float))
+            )
+    return np.stack(columns, axis=1)
+
+
+def _probe_auc(x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    if np.all(x == x[0]):
+        return 0.5  # a constant feature carries no information
+    folds = int(min(5, np.bincount(y).min()))
+    model = RandomForestClassifier(
+        n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1
+    )
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    proba = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, proba))
+
+
+def audit(
+    dataset: XrayDataset | str | os.PathLike[str],
+    *,
+    near_threshold: int = 24,
+    shortcut_probe: bool = True,
+    seed: int = 0,
+    **load_kwargs: Any,
+) -> AuditReport:
+    """Look for leaks and shortcuts in a dataset.
+
+    It reports exact duplicates (same bytes or pixels) within and across splits,
+    near-duplicates (perceptual hash within `near_threshold` of 256 bits), patients in
+    two splits, a per-class table of colour mode, format and size, and a
+    shortcut probe: the cross-validated ROC AUC of a random forest that predicts
+    the label from file metadata alone (mode, format, width, height, aspect,
+    bytes). A high AUC means the classes differ in how their files were made,
+    and a model can cheat by learning that instead of the lungs.
+
+    Duplicates that `load_dataset(deduplicate=True)` already removed are still
+    reported (with `removed` counts), so the audit describes the source.
+
+    Args:
+        dataset: An `XrayDataset`, or a path, which is then read with
+            `load_dataset(path, deduplicate=False, cache=False, **load_kwargs)`.
+        near_threshold: Hamming distance (of 256 bits) for near-duplicates. On
+            seed-xray, copies of one figure differ by 4-20 bits and different
+            studies of one patient by 38 or more.
+        shortcut_probe: Run the metadata shortcut probe.
+        seed: Seed of the probe's cross-validation and forest.
+        **load_kwargs: Passed to `load_dataset` when `dataset` is a path.
+
+    Returns:
+        The `AuditReport`.
+
+    Example:
+        >>> import tempfile
+        >>> from covidxray import audit
+        >>> from covidxray.datasets import make_synthetic
+        >>> root = make_synthetic(tempfile.mkdtemp(), n_per_class=6, test_per_class=3,
+        ...                       leaked=2, image_size=(32, 32))
+        >>> report = audit(root)
+        >>> len(report.cross_split_duplicates)
+        2
+        >>> report.warnings[0]
+        '2 images appear in more than one split (exact copies)...'
+    """
+    if not isinstance(dataset, XrayDataset):
+        load_kwargs.setdefault("deduplicate", False)
+        load_kwargs.setdefault("cache", False)
+        load_kwargs.setdefault("image_size", (32, 32))
+        dataset = load_dataset(dataset, **load_kwargs)
+    removed = [pair[0] for pair in dataset.duplicates_removed]
+    removed_paths = {r.path for r in removed}
+    records = list(dataset.records) + removed
+    report = AuditReport(n_images=len(records), near_threshold=near_threshold)
+    report.exact_duplicates = _exact_groups(records, removed_paths)
+    report.near_duplicates = _near_pairs(
+        records, near_threshold, report.exact_duplicates
+    )
+    splits_of_patient: dict[str, set[str]] = defaultdict(set)
+    for rec in dataset.records:
+        if rec.patient_id:
+            splits_of_patient[rec.patient_id].add(rec.split)
+    report.patient_overlap = {
+        p: sorted(s) for p, s in sorted(splits_of_patient.items()) if len(s) > 1
+    }
+    report.class_table = _class_table(records)
+
+    positive = dataset.positive_class or dataset.class_names[-1]
+    y = np.array([r.label == positive for r in records], dtype=int)
+    if shortcut_probe and np.bincount(y, minlength=2).min() >= 2:
+        report.shortcut_auc = _probe_auc(_features(records, _FEATURES), y, seed)
+        for name in _FEATURES:
+            report.shortcut_feature_auc[name] = _probe_auc(
+                _features(records, [name]), y, seed
+            )
+
+    cross = report.cross_split_duplicates
+    if cross:
+        n_files = sum(len(g["paths"]) - 1 for g in cross)
+        still = sum(len(g["paths"]) - g["removed"] > 1 for g in cross)
+        note = (
+            "all removed by deduplicate=True"
+            if dataset.duplicates_removed and not still
+            else "accuracy measured on this split is inflated"
+        )
+        report.warnings.append(
+            f"{n_files} images appear in more than one split (exact copies), {note}."
+        )
+    within = [g for g in report.exact_duplicates if not g["cross_split"]]
+    if within:
+        report.warnings.append(
+            f"{len(within)} groups of exact copies within a split weight some "
+            "images twice."
+        )
+    conflicts = [g for g in report.exact_duplicates if len(set(g["labels"])) > 1]
+    if conflicts:
+        report.warnings.append(
+            f"{len(conflicts)} images appear with different labels; their label is "
+            "unknown."
+        )
+    near_cross = [p for p in report.near_duplicates if p["cross_split"]]
+    if near_cross:
+        report.warnings.append(
+            f"{len(near_cross)} pairs of near-duplicate images (perceptual hash within "
+            f"{near_threshold} bits) span two splits; check them by eye."
+        )
+    if report.patient_overlap:
+        report.warnings.append(
+            f"{len(report.patient_overlap)} patients have images in more than one "
+            "split."
+        )
+    if report.shortcut_auc is not None and report.shortcut_auc >= SHORTCUT_WARN_AUC:
+        best = max(report.shortcut_feature_auc.items(), key=lambda kv: kv[1])
+        report.warnings.append(
+            f"Shortcut: file metadata alone predicts '{positive}' with ROC AUC "
+            f"{report.shortcut_auc:.2f} (best single feature: {best[0]}, AUC "
+            f"{best[1]:.2f}). The classes likely come from different sources; a model "
+            "can learn the source instead of the disease. Validate externally."
+        )
+    for sentence in report.warnings:
+        logger.info("audit: %s", sentence)
+    return report

@@ -1,0 +1,368 @@
+"""Decoding one image file into canonical pixels, with the hashes the audit needs.
+
+Everything here works on one image at a time, with Pillow and numpy only, so it
+can run in threads while records are scanned and again at prediction time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import DataError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DICOM_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "ColorMode",
+    "ImageInfo",
+    "ResizeMode",
+    "decode_file",
+    "image_to_array",
+    "perceptual_hash",
+]
+
+ColorMode = Literal["grayscale", "rgb"]
+ResizeMode = Literal["stretch", "pad", "crop"]
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".tif",
+    ".tiff",
+)
+DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom")
+#: Images with more pixels than this are refused before they are decoded
+#: (decompression bombs). 50 MP is well above any chest X-ray.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+COLOR_MODES: tuple[str, ...] = ("grayscale", "rgb")
+RESIZE_MODES: tuple[str, ...] = ("stretch", "pad", "crop")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the scan learns about one file, before any resizing."""
+
+    width: int
+    height: int
+    mode: str
+    format: str
+    n_bytes: int
+    sha256: str
+    pixel_hash: str
+    phash: str
+
+
+def _is_dicom(path: str, data: bytes) -> bool:
+    return path.lower().endswith(DICOM_EXTENSIONS) or data[128:132] == b"DICM"
+
+
+def _read_dicom(path: str, data: bytes) -> tuple[Image.Image, str]:
+    try:
+        import pydicom
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise DataError(
+            f"'{path}' is a DICOM file, and reading DICOM needs pydicom. "
+            'Install it with: pip install "covidxray[dicom]"'
+        ) from exc
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        arr = np.asarray(ds.pixel_array, dtype=np.float64)
+    except Exception as exc:
+        raise DataError(f"Could not read the DICOM file '{path}': {exc}") from exc
+    if arr.ndim != 2:
+        raise DataError(
+            f"Expected a single-frame grayscale DICOM image in '{path}'. "
+            f"Received pixel data of shape {arr.shape}."
+        )
+    bits = int(getattr(ds, "BitsStored", 0) or arr.dtype.itemsize * 8)
+    if int(getattr(ds, "PixelRepresentation", 0)) == 1:
+        arr = arr + 2 ** (bits - 1)  # signed: shift to 0 .. 2**bits - 1
+    arr = np.clip(arr / float(2**bits - 1), 0.0, 1.0)
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "MONOCHROME1":
+        arr = 1.0 - arr  # MONOCHROME1 stores bright as low values
+    img = Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L")
+    return img, photometric
+
+
+def _composite_on_black(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _canonical(img: Image.Image) -> Image.Image:
+    """Return an 8-bit 'L' or 'RGB' image, whatever the file's mode was."""
+    mode = img.mode
+    if mode in ("L", "RGB"):
+        return img
+    if mode == "1":
+        return img.convert("L")
+    if mode == "P":
+        if "transparency" in img.info:
+            return _composite_on_black(img)
+        return img.convert("RGB")
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        out = _composite_on_black(img)
+        return out.convert("L") if mode in ("LA", "La") else out
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(img, dtype=np.float64)
+        full = 65535.0 if arr.max(initial=0) > 255 or mode.startswith("I;16") else 255.0
+        arr = np.clip(arr / full, 0.0, 1.0)
+        return Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        arr = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo)
+        arr = np.nan_to_num(arr)
+        return Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L")
+    return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+
+
+def perceptual_hash(img: Image.Image) -> str:
+    """256-bit DCT perceptual hash of an image, as 64 hex digits.
+
+    The image is reduced to 64x64 grayscale; the hash keeps the signs (against
+    the median) of the 16x16 lowest DCT frequencies but the DC term. Copies of
+    one image that were resized, recompressed or slightly cropped differ in few
+    bits; different chest X-rays, which look much alike, differ in many more
+    than a 64-bit hash would show. Compare hashes with `hamming`.
+
+    Example:
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> rng = np.random.default_rng(0)
+        >>> a = Image.fromarray((rng.random((96, 96)) * 255).astype(np.uint8))
+        >>> b = a.resize((80, 80))
+        >>> c = Image.fromarray((rng.random((96, 96)) * 255).astype(np.uint8))
+        >>> h = perceptual_hash(a)
+        >>> len(h), hamming(h, perceptual_hash(b)) < 24
+        (64, True)
+        >>> hamming(h, perceptual_hash(c)) > 80
+        True
+    """
+    small = img.convert("L").resize((64, 64), Image.Resampling.BILINEAR)
+    pixels = np.asarray(small, dtype=np.float64)
+    coefficients = (_DCT64 @ pixels @ _DCT64.T)[:16, :16].flatten()[1:]
+    bits = np.append(coefficients > np.median(coefficients), False)
+    return np.packbits(bits).tobytes().hex()
+
+
+def hamming(a: str, b: str) -> int:
+    """Number of differing bits between two hex hashes of the same length."""
+    return int(bin(int(a, 16) ^ int(b, 16)).count("1"))
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    i = np.arange(n)[None, :]
+    m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+_DCT64 = _dct_matrix(64)
+
+
+def _open_pil(path: str, data: bytes, max_pixels: int) -> tuple[Image.Image, str, str]:
+    try:
+        with warnings.catch_warnings():
+            # Our own max_pixels check below replaces Pillow's bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > max_pixels:
+                raise DataError(
+                    f"'{path}' is {width}x{height} = {width * height:,} pixels, "
+                    f"over the limit of max_pixels={max_pixels:,} "
+                    "(a possible decompression bomb). Raise max_pixels if the "
+                    "image is genuine."
+                )
+            img.load()
+            fmt = img.format or "UNKNOWN"
+            mode = img.mode
+            oriented: Image.Image = ImageOps.exif_transpose(img)
+    except DataError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"'{path}' exceeds Pillow's pixel limit: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise DataError(
+            f"'{path}' is not an image Pillow can read "
+            f"(expected one of {' '.join(IMAGE_EXTENSIONS)})."
+        ) from exc
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError...
+        raise DataError(
+            f"'{path}' could not be decoded, it may be truncated or corrupt: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if oriented.width < 1 or oriented.height < 1:
+        raise DataError(f"'{path}' has no pixels ({oriented.width}x{oriented.height}).")
+    return oriented, mode, fmt
+
+
+def decode_file(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    data: bytes | None = None,
+) -> tuple[Image.Image, ImageInfo]:
+    """Read and fully decode one image file.
+
+    Args:
+        path: The file (JPEG, PNG 8/16-bit, BMP, GIF, WebP, TIFF or DICOM).
+        max_pixels: Refuse images with more pixels than this before decoding.
+        data: The file's bytes, if already read.
+
+    Returns:
+        The image as an 8-bit 'L' or 'RGB' Pillow image, with EXIF orientation
+        applied and transparency composited on black, and its `ImageInfo`.
+
+    Raises:
+        DataError: The file is missing, empty, not an image, truncated, or too
+            large. The message names the file.
+
+    Example:
+        >>> import tempfile, os
+        >>> from PIL import Image
+        >>> folder = tempfile.mkdtemp()
+        >>> Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(f"{folder}/a.png")
+        >>> img, info = decode_file(f"{folder}/a.png")
+        >>> img.mode, img.size, info.mode, info.format
+        ('RGB', (40, 30), 'RGBA', 'PNG')
+    """
+    path = os.fspath(path)
+    if data is None:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError as exc:
+            raise DataError(f"File not found: '{path}'.") from exc
+        except OSError as exc:
+            raise DataError(f"Could not read '{path}': {exc.strerror or exc}.") from exc
+    if not data:
+        raise DataError(f"'{path}' is empty (0 bytes); expected an image file.")
+    if _is_dicom(path, data):
+        img, mode = _read_dicom(path, data)
+        fmt = "DICOM"
+    else:
+        pil, mode, fmt = _open_pil(path, data, max_pixels)
+        img = _canonical(pil)
+    pixels = np.asarray(img)
+    pixel_digest = hashlib.sha256(
+        f"{pixels.shape}".encode() + np.ascontiguousarray(pixels).tobytes()
+    ).hexdigest()
+    info = ImageInfo(
+        width=img.width,
+        height=img.height,
+        mode=mode,
+        format=fmt,
+        n_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        pixel_hash=pixel_digest,
+        phash=perceptual_hash(img),
+    )
+    return img, info
+
+
+def image_to_array(
+    img: Image.Image,
+    image_size: Sequence[int],
+    *,
+    color_mode: str = "grayscale",
+    resize: str = "stretch",
+) -> np.ndarray:
+    """Convert a decoded image to a uint8 array of shape (H, W, C).
+
+    Args:
+        img: A Pillow image, usually from `decode_file`.
+        image_size: Target `(height, width)`.
+        color_mode: `"grayscale"` gives 1 channel, `"rgb"` gives 3.
+        resize: `"stretch"` ignores the aspect ratio; `"pad"` keeps it and pads
+            with black; `"crop"` keeps it and crops the centre.
+
+    Returns:
+        A `uint8` array of shape `(height, width, channels)`.
+
+    Example:
+        >>> from PIL import Image
+        >>> img = Image.new("L", (200, 100), 255)
+        >>> arr = image_to_array(img, (64, 64), resize="pad")
+        >>> arr.shape, int(arr[0, 32, 0]), int(arr[32, 32, 0])
+        ((64, 64, 1), 0, 255)
+    """
+    height, width = int(image_size[0]), int(image_size[1])
+    img = _canonical(img)
+    img = img.convert("L") if color_mode == "grayscale" else img.convert("RGB")
+    resample = Image.Resampling.BILINEAR
+    if resize == "stretch":
+        out = img.resize((width, height), resample)
+    elif resize in ("pad", "crop"):
+        pick = min if resize == "pad" else max
+        scale = pick(width / img.width, height / img.height)
+        new_w = max(1, round(img.width * scale))
+        new_h = max(1, round(img.height * scale))
+        scaled = img.resize((new_w, new_h), resample)
+        if resize == "pad":
+            out = Image.new(img.mode, (width, height), 0)
+            out.paste(scaled, ((width - new_w) // 2, (height - new_h) // 2))
+        else:
+            left, top = (new_w - width) // 2, (new_h - height) // 2
+            out = scaled.crop((left, top, left + width, top + height))
+    else:
+        raise ValueError(
+            "The `resize` argument must be one of 'stretch', 'pad', 'crop'. "
+            f"Received: {resize!r}."
+        )
+    arr = np.asarray(out, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return arr
+
+
+def array_to_image(array: Any) -> Image.Image:
+    """Turn a (H, W) or (H, W, C) uint8 or float [0, 1] array into an image."""
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise ValueError(
+            "Expected an image array of shape (H, W), (H, W, 1), (H, W, 3) or "
+            f"(H, W, 4). Received shape {arr.shape}."
+        )
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating):
+            arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0)
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[str], where: str) -> None:
+    """Raise a ValueError naming the argument, the allowed values and the value."""
+    if value not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ValueError(
+            f"The `{name}` argument of {where} must be one of {choices}. "
+            f"Received: {value!r}."
+        )
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an extension covidxray reads."""
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS + DICOM_EXTENSIONS

@@ -1,0 +1,70 @@
+"""The record: one image of a dataset, before any pixels are loaded."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Entry", "Record"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a layout reader knows about one image: where it is and its finding.
+
+    Attributes:
+        path: Path of the image file.
+        finding: The label as the source writes it (folder name, `finding`
+            column, ...). A `/` hierarchy is allowed.
+        split: `"train"`, `"val"` or `"test"` when the source fixes it.
+        patient_id: The patient, when the source knows it.
+        source: Where the image comes from (the layout, or a source column).
+    """
+
+    path: str
+    finding: str
+    split: str | None = None
+    patient_id: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image of an `XrayDataset`, with what the scan measured.
+
+    Attributes:
+        path: Path of the image file.
+        label: Class name.
+        split: `"train"`, `"val"` or `"test"`.
+        patient_id: Patient identifier, or None when unknown.
+        source: Layout or source the image came from.
+        finding: The raw label from the source.
+        sha256: SHA-256 of the file's bytes.
+        pixel_hash: SHA-256 of the decoded pixels (finds re-encoded copies).
+        phash: 256-bit perceptual hash in hex (finds resized or recompressed
+            copies).
+        width: Width in pixels, after EXIF orientation.
+        height: Height in pixels.
+        mode: Pillow mode of the file (`L`, `RGB`, `RGBA`, `I;16`, ...).
+        format: File format (`JPEG`, `PNG`, ...).
+        n_bytes: File size in bytes.
+    """
+
+    path: str
+    label: str
+    split: str
+    patient_id: str | None
+    source: str | None
+    finding: str
+    sha256: str
+    pixel_hash: str
+    phash: str
+    width: int
+    height: int
+    mode: str
+    format: str
+    n_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a plain dict (JSON-friendly)."""
+        return asdict(self)

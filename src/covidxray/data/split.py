@@ -1,0 +1,196 @@
+"""Removing duplicates and splitting records, grouped by patient and stratified."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from .records import Record
+
+logger = logging.getLogger("covidxray")
+
+__all__ = ["SPLIT_ORDER", "assign_splits", "check_fractions", "deduplicate"]
+
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def _content_groups(records: Sequence[Record]) -> list[list[int]]:
+    """Indices of records that share bytes or decoded pixels (union-find)."""
+    parent = list(range(len(records)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for key in ("sha256", "pixel_hash"):
+        first: dict[str, int] = {}
+        for i, rec in enumerate(records):
+            value = getattr(rec, key)
+            if value in first:
+                parent[find(i)] = find(first[value])
+            else:
+                first[value] = i
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(records)):
+        groups[find(i)].append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def deduplicate(
+    records: Sequence[Record],
+) -> tuple[list[Record], list[tuple[Record, Record]]]:
+    """Keep one copy of each image content.
+
+    Copies are images with the same bytes or the same decoded pixels. Of each
+    group the copy kept is the one in the earliest split (train, then val, then
+    test), so a test image that also sits in train leaves the test set. A group
+    whose copies carry different labels is dropped whole: its label is unknown.
+
+    Returns:
+        The kept records, in their original order, and `(removed, kept)` pairs
+        (`kept` is the removed record itself when its group was dropped).
+    """
+    removed: list[tuple[Record, Record]] = []
+    drop: set[int] = set()
+    for group in _content_groups(records):
+        labels = {records[i].label for i in group}
+        if len(labels) > 1:
+            logger.warning(
+                "Dropped %d copies of one image that carry different labels %s: %s",
+                len(group),
+                sorted(labels),
+                ", ".join(records[i].path for i in group),
+            )
+            drop.update(group)
+            removed.extend((records[i], records[i]) for i in group)
+            continue
+        order = sorted(group, key=lambda i: (SPLIT_ORDER.index(records[i].split), i))
+        keep = order[0]
+        for i in order[1:]:
+            drop.add(i)
+            removed.append((records[i], records[keep]))
+    if removed:
+        moves = Counter(f"{a.split}->{b.split}" for a, b in removed)
+        logger.info(
+            "deduplicate=True removed %d duplicate images (%s).",
+            len(removed),
+            ", ".join(f"{k}: {v}" for k, v in sorted(moves.items())),
+        )
+    return [r for i, r in enumerate(records) if i not in drop], removed
+
+
+def _split_off(
+    records: list[Record],
+    indices: Sequence[int],
+    fraction: float,
+    target: str,
+    rng: np.random.Generator,
+) -> None:
+    """Move about `fraction` of `indices` to split `target`, whole patients at a
+    time, class by class."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i in indices:
+        rec = records[i]
+        groups[
+            rec.patient_id if rec.patient_id is not None else f"\0{rec.path}"
+        ].append(i)
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for key, members in sorted(groups.items()):
+        majority = Counter(records[i].label for i in members).most_common(1)[0][0]
+        by_label[majority].append(key)
+    for label in sorted(by_label):
+        keys = by_label[label]
+        order = rng.permutation(len(keys))
+        total = sum(len(groups[k]) for k in keys)
+        wanted = round(total * fraction)
+        taken = 0
+        for j in order:
+            if taken >= wanted:
+                break
+            members = groups[keys[j]]
+            for i in members:
+                records[i] = replace(records[i], split=target)
+            taken += len(members)
+
+
+def check_fractions(validation_split: float, test_split: float | None) -> None:
+    """Raise a ValueError unless both fractions are in [0, 1) and sum below 1."""
+    for name, value in (
+        ("validation_split", validation_split),
+        ("test_split", test_split),
+    ):
+        if value is not None and not 0.0 <= float(value) < 1.0:
+            raise ValueError(
+                f"The `{name}` argument of load_dataset must be in [0, 1). "
+                f"Received: {value!r}."
+            )
+    if validation_split + (test_split or 0.0) >= 1.0:
+        raise ValueError(
+            "The `validation_split` and `test_split` arguments of load_dataset must "
+            f"add up to less than 1. Received: {validation_split!r} and {test_split!r}."
+        )
+
+
+def assign_splits(
+    records: Sequence[Record],
+    *,
+    validation_split: float,
+    test_split: float | None,
+    seed: int,
+) -> list[Record]:
+    """Give every record a split.
+
+    With `test_split=None` the source's own test (and validation) split is
+    kept and everything else is the training pool. With a float, all images are
+    split anew. Unless the source has one, the validation set is then taken
+    from the training pool. Splits are stratified
+    by class, group whole patients, and depend only on `seed`.
+
+    Example:
+        >>> from covidxray.data.records import Record
+        >>> recs = [
+        ...     Record(f"{i}.png", "covid" if i % 2 else "non", "train", f"p{i // 4}",
+        ...            None, "", str(i), str(i), "", 1, 1, "L", "PNG", 1)
+        ...     for i in range(40)
+        ... ]
+        >>> out = assign_splits(recs, validation_split=0.25, test_split=None, seed=0)
+        >>> sorted({r.split for r in out})
+        ['train', 'val']
+        >>> train = {r.patient_id for r in out if r.split == "train"}
+        >>> train & {r.patient_id for r in out if r.split == "val"}
+        set()
+    """
+    check_fractions(validation_split, test_split)
+    rng = np.random.default_rng(seed)
+    out = list(records)
+    if test_split is not None:
+        out = [replace(r, split="train") for r in out]
+        _split_off(out, range(len(out)), float(test_split), "test", rng)
+    else:
+        keep = ("test", "val")
+        out = [r if r.split in keep else replace(r, split="train") for r in out]
+    pool = [i for i, r in enumerate(out) if r.split == "train"]
+    # Patients already in test stay out of train and val.
+    test_patients = {r.patient_id for r in out if r.split == "test" and r.patient_id}
+    if test_patients:
+        moved = [i for i in pool if out[i].patient_id in test_patients]
+        if moved:
+            logger.info(
+                "Moved %d training images of patients that are also in the test split "
+                "to test, so that no patient is in two splits.",
+                len(moved),
+            )
+            for i in moved:
+                out[i] = replace(out[i], split="test")
+            pool = [i for i in pool if out[i].split == "train"]
+    if any(r.split == "val" for r in out):
+        logger.info("Kept the source's own validation split; validation_split unused.")
+    else:
+        _split_off(out, pool, float(validation_split), "val", rng)
+    return out

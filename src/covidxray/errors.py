@@ -1,0 +1,60 @@
+"""Exceptions and warnings raised by covidxray.
+
+Every error the library raises on purpose is one of these, or a plain
+`ValueError` / `TypeError` for a bad argument. Messages name the argument or
+file, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CovidXrayWarning",
+    "DataError",
+    "NotFittedError",
+    "WeightsUnavailableError",
+]
+
+
+class DataError(ValueError):
+    """A file, folder or argument of a dataset is not what was expected.
+
+    It names the file or argument, what was expected and what was found.
+
+    Example:
+        >>> from covidxray import DataError
+        >>> issubclass(DataError, ValueError)
+        True
+    """
+
+
+class NotFittedError(ValueError):
+    """A `Classifier` was used before `fit` or `load`.
+
+    Example:
+        >>> from covidxray import NotFittedError
+        >>> issubclass(NotFittedError, ValueError)
+        True
+    """
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be downloaded or read.
+
+    The message names the backbone, the Keras weight file, the folder to put it
+    in, and the `weights=` alternatives.
+
+    Example:
+        >>> from covidxray import WeightsUnavailableError
+        >>> issubclass(WeightsUnavailableError, RuntimeError)
+        True
+    """
+
+
+class CovidXrayWarning(UserWarning):
+    """Base class of the warnings covidxray emits (skipped files, shortcuts...).
+
+    Example:
+        >>> from covidxray import CovidXrayWarning
+        >>> issubclass(CovidXrayWarning, UserWarning)
+        True
+    """

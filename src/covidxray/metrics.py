@@ -1,0 +1,292 @@
+"""`Evaluation`: the metrics of a classifier on labelled data, with 95% CIs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Evaluation", "wilson_interval"]
+
+_Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, total: int, z: float = _Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95% by default).
+
+    Example:
+        >>> lo, hi = wilson_interval(90, 100)
+        >>> round(lo, 4), round(hi, 4)
+        (0.8256, 0.9448)
+    """
+    if total == 0:
+        return (math.nan, math.nan)
+    p = successes / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else math.nan
+
+
+def _binary_counts(y: np.ndarray, pred: np.ndarray) -> dict[str, int]:
+    return {
+        "tp": int(np.sum((y == 1) & (pred == 1))),
+        "fn": int(np.sum((y == 1) & (pred == 0))),
+        "tn": int(np.sum((y == 0) & (pred == 0))),
+        "fp": int(np.sum((y == 0) & (pred == 1))),
+    }
+
+
+def _rates(
+    c: dict[str, int],
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    tp, fn, tn, fp = c["tp"], c["fn"], c["tn"], c["fp"]
+    sens, spec = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    ppv, npv = _ratio(tp, tp + fp), _ratio(tn, tn + fn)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    values = {
+        "sensitivity": sens,
+        "specificity": spec,
+        "ppv": ppv,
+        "npv": npv,
+        "f1": f1,
+    }
+    cis = {
+        "sensitivity": wilson_interval(tp, tp + fn),
+        "specificity": wilson_interval(tn, tn + fp),
+        "ppv": wilson_interval(tp, tp + fp),
+        "npv": wilson_interval(tn, tn + fn),
+    }
+    return values, cis
+
+
+def _auc_pair(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    if len(np.unique(y)) < 2:
+        return (math.nan, math.nan)
+    return float(roc_auc_score(y, score)), float(average_precision_score(y, score))
+
+
+def _bootstrap_auc(
+    y: np.ndarray, score: np.ndarray, n: int, seed: int
+) -> dict[str, tuple[float, float]]:
+    if n <= 0 or len(np.unique(y)) < 2:
+        return {"roc_auc": (math.nan, math.nan), "pr_auc": (math.nan, math.nan)}
+    rng = np.random.default_rng(seed)
+    rocs, prs = [], []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() == y[idx].max():
+            continue
+        roc, pr = _auc_pair(y[idx], score[idx])
+        rocs.append(roc)
+        prs.append(pr)
+    return {
+        "roc_auc": (float(np.percentile(rocs, 2.5)), float(np.percentile(rocs, 97.5))),
+        "pr_auc": (float(np.percentile(prs, 2.5)), float(np.percentile(prs, 97.5))),
+    }
+
+
+@dataclass
+class Evaluation:
+    """Metrics of a classifier on labelled data.
+
+    For two classes the metrics are about the positive class at `threshold`.
+    For more, sensitivity and the others are one-vs-rest per class (in
+    `per_class`), and the headline figures are their macro averages.
+
+    Attributes:
+        metrics: accuracy, balanced_accuracy, sensitivity, specificity, ppv,
+            npv, f1, roc_auc, pr_auc, brier, log_loss.
+        ci: 95% intervals: Wilson for proportions, a seeded bootstrap for AUCs.
+        confusion_matrix: Rows are true classes, columns predicted classes.
+        support: Images per true class.
+        per_class: One-vs-rest metrics per class (multi-class only).
+        meta: Provenance: library and TensorFlow versions, seed, data fingerprint.
+
+    Example:
+        >>> import numpy as np
+        >>> from covidxray import Evaluation
+        >>> ev = Evaluation.from_predictions(
+        ...     [0, 0, 0, 1, 1], [0.1, 0.6, 0.2, 0.9, 0.4],
+        ...     class_names=["non", "covid"], n_bootstrap=0)
+        >>> ev.confusion_matrix.tolist()
+        [[2, 1], [1, 1]]
+        >>> ev.metrics["sensitivity"], ev.metrics["specificity"]
+        (0.5, 0.6666666666666666)
+    """
+
+    class_names: tuple[str, ...]
+    positive_class: str | None
+    threshold: float
+    metrics: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    confusion_matrix: np.ndarray
+    support: dict[str, int]
+    y_true: np.ndarray = field(repr=False)
+    y_score: np.ndarray = field(repr=False)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> float:
+        metrics = self.__dict__.get("metrics", {})
+        if name in metrics:
+            return float(metrics[name])
+        raise AttributeError(f"'Evaluation' object has no attribute {name!r}")
+
+    @classmethod
+    def from_predictions(
+        cls,
+        y_true: Sequence[int] | np.ndarray,
+        y_prob: Sequence[float] | np.ndarray,
+        *,
+        class_names: Sequence[str],
+        positive_class: str | None = None,
+        threshold: float = 0.5,
+        n_bootstrap: int = 1000,
+        seed: int = 0,
+        meta: dict[str, Any] | None = None,
+    ) -> Evaluation:
+        """Compute every metric from true class indices and probabilities.
+
+        Args:
+            y_true: Class indices, shape (N,).
+            y_prob: For two classes, P(class 1) of shape (N,), or (N, 2); for
+                more, shape (N, k).
+            class_names: Class names, index order.
+            positive_class: For two classes, the positive class (default:
+                `class_names[1]`).
+            threshold: Decision threshold on P(positive) (two classes).
+            n_bootstrap: Bootstrap resamples for the AUC intervals (0: none).
+            seed: Seed of the bootstrap.
+            meta: Provenance to keep with the numbers.
+        """
+        from sklearn.metrics import confusion_matrix, log_loss
+
+        names = tuple(class_names)
+        k = len(names)
+        y = np.asarray(y_true, dtype=int).reshape(-1)
+        prob = np.asarray(y_prob, dtype=np.float64)
+        if k == 2:
+            pos = names.index(positive_class) if positive_class else 1
+            p1 = prob[:, 1] if prob.ndim == 2 else prob.reshape(-1)
+            p_pos = p1 if pos == 1 else 1.0 - p1
+            full = np.stack([1 - p1, p1], axis=1)
+        else:
+            full = prob
+            if full.ndim != 2 or full.shape[1] != k:
+                raise ValueError(
+                    f"Expected probabilities of shape (N, {k}) for {k} classes. "
+                    f"Received shape {prob.shape}."
+                )
+        if len(full) != len(y):
+            raise ValueError(
+                f"y_true has {len(y)} labels but y_prob has {len(full)} rows."
+            )
+        if len(y) == 0:
+            raise ValueError("Cannot evaluate on zero images.")
+        clipped = np.clip(full, 1e-7, 1 - 1e-7)
+        metrics: dict[str, float] = {}
+        ci: dict[str, tuple[float, float]] = {}
+        per_class: dict[str, dict[str, float]] = {}
+        if k == 2:
+            is_pos = (y == pos).astype(int)
+            pred_pos = (p_pos >= threshold).astype(int)
+            pred = np.where(pred_pos == 1, pos, 1 - pos)
+            counts = _binary_counts(is_pos, pred_pos)
+            values, cis = _rates(counts)
+            metrics.update(values)
+            ci.update(cis)
+            metrics["roc_auc"], metrics["pr_auc"] = _auc_pair(is_pos, p_pos)
+            ci.update(_bootstrap_auc(is_pos, p_pos, n_bootstrap, seed))
+            metrics["brier"] = float(np.mean((p_pos - is_pos) ** 2))
+            metrics["balanced_accuracy"] = (
+                values["sensitivity"] + values["specificity"]
+            ) / 2
+        else:
+            pred = np.argmax(full, axis=1)
+            for i, name in enumerate(names):
+                counts = _binary_counts((y == i).astype(int), (pred == i).astype(int))
+                values, _ = _rates(counts)
+                roc, pr = _auc_pair((y == i).astype(int), full[:, i])
+                per_class[name] = {**values, "roc_auc": roc, "pr_auc": pr}
+            for key in (
+                "sensitivity",
+                "specificity",
+                "ppv",
+                "npv",
+                "f1",
+                "roc_auc",
+                "pr_auc",
+            ):
+                metrics[key] = float(np.nanmean([per_class[n][key] for n in names]))
+            metrics["balanced_accuracy"] = metrics["sensitivity"]
+            onehot = np.eye(k)[y]
+            metrics["brier"] = float(np.mean(np.sum((full - onehot) ** 2, axis=1)))
+        correct = int(np.sum(pred == y))
+        metrics["accuracy"] = correct / len(y)
+        ci["accuracy"] = wilson_interval(correct, len(y))
+        metrics["log_loss"] = float(log_loss(y, clipped, labels=list(range(k))))
+        matrix = confusion_matrix(y, pred, labels=list(range(k)))
+        support = {name: int(np.sum(y == i)) for i, name in enumerate(names)}
+        return cls(
+            class_names=names,
+            positive_class=(names[pos] if k == 2 else positive_class),
+            threshold=float(threshold),
+            metrics={key: float(v) for key, v in sorted(metrics.items())},
+            ci=ci,
+            confusion_matrix=matrix,
+            support=support,
+            y_true=y,
+            y_score=full,
+            per_class=per_class,
+            meta=dict(meta or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Metrics, intervals, confusion matrix, support and provenance as a dict."""
+        return {
+            "class_names": list(self.class_names),
+            "positive_class": self.positive_class,
+            "threshold": self.threshold,
+            "n": int(len(self.y_true)),
+            "metrics": {k: _clean(v) for k, v in self.metrics.items()},
+            "ci95": {k: [_clean(a), _clean(b)] for k, (a, b) in self.ci.items()},
+            "confusion_matrix": self.confusion_matrix.tolist(),
+            "support": self.support,
+            "per_class": {
+                c: {k: _clean(v) for k, v in m.items()}
+                for c, m in self.per_class.items()
+            },
+            "meta": self.meta,
+        }
+
+    def to_markdown(self) -> str:
+        """A Markdown table of the metrics with their 95% intervals."""
+        lines = ["| metric | value | 95% CI |", "|---|---|---|"]
+        for key, value in self.metrics.items():
+            lo, hi = self.ci.get(key, (math.nan, math.nan))
+            interval = "" if math.isnan(lo) else f"{lo:.3f} - {hi:.3f}"
+            lines.append(f"| {key} | {value:.3f} | {interval} |")
+        header = " | ".join(self.class_names)
+        lines += ["", f"Confusion matrix (rows true, columns predicted: {header}):", ""]
+        lines += [
+            "    " + " ".join(f"{v:6d}" for v in row) for row in self.confusion_matrix
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _clean(value: float) -> float | None:
+    return (
+        None
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else value
+    )

@@ -1,0 +1,436 @@
+"""Model builders: the seed's CNN and pretrained backbones with their heads.
+
+Every model takes images in [0, 1] with 1 or 3 channels and does its own
+preprocessing inside (channel repeat, the backbone's normalisation), with
+serialisable layers. A saved model therefore predicts on raw pixels by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.error
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+from .errors import WeightsUnavailableError
+
+logger = logging.getLogger("covidxray")
+
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "BackbonePreprocess",
+    "ChannelRepeat",
+    "build_cnn",
+    "build_pretrained",
+    "keras_cache_dir",
+    "list_backbones",
+]
+
+PREPROCESS_MODES = ("caffe", "tf", "torch", "raw255", "none")
+
+
+@keras.saving.register_keras_serializable(package="covidxray")
+class ChannelRepeat(layers.Layer):
+    """Repeat a 1-channel image to `channels` channels (identity otherwise).
+
+    Example:
+        >>> import numpy as np
+        >>> ChannelRepeat()(np.zeros((2, 4, 4, 1), "float32")).shape
+        (2, 4, 4, 3)
+    """
+
+    def __init__(self, channels: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.channels = channels
+
+    def call(self, inputs: Any) -> Any:
+        if inputs.shape[-1] == 1 and self.channels != 1:
+            return ops.repeat(inputs, self.channels, axis=-1)
+        return inputs
+
+    def compute_output_shape(
+        self, input_shape: Sequence[int | None]
+    ) -> tuple[int | None, ...]:
+        return (*input_shape[:-1], self.channels)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "channels": self.channels}
+
+
+@keras.saving.register_keras_serializable(package="covidxray")
+class BackbonePreprocess(layers.Layer):
+    """A backbone's input normalisation, applied to RGB images in [0, 1].
+
+    Modes, as in `keras.applications.*.preprocess_input`:
+
+    - `"caffe"`: scale to [0, 255], RGB to BGR, subtract the ImageNet mean (VGG,
+      ResNet v1).
+    - `"tf"`: scale to [-1, 1] (MobileNet, ResNet v2).
+    - `"torch"`: subtract the ImageNet mean and divide by its std (DenseNet).
+    - `"raw255"`: scale to [0, 255]; the backbone normalises itself (EfficientNet).
+    - `"none"`: leave as is.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.full((1, 2, 2, 3), 0.5, "float32")
+        >>> float(BackbonePreprocess("tf")(x)[0, 0, 0, 0])
+        0.0
+    """
+
+    _MEAN = (0.485, 0.456, 0.406)
+    _STD = (0.229, 0.224, 0.225)
+    _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+    def __init__(self, mode: str = "none", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in PREPROCESS_MODES:
+            raise ValueError(
+                f"The `mode` argument of BackbonePreprocess must be one of "
+                f"{', '.join(repr(m) for m in PREPROCESS_MODES)}. Received: {mode!r}."
+            )
+        self.mode = mode
+
+    def call(self, inputs: Any) -> Any:
+        x = ops.cast(inputs, self.compute_dtype)
+        if self.mode == "tf":
+            return x * 2.0 - 1.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(self._MEAN, dtype=x.dtype)
+            std = ops.convert_to_tensor(self._STD, dtype=x.dtype)
+            return (x - mean) / std
+        if self.mode == "caffe":
+            bgr = ops.flip(x * 255.0, axis=-1)
+            return bgr - ops.convert_to_tensor(self._CAFFE_MEAN_BGR, dtype=x.dtype)
+        if self.mode == "raw255":
+            return x * 255.0
+        return x
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mode": self.mode}
+
+
+def _rows(size: int, allowed: Sequence[int]) -> int:
+    return size if size in allowed else 224
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A registered backbone.
+
+    Attributes:
+        name: Registry name (`"resnet50"`).
+        constructor: The `keras.applications` function.
+        preprocessing: `BackbonePreprocess` mode applied inside the model.
+        default_size: The input size the ImageNet weights were trained at.
+        weights_file: Keras' file name of the no-top ImageNet weights; `{rows}`
+            stands for the input size where the file depends on it.
+        sizes: Input sizes with their own weight files (MobileNets).
+    """
+
+    name: str
+    constructor: Callable[..., keras.Model]
+    preprocessing: str
+    default_size: int
+    weights_file: str
+    sizes: tuple[int, ...] = ()
+
+    def weights_file_for(self, input_size: int | None = None) -> str:
+        """The Keras weight file name for an input of `input_size` pixels."""
+        rows = _rows(input_size or self.default_size, self.sizes) if self.sizes else 224
+        return self.weights_file.format(rows=rows)
+
+
+_apps = keras.applications
+BACKBONES: dict[str, Backbone] = {
+    b.name: b
+    for b in [
+        Backbone(
+            "densenet121",
+            _apps.DenseNet121,
+            "torch",
+            224,
+            "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        Backbone(
+            "densenet201",
+            _apps.DenseNet201,
+            "torch",
+            224,
+            "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        Backbone(
+            "efficientnetb0",
+            _apps.EfficientNetB0,
+            "raw255",
+            224,
+            "efficientnetb0_notop.h5",
+        ),
+        Backbone(
+            "mobilenet",
+            _apps.MobileNet,
+            "tf",
+            224,
+            "mobilenet_1_0_{rows}_tf_no_top.h5",
+            (128, 160, 192, 224),
+        ),
+        Backbone(
+            "mobilenetv2",
+            _apps.MobileNetV2,
+            "tf",
+            224,
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
+            (96, 128, 160, 192, 224),
+        ),
+        Backbone(
+            "resnet101v2",
+            _apps.ResNet101V2,
+            "tf",
+            224,
+            "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        Backbone(
+            "resnet50",
+            _apps.ResNet50,
+            "caffe",
+            224,
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        Backbone(
+            "resnet50v2",
+            _apps.ResNet50V2,
+            "tf",
+            224,
+            "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        Backbone(
+            "vgg16",
+            _apps.VGG16,
+            "caffe",
+            224,
+            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+    ]
+}
+
+
+def list_backbones() -> list[str]:
+    """Names of the registered backbones, sorted.
+
+    Example:
+        >>> from covidxray import list_backbones
+        >>> "resnet50" in list_backbones() and "densenet201" in list_backbones()
+        True
+    """
+    return sorted(BACKBONES)
+
+
+def keras_cache_dir() -> Path:
+    """The folder where Keras caches downloaded weights (`$KERAS_HOME/models`)."""
+    base = os.environ.get("KERAS_HOME") or os.path.join(
+        os.path.expanduser("~"), ".keras"
+    )
+    return Path(base) / "models"
+
+
+def build_cnn(
+    input_shape: Sequence[int] = (256, 256, 3),
+    *,
+    num_classes: int = 2,
+    dropout: float = 0.25,
+    name: str = "seed_cnn",
+) -> keras.Model:
+    """The seed project's custom CNN, exactly.
+
+    Conv2D(64, 3, strides=3, relu) -> MaxPool(2) -> Dropout -> Conv2D(32, 3,
+    strides=3, relu) -> MaxPool(2) -> Dropout -> Flatten -> Dense(256, relu) ->
+    Dense(1, sigmoid), or Dense(num_classes, softmax) for more than 2 classes.
+    The Keras 2 call `Convolution2D(64, 3, 3)` meant strides 3, which is why the
+    first feature map is 85 x 85 at 256 x 256. Inputs are images in [0, 1].
+
+    Args:
+        input_shape: `(height, width, channels)`; 1 or 3 channels.
+        num_classes: 2 gives one sigmoid output (P(class 1)); more gives softmax.
+        dropout: Rate of both dropout layers (the seed recorded none; 0.25).
+        name: Model name.
+
+    Returns:
+        An uncompiled `keras.Model`.
+
+    Example:
+        >>> from covidxray import build_cnn
+        >>> build_cnn((256, 256, 3)).count_params()
+        422177
+        >>> build_cnn((64, 64, 1), num_classes=3).output_shape
+        (None, 3)
+    """
+    _check_classes(num_classes)
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x = layers.Conv2D(64, 3, strides=3, activation="relu", name="conv1")(inputs)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Dropout(dropout, name="dropout1")(x)
+    x = layers.Conv2D(32, 3, strides=3, activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Dropout(dropout, name="dropout2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(256, activation="relu", name="dense")(x)
+    outputs = _output_layer(num_classes)(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _check_classes(num_classes: int) -> None:
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            "The `num_classes` argument must be an integer of at least 2. "
+            f"Received: {num_classes!r}."
+        )
+
+
+def _output_layer(num_classes: int) -> layers.Layer:
+    if num_classes == 2:
+        return layers.Dense(1, activation="sigmoid", name="output")
+    return layers.Dense(num_classes, activation="softmax", name="output")
+
+
+def _is_download_failure(exc: BaseException) -> bool:
+    text = str(exc)
+    return (
+        isinstance(exc, urllib.error.URLError | ConnectionError | TimeoutError)
+        or "URL fetch failure" in text
+        or "corrupted file" in text
+        or type(exc) is Exception  # keras.utils.get_file re-raises as bare Exception
+    )
+
+
+def _weights_error(
+    backbone: Backbone, size: int, reason: str
+) -> WeightsUnavailableError:
+    file_name = backbone.weights_file_for(size)
+    cache = keras_cache_dir()
+    return WeightsUnavailableError(
+        f"Could not get the ImageNet weights of backbone '{backbone.name}' "
+        f"(Keras file '{file_name}'): {reason}. Without network access, download "
+        f"that file on another machine and put it in '{cache}' (the Keras cache; "
+        "set KERAS_HOME to move it), or pass weights='/path/to/"
+        f"{file_name}' or weights='/folder/holding/it'. Use weights=None to start "
+        "from random weights."
+    )
+
+
+def _resolve_weights(
+    backbone: Backbone, weights: str | os.PathLike[str] | None, size: int
+) -> str | None:
+    if weights is None or weights == "imagenet":
+        return weights
+    path = Path(weights)
+    if path.is_dir():
+        path = path / backbone.weights_file_for(size)
+    if not path.is_file():
+        raise _weights_error(backbone, size, f"no weights file at '{path}'")
+    return str(path)
+
+
+def build_pretrained(
+    backbone: str,
+    *,
+    input_shape: Sequence[int] = (224, 224, 3),
+    weights: str | os.PathLike[str] | None = "imagenet",
+    trainable: bool = False,
+    num_classes: int = 2,
+    head: str = "seed",
+    dropout: float = 0.5,
+) -> keras.Model:
+    """A `keras.applications` backbone with a classification head.
+
+    The model takes images in [0, 1] with 1 or 3 channels. One channel is
+    repeated to three, and the backbone's own preprocessing is applied inside
+    the model, so nothing needs to be done to the images outside it.
+
+    Args:
+        backbone: A name from `list_backbones()`.
+        input_shape: `(height, width, channels)`, 1 or 3 channels, at least 32.
+        weights: `"imagenet"` (downloaded and cached by Keras), None (random),
+            or a path to a weights file or to a folder holding the Keras file.
+        trainable: Whether the backbone is trainable (False freezes it, as the
+            seed did).
+        num_classes: 2 gives one sigmoid output; more gives softmax.
+        head: `"seed"` is the seed's AveragePooling2D(2) -> Flatten ->
+            Dense(64, relu) -> Dropout -> output; `"gap"` is global average
+            pooling -> Dropout -> output.
+        dropout: Dropout rate of the head.
+
+    Returns:
+        An uncompiled `keras.Model`; the backbone is the nested model named
+        after it.
+
+    Raises:
+        ValueError: Unknown backbone or head (the message lists valid names).
+        WeightsUnavailableError: The ImageNet weights could not be downloaded
+            or the given file does not exist.
+
+    Example:
+        >>> from covidxray import build_pretrained
+        >>> model = build_pretrained(
+        ...     "mobilenetv2", input_shape=(64, 64, 1), weights=None)
+        >>> model.output_shape, model.get_layer("mobilenetv2").trainable
+        ((None, 1), False)
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(
+            f"Unknown backbone {backbone!r}. "
+            f"Valid names: {', '.join(list_backbones())}."
+        )
+    if head not in ("seed", "gap"):
+        raise ValueError(
+            f"The `head` argument of build_pretrained must be one of 'seed', 'gap'. "
+            f"Received: {head!r}."
+        )
+    _check_classes(num_classes)
+    spec = BACKBONES[backbone]
+    height, width, channels = (int(v) for v in input_shape)
+    if channels not in (1, 3):
+        raise ValueError(
+            "The `input_shape` argument of build_pretrained must have 1 or 3 channels. "
+            f"Received: {tuple(input_shape)!r}."
+        )
+    resolved = _resolve_weights(spec, weights, height)
+    try:
+        base = spec.constructor(
+            include_top=False, weights=resolved, input_shape=(height, width, 3)
+        )
+    except (ValueError, TypeError) as exc:
+        if resolved is not None and _is_download_failure(exc):
+            raise _weights_error(spec, height, str(exc)) from exc
+        raise
+    except Exception as exc:
+        if (
+            resolved is not None
+            and _is_download_failure(exc)
+            or isinstance(exc, OSError)
+        ):
+            raise _weights_error(spec, height, str(exc)) from exc
+        raise
+    base.name = backbone
+    base.trainable = trainable
+
+    inputs = keras.Input((height, width, channels), name="image")
+    x = ChannelRepeat(3, name="channel_repeat")(inputs)
+    x = BackbonePreprocess(spec.preprocessing, name="preprocess")(x)
+    x = base(x, training=False)
+    if head == "seed":
+        pool = max(1, min(2, int(x.shape[1] or 1), int(x.shape[2] or 1)))
+        x = layers.AveragePooling2D(pool, name="head_pool")(x)
+        x = layers.Flatten(name="head_flatten")(x)
+        x = layers.Dense(64, activation="relu", name="head_dense")(x)
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    else:
+        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = _output_layer(num_classes)(x)
+    return keras.Model(inputs, outputs, name=f"{backbone}_{head}")

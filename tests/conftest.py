@@ -1,0 +1,48 @@
+"""Shared fixtures: synthetic data made on the fly, and the real seed-xray path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from covidxray.datasets import make_synthetic
+
+SEED_ENV = "COVIDXRAY_SEED_DATA"
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A flat synthetic set: covid/ and normal/, 24 images each, 48x48."""
+    return make_synthetic(
+        tmp_path_factory.mktemp("synthetic"),
+        n_per_class=24,
+        image_size=(48, 48),
+        seed=0,
+    )
+
+
+@pytest.fixture(scope="session")
+def leaky_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic train/test set with 3 training COVID images copied into test."""
+    return make_synthetic(
+        tmp_path_factory.mktemp("leaky"),
+        n_per_class=16,
+        test_per_class=6,
+        leaked=3,
+        image_size=(48, 48),
+        seed=1,
+    )
+
+
+@pytest.fixture(scope="session")
+def seed_data() -> Path:
+    """The real seed-xray folder, or skip when COVIDXRAY_SEED_DATA is unset."""
+    value = os.environ.get(SEED_ENV)
+    if not value:
+        pytest.skip(f"{SEED_ENV} is not set; real-data tests are skipped.")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.fail(f"{SEED_ENV}={value!r} is not a folder.")
+    return path
