@@ -123,9 +123,9 @@ class Classifier:
         >>> from covidxray import Classifier, build_cnn, load_dataset
         >>> from covidxray.datasets import make_synthetic
         >>> root = make_synthetic(
-        ...     tempfile.mkdtemp(), n_per_class=8, image_size=(32, 32))
-        >>> data = load_dataset(root, image_size=(32, 32), batch_size=8)
-        >>> clf = Classifier(build_cnn((32, 32, 1)), class_names=data.class_names)
+        ...     tempfile.mkdtemp(), n_per_class=8, image_size=(48, 48))
+        >>> data = load_dataset(root, image_size=(48, 48), batch_size=8)
+        >>> clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names)
         >>> clf.fit(data, epochs=1, verbose=0).predict(data.images("val")).shape
         (4,)
     """
@@ -346,15 +346,9 @@ class Classifier:
         self.preprocessing_ = preprocessing
 
         monitor = "val_loss" if val_ds is not None else "loss"
-        all_callbacks: list[keras.callbacks.Callback] = [_LogEpochs(), *callbacks]
-        if early_stopping:
-            all_callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=monitor,
-                    patience=int(early_stopping),
-                    restore_best_weights=True,
-                )
-            )
+        # Our own callbacks run first, so that an exception raised by a user
+        # callback at the end of an epoch comes after that epoch's backup.
+        all_callbacks: list[keras.callbacks.Callback] = [_LogEpochs()]
         if checkpoint is not None:
             path = Path(checkpoint)
             best = self._previous_best(path, monitor)
@@ -364,6 +358,15 @@ class Classifier:
                     str(path) + ".backup", delete_checkpoint=True
                 )
             )
+        if early_stopping:
+            all_callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=monitor,
+                    patience=int(early_stopping),
+                    restore_best_weights=True,
+                )
+            )
+        all_callbacks.extend(callbacks)
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 0
 

@@ -271,6 +271,14 @@ def build_cnn(
         (None, 3)
     """
     _check_classes(num_classes)
+    side = min(int(input_shape[0]), int(input_shape[1]))
+    conv1 = (side - 3) // 3 + 1
+    if side < 3 or (conv1 // 2 - 3) // 3 + 1 < 2:
+        raise ValueError(
+            "The `input_shape` argument of build_cnn must be at least 36 x 36: the seed "
+            "CNN has two stride-3 convolutions and two 2x2 poolings. "
+            f"Received: {tuple(input_shape)!r}."
+        )
     inputs = keras.Input(tuple(input_shape), name="image")
     x = layers.Conv2D(64, 3, strides=3, activation="relu", name="conv1")(inputs)
     x = layers.MaxPooling2D(2, name="pool1")(x)

@@ -1,0 +1,288 @@
+"""Tests of Classifier: fit, predict on every input type, evaluate, save, load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from covidxray import (
+    Augmenter,
+    Classifier,
+    DataError,
+    NotFittedError,
+    build_cnn,
+    build_pretrained,
+    load_dataset,
+)
+from covidxray.datasets import make_synthetic
+
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def split_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic(
+        tmp_path_factory.mktemp("clf"),
+        n_per_class=60,
+        test_per_class=30,
+        image_size=(SIZE, SIZE),
+    )
+
+
+@pytest.fixture(scope="module")
+def data(split_root: Path):
+    return load_dataset(split_root, image_size=(SIZE, SIZE), batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def fitted(data) -> Classifier:
+    clf = Classifier(
+        build_cnn((SIZE, SIZE, 1)), class_names=data.class_names, learning_rate=2e-3
+    )
+    return clf.fit(data, epochs=10, verbose=0)
+
+
+def test_fit_then_evaluate_learns_the_synthetic_pattern(
+    fitted: Classifier, data
+) -> None:
+    ev = fitted.evaluate(data)
+    assert ev.metrics["roc_auc"] > 0.9
+    assert (
+        ev.meta["split"] == "test" and ev.meta["data_fingerprint"] == data.fingerprint()
+    )
+    assert (
+        ev.meta["covidxray_version"] and ev.meta["tensorflow_version"] == tf.__version__
+    )
+    assert sum(ev.support.values()) == 60
+    assert set(fitted.history_) >= {"loss", "val_loss", "accuracy", "val_auc"}
+    assert len(fitted.history_["loss"]) == 10
+    assert fitted.preprocessing_ == {
+        "image_size": [SIZE, SIZE],
+        "color_mode": "grayscale",
+        "resize": "stretch",
+    }
+
+
+def test_predict_before_fit_raises_not_fitted() -> None:
+    clf = Classifier(build_cnn((48, 48, 1)), class_names=["non", "covid"])
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        clf.predict(np.zeros((48, 48)))
+    assert isinstance(NotFittedError("x"), ValueError)
+
+
+def test_init_only_stores() -> None:
+    model = build_cnn((48, 48, 1))
+    clf = Classifier(model, class_names=["non", "covid"], threshold=0.3)
+    assert clf.model is model and clf.threshold == 0.3
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(clf))
+
+
+def test_predict_accepts_every_input_type(
+    fitted: Classifier, split_root: Path, data
+) -> None:
+    folder = split_root / "test" / "covid"
+    files = sorted(folder.iterdir())[:3]
+    ref = fitted.predict_proba([str(f) for f in files])
+    assert ref.shape == (3, 2)
+    np.testing.assert_allclose(ref.sum(axis=1), 1.0, rtol=1e-6)
+    pil = [Image.open(f) for f in files]
+    u8 = np.stack([np.asarray(p) for p in pil])  # (N, H, W) uint8
+    np.testing.assert_allclose(fitted.predict_proba(files[0]), ref[:1], rtol=1e-5)
+    np.testing.assert_allclose(fitted.predict_proba(pil), ref, rtol=1e-5)
+    np.testing.assert_allclose(fitted.predict_proba(pil[0]), ref[:1], rtol=1e-5)
+    np.testing.assert_allclose(fitted.predict_proba(u8[0]), ref[:1], rtol=1e-5)
+    np.testing.assert_allclose(
+        fitted.predict_proba(u8[0][:, :, None]), ref[:1], rtol=1e-5
+    )
+    np.testing.assert_allclose(fitted.predict_proba(u8[..., None]), ref, rtol=1e-5)
+    np.testing.assert_allclose(
+        fitted.predict_proba(u8[..., None] / 255.0), ref, rtol=1e-5
+    )
+    rgb = np.repeat(u8[..., None], 3, axis=-1)
+    np.testing.assert_allclose(fitted.predict_proba(rgb), ref, rtol=1e-5)
+    ds = tf.data.Dataset.from_tensor_slices(
+        u8[..., None].astype("float32") / 255.0
+    ).batch(2)
+    np.testing.assert_allclose(fitted.predict_proba(ds), ref, rtol=1e-5)
+    assert len(fitted.predict(folder)) == len(list(folder.iterdir()))
+    big = np.asarray(Image.open(files[0]).resize((200, 150)))  # other size: resized
+    assert fitted.predict_proba(big).shape == (1, 2)
+    labels = fitted.predict(str(folder))
+    assert set(labels) <= {"normal", "covid"}
+
+
+def test_save_and_load_in_a_fresh_process_is_bit_identical(
+    fitted: Classifier, data, tmp_path: Path
+) -> None:
+    path = fitted.save(tmp_path / "model.keras")
+    x = data.images("test")[:8]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "p.npy", fitted.predict_proba(x))
+    code = (
+        "import numpy as np, sys; from covidxray import Classifier;"
+        f"c = Classifier.load(r'{path}');"
+        f"p = c.predict_proba(np.load(r'{tmp_path / 'x.npy'}'));"
+        f"ref = np.load(r'{tmp_path / 'p.npy'}');"
+        "sys.exit(0 if np.array_equal(p, ref) and list(c.classes_) == ['normal', 'covid'] else 3)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    with zipfile.ZipFile(path) as archive:
+        meta = json.loads(archive.read("covidxray.json"))
+    assert (
+        meta["class_names"] == ["normal", "covid"]
+        and meta["preprocessing"]["resize"] == "stretch"
+    )
+    assert meta["covidxray_version"]
+
+
+def test_failed_save_keeps_the_old_file(
+    fitted: Classifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = fitted.save(tmp_path / "model.keras")
+    before = path.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        fitted.save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.keras"
+    ]  # no temp file left
+
+
+def test_load_rejects_broken_and_foreign_files(
+    fitted: Classifier, tmp_path: Path
+) -> None:
+    good = fitted.save(tmp_path / "good.keras")
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(DataError, match="not a .keras archive"):
+        Classifier.load(truncated)
+    plain = tmp_path / "plain.keras"
+    build_cnn((48, 48, 1)).save(plain)
+    with pytest.raises(DataError, match="without covidxray metadata"):
+        Classifier.load(plain)
+    with pytest.raises(DataError, match="No model file"):
+        Classifier.load(tmp_path / "missing.keras")
+    with pytest.raises(ValueError, match="must end in '.keras'"):
+        fitted.save(tmp_path / "model.h5")
+
+
+def test_tune_threshold(fitted: Classifier, data) -> None:
+    clf = Classifier.load(fitted.save(Path(data.source).parent / "tune.keras"))
+    youden = clf.tune_threshold(data.as_tf_dataset("val"))
+    assert 0.0 <= youden <= 1.0 and clf.threshold_ == youden
+    sensitive = clf.tune_threshold(
+        data.as_tf_dataset("val"), target={"sensitivity": 0.99}
+    )
+    ev = clf.evaluate(data.as_tf_dataset("val"), n_bootstrap=0)
+    assert ev.metrics["sensitivity"] >= 0.99 and ev.threshold == sensitive
+    with pytest.raises(ValueError, match="`target` argument"):
+        clf.tune_threshold(data.as_tf_dataset("val"), target={"ppv": 0.9})
+
+
+def test_fit_with_augmenter_and_arrays(data) -> None:
+    x, y = data.images("train"), data.labels("train")
+    clf = Classifier(build_cnn((SIZE, SIZE, 1)), class_names=data.class_names)
+    clf.fit(
+        (x, y), epochs=1, augmenter=Augmenter.xray(seed=0), verbose=0, early_stopping=2
+    )
+    assert len(clf.history_["loss"]) == 1 and np.isfinite(clf.history_["loss"][0])
+
+
+class StopAfter(keras.callbacks.Callback):
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.stop_at = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.stop_at:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_interrupted_fit_resumes_from_checkpoint(data, tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.keras"
+    clf = Classifier(build_cnn((SIZE, SIZE, 1)), class_names=data.class_names)
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(data, epochs=5, checkpoint=ckpt, callbacks=[StopAfter(2)], verbose=0)
+    assert ckpt.is_file() and Path(f"{ckpt}.backup").is_dir()
+    assert Classifier.load(ckpt).metadata_["checkpoint"]["epoch"] <= 2
+    resumed = Classifier(build_cnn((SIZE, SIZE, 1)), class_names=data.class_names)
+    resumed.fit(data, epochs=5, checkpoint=ckpt, verbose=0)
+    assert len(resumed.history_["loss"]) == 3  # epochs 3, 4 and 5 only
+    assert not Path(f"{ckpt}.backup").exists()
+    assert Classifier.load(ckpt).predict_proba(data.images("test")[:2]).shape == (2, 2)
+
+
+def test_frozen_backbone_uses_feature_cache_and_returns_full_model(data) -> None:
+    model = build_pretrained(
+        "mobilenetv2", input_shape=(SIZE, SIZE, 1), weights=None, head="gap"
+    )
+    backbone_before = [w.copy() for w in model.get_layer("mobilenetv2").get_weights()]
+    head_before = [w.copy() for w in model.get_layer("output").get_weights()]
+    clf = Classifier(model, class_names=data.class_names).fit(data, epochs=2, verbose=0)
+    assert clf.feature_cache_used_
+    assert clf.model_ is model
+    after = model.get_layer("mobilenetv2").get_weights()
+    assert all(
+        np.array_equal(a, b) for a, b in zip(backbone_before, after, strict=True)
+    )
+    assert not np.array_equal(
+        head_before[0], model.get_layer("output").get_weights()[0]
+    )
+    assert clf.predict_proba(data.images("test")[:3]).shape == (3, 2)
+
+    clf.unfreeze(5).set_params(learning_rate=1e-5)
+    trainable = [
+        layer.name
+        for layer in model.get_layer("mobilenetv2").layers
+        if layer.trainable and layer.weights
+    ]
+    assert trainable and all(
+        not isinstance(
+            model.get_layer("mobilenetv2").get_layer(n), keras.layers.BatchNormalization
+        )
+        for n in trainable
+    )
+    clf.fit(data, epochs=1, verbose=0)
+    assert not clf.feature_cache_used_
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path) -> None:
+    code = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from covidxray import Classifier, build_cnn, load_dataset
+from covidxray.datasets import make_synthetic
+root = make_synthetic(r"{tmp_path}", n_per_class=12, image_size=(48, 48))
+data = load_dataset(root, image_size=(48, 48), batch_size=8)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+assert strategy.num_replicas_in_sync == 2
+clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names)
+clf.fit(data, epochs=2, strategy=strategy, verbose=0)
+assert len(clf.history_["loss"]) == 2
+assert clf.predict_proba(data.images("val")).shape[1] == 2
+print("MIRRORED-OK", strategy.num_replicas_in_sync)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MIRRORED-OK 2" in result.stdout
