@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import write_image
 from PIL import Image
 
 from covidxray import Augmenter
+from helpers import write_image
 
 
 def marker(size: int = 41, row: int = 20, col: int = 30) -> np.ndarray:

@@ -55,12 +55,14 @@ def _pair(name: str, value: Any, *, around: float | None = None) -> tuple[float,
         lo, hi = (float(x) for x in value)
     except (TypeError, ValueError):
         raise ValueError(
-            f"The `{name}` argument of Augmenter must be a number or a pair (low, high). "
+            f"The `{name}` argument of Augmenter must be a number or a pair "
+            "(low, high). "
             f"Received: {value!r}."
         ) from None
     if lo > hi:
         raise ValueError(
-            f"The `{name}` argument of Augmenter must have low <= high. Received: {value!r}."
+            f"The `{name}` argument of Augmenter must have low <= high. "
+            f"Received: {value!r}."
         )
     return lo, hi
 
@@ -134,7 +136,8 @@ class Augmenter:
         zoom_range = _pair("zoom", zoom, around=1.0)
         if zoom_range[0] <= 0:
             raise ValueError(
-                f"The `zoom` argument of Augmenter must keep factors above 0. Received: {zoom!r}."
+                "The `zoom` argument of Augmenter must keep factors above 0. "
+                f"Received: {zoom!r}."
             )
         self.params = _Params(
             rotation=abs(float(rotation)),
@@ -281,7 +284,8 @@ class Augmenter:
             x = x[None]
         if x.shape.rank != 4:
             raise ValueError(
-                f"Expected images of shape (N, H, W, C) or (H, W, C). Received shape {x.shape}."
+                "Expected images of shape (N, H, W, C) or (H, W, C). "
+                f"Received shape {x.shape}."
             )
         x = (
             tf.cast(x, tf.float32) / 255.0
@@ -382,8 +386,9 @@ class Augmenter:
         src_real, out_real = src.resolve(), out.resolve()
         if out_real == src_real or src_real in out_real.parents:
             raise ValueError(
-                f"The `output_dir` argument of expand must not be the source folder or inside "
-                f"it (the seed wrote into the folder it read). Received: '{out}' for source "
+                "The `output_dir` argument of expand must not be the source folder or "
+                "inside it (the seed wrote into the folder it read). "
+                f"Received: '{out}' for source "
                 f"'{src}'."
             )
         sources = sorted(

@@ -275,8 +275,8 @@ def build_cnn(
     conv1 = (side - 3) // 3 + 1
     if side < 3 or (conv1 // 2 - 3) // 3 + 1 < 2:
         raise ValueError(
-            "The `input_shape` argument of build_cnn must be at least 36 x 36: the seed "
-            "CNN has two stride-3 convolutions and two 2x2 poolings. "
+            "The `input_shape` argument of build_cnn must be at least 36 x 36: the "
+            "seed CNN has two stride-3 convolutions and two 2x2 poolings. "
             f"Received: {tuple(input_shape)!r}."
         )
     inputs = keras.Input(tuple(input_shape), name="image")
