@@ -26,6 +26,12 @@ if TYPE_CHECKING:
     from .explain import grad_cam, overlay
     from .metrics import Evaluation
     from .models import Backbone, build_cnn, build_pretrained, list_backbones
+    from .plots import (
+        plot_confusion_matrix,
+        plot_gradcam_grid,
+        plot_history,
+        plot_roc,
+    )
 
 _LAZY = {
     "Augmenter": "augment",
@@ -37,6 +43,10 @@ _LAZY = {
     "grad_cam": "explain",
     "list_backbones": "models",
     "overlay": "explain",
+    "plot_confusion_matrix": "plots",
+    "plot_gradcam_grid": "plots",
+    "plot_history": "plots",
+    "plot_roc": "plots",
 }
 
 __all__ = [
@@ -59,6 +69,10 @@ __all__ = [
     "list_backbones",
     "load_dataset",
     "overlay",
+    "plot_confusion_matrix",
+    "plot_gradcam_grid",
+    "plot_history",
+    "plot_roc",
 ]
 
 

@@ -631,6 +631,15 @@ class Classifier:
             index = np.argmax(proba, axis=1)
         return self.classes_[index]
 
+    def explain(
+        self, x: ImageInput, *, layer: str | None = None, class_index: int | None = None
+    ) -> np.ndarray:
+        """Grad-CAM heatmaps (N, H, W) in [0, 1] for inputs, preprocessed as in
+        `predict`. See `covidxray.grad_cam`."""
+        from .explain import grad_cam
+
+        return grad_cam(self, x, layer=layer, class_index=class_index)
+
     # ------------------------------------------------------------------ evaluate
 
     def _labelled(self, data: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
