@@ -127,7 +127,7 @@ class Classifier:
         >>> data = load_dataset(root, image_size=(48, 48), batch_size=8)
         >>> clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names)
         >>> clf.fit(data, epochs=1, verbose=0).predict(data.images("val")).shape
-        (4,)
+        (2,)
     """
 
     def __init__(
@@ -406,7 +406,6 @@ class Classifier:
         self.fit_seconds_ = time.perf_counter() - start
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.feature_cache_used_ = use_cache
-        self._predict_fn = None
         return self
 
     def _previous_best(self, path: Path, monitor: str) -> float:
@@ -589,14 +588,9 @@ class Classifier:
             yield np.stack(chunk).astype(np.float32) / 255.0
 
     def _model_output(self, batch: np.ndarray) -> np.ndarray:
-        if getattr(self, "_predict_fn", None) is None:
-            model = self.model_
-            spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-            self._predict_fn = tf.function(
-                lambda t: model(t, training=False), input_signature=[spec]
-            )
-        assert self._predict_fn is not None
-        return np.asarray(self._predict_fn(tf.convert_to_tensor(batch)))
+        # A direct eager call: no per-call start-up of model.predict, and no
+        # tracing, so one image costs one forward pass.
+        return np.asarray(self.model_(tf.convert_to_tensor(batch), training=False))
 
     def predict_proba(self, x: ImageInput) -> np.ndarray:
         """Class probabilities, shape (N, n_classes), columns in `classes_` order.
@@ -829,7 +823,6 @@ class Classifier:
         clf.threshold_ = float(meta["threshold"])
         clf.preprocessing_ = dict(meta["preprocessing"])
         clf.metadata_ = meta  # type: ignore[attr-defined]
-        clf._predict_fn = None
         return clf
 
 

@@ -42,7 +42,7 @@ class ChannelRepeat(layers.Layer):
 
     Example:
         >>> import numpy as np
-        >>> ChannelRepeat()(np.zeros((2, 4, 4, 1), "float32")).shape
+        >>> tuple(ChannelRepeat()(np.zeros((2, 4, 4, 1), "float32")).shape)
         (2, 4, 4, 3)
     """
 
