@@ -23,6 +23,7 @@ logging.getLogger("covidxray").addHandler(logging.NullHandler())
 if TYPE_CHECKING:
     from .augment import Augmenter
     from .classifier import Classifier
+    from .comparison import Comparison, run_comparison
     from .explain import grad_cam, overlay
     from .metrics import Evaluation
     from .models import Backbone, build_cnn, build_pretrained, list_backbones
@@ -37,12 +38,14 @@ _LAZY = {
     "Augmenter": "augment",
     "Backbone": "models",
     "Classifier": "classifier",
+    "Comparison": "comparison",
     "Evaluation": "metrics",
     "build_cnn": "models",
     "build_pretrained": "models",
     "grad_cam": "explain",
     "list_backbones": "models",
     "overlay": "explain",
+    "run_comparison": "comparison",
     "plot_confusion_matrix": "plots",
     "plot_gradcam_grid": "plots",
     "plot_history": "plots",
@@ -54,6 +57,7 @@ __all__ = [
     "Augmenter",
     "Backbone",
     "Classifier",
+    "Comparison",
     "CovidXrayWarning",
     "DataError",
     "Evaluation",
@@ -73,6 +77,7 @@ __all__ = [
     "plot_gradcam_grid",
     "plot_history",
     "plot_roc",
+    "run_comparison",
 ]
 
 

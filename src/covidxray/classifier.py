@@ -280,7 +280,7 @@ class Classifier:
         callbacks: Sequence[keras.callbacks.Callback] = (),
         strategy: tf.distribute.Strategy | None = None,
         verbose: str | int = "auto",
-        batch_size: int = 32,
+        batch_size: int | None = None,
     ) -> Classifier:
         """Train the model.
 
@@ -309,7 +309,8 @@ class Classifier:
                 scope.
             verbose: Keras verbosity; `"auto"` shows progress bars on a terminal
                 only.
-            batch_size: Batch size when `train` is given as arrays.
+            batch_size: Batch size for arrays (default 32), or to override an
+                `XrayDataset`'s own.
 
         Returns:
             self.
@@ -427,20 +428,26 @@ class Classifier:
         train: Any,
         validation_data: Any,
         class_weight: Any,
-        batch_size: int,
+        batch_size: int | None,
     ) -> tuple[tf.data.Dataset, tf.data.Dataset | None, dict[int, float] | None]:
         if isinstance(train, XrayDataset):
-            train_ds = train.train
+            train_ds = train.as_tf_dataset("train", shuffle=True, batch_size=batch_size)
             if train_ds is None:
                 raise DataError(f"The training split of '{train.source}' is empty.")
-            val_ds = validation_data if validation_data is not None else train.val
+            val_ds = (
+                validation_data
+                if validation_data is not None
+                else train.as_tf_dataset("val", batch_size=batch_size)
+            )
             labels = train.labels("train")
         else:
-            train_ds = _as_dataset(train, batch_size, shuffle=True, seed=self.seed)
+            train_ds = _as_dataset(
+                train, batch_size or 32, shuffle=True, seed=self.seed
+            )
             val_ds = validation_data
             labels = None
         if isinstance(val_ds, tuple):
-            val_ds = _as_dataset(val_ds, batch_size, shuffle=False)
+            val_ds = _as_dataset(val_ds, batch_size or 32, shuffle=False)
         if class_weight is None:
             return train_ds, val_ds, None
         if isinstance(class_weight, Mapping):

@@ -1,0 +1,289 @@
+"""The `covidxray` command: a thin layer over the public API.
+
+Exit codes: 0 success; 1 bad data, file or argument value; 2 bad usage;
+3 pretrained weights unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .errors import DataError, WeightsUnavailableError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_WEIGHTS = 0, 1, 2, 3
+
+
+def _weights(value: str) -> str | None:
+    return None if value.lower() == "none" else value
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit
+
+    report = audit(args.data, shortcut_probe=not args.no_probe)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.to_markdown())
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .augment import Augmenter
+    from .classifier import Classifier
+    from .data.loader import load_dataset
+    from .models import build_cnn, build_pretrained
+
+    size = args.image_size or (256 if args.model == "cnn" else 224)
+    channels = 1 if args.color_mode == "grayscale" else 3
+    if args.model == "cnn":
+        model = build_cnn((size, size, channels))
+    else:
+        model = build_pretrained(
+            args.model,
+            input_shape=(size, size, channels),
+            weights=_weights(args.weights),
+        )
+    data = load_dataset(
+        args.data,
+        image_size=(size, size),
+        color_mode=args.color_mode,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    print(data.summary())
+    augmenters = {"seed": Augmenter.seed_training, "xray": Augmenter.xray}
+    augmenter = (
+        augmenters[args.augment](seed=args.seed) if args.augment != "none" else None
+    )
+    clf = Classifier(
+        model,
+        class_names=data.class_names,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
+    clf.fit(
+        data,
+        epochs=args.epochs,
+        augmenter=augmenter,
+        early_stopping=args.early_stopping,
+        checkpoint=args.checkpoint,
+    )
+    clf.save(args.out)
+    split = "val" if data.split_records("val") else None
+    if split:
+        evaluation = clf.evaluate(data.as_tf_dataset(split), n_bootstrap=0)
+        print(
+            "Validation: "
+            + json.dumps({k: round(v, 4) for k, v in evaluation.metrics.items()})
+        )
+    print(f"Saved {args.out}")
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .classifier import Classifier
+    from .data.loader import load_dataset
+
+    clf = Classifier.load(args.model)
+    prep = clf.preprocessing_
+    data = load_dataset(
+        args.data,
+        image_size=prep["image_size"],
+        color_mode=prep["color_mode"],
+        resize=prep["resize"],
+        seed=args.seed,
+        positive_class=clf.positive_class,
+    )
+    if tuple(data.class_names) != tuple(clf.class_names):
+        raise DataError(
+            f"The model's classes {list(clf.class_names)} differ from the data's "
+            f"{list(data.class_names)}."
+        )
+    evaluation = clf.evaluate(data)
+    if args.json:
+        print(json.dumps(evaluation.to_dict(), indent=2, default=str))
+    else:
+        print(f"Evaluated on the {evaluation.meta['split']} split of {args.data}")
+        print(evaluation.to_markdown())
+    return EXIT_OK
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .classifier import Classifier
+    from .data.decode import is_image_name
+
+    clf = Classifier.load(args.model)
+    files: list[str] = []
+    for item in args.images:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(
+                str(p)
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and is_image_name(p.name)
+            )
+        elif path.is_file():
+            files.append(str(path))
+        else:
+            raise DataError(f"No such file or folder: '{item}'.")
+    if not files:
+        raise DataError(f"Found no images in {args.images}.")
+    proba = clf.predict_proba(files)
+    labels = clf.predict(files)
+    positive = clf.class_names.index(clf.positive_class) if clf.positive_class else 1
+    results = [
+        {
+            "file": f,
+            "label": str(label),
+            "probability": float(p[positive]),
+            "probability_of": clf.class_names[positive],
+        }
+        for f, label, p in zip(files, labels, proba, strict=True)
+    ]
+    if args.gradcam:
+        from .data.decode import decode_file
+        from .explain import overlay
+
+        out = Path(args.gradcam)
+        out.mkdir(parents=True, exist_ok=True)
+        heatmaps = clf.explain(files)
+        for k, (name, heat) in enumerate(zip(files, heatmaps, strict=True)):
+            image, _ = decode_file(name)
+            target = out / f"{k:04d}_{Path(name).stem}_gradcam.png"
+            overlay(image, heat).save(target)
+            results[k]["gradcam"] = str(target)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for row in results:
+            print(f"{row['label']}\t{row['probability']:.4f}\t{row['file']}")
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .comparison import run_comparison
+
+    weights = args.weights or ("none" if args.quick else "imagenet")
+    result = run_comparison(
+        args.data,
+        out_dir=args.out,
+        models=args.models,
+        weights=_weights(weights),
+        epochs=args.epochs,
+        image_size=args.image_size,
+        quick=args.quick,
+        seed=args.seed,
+    )
+    print(result.to_markdown())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `covidxray` command."""
+    parser = argparse.ArgumentParser(
+        prog="covidxray",
+        description="Chest X-ray COVID-19 classification with leak and shortcut "
+        "audits. "
+        "Research use only; not for clinical use.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"covidxray {__version__}"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("audit", help="find duplicates, patient overlap and shortcuts")
+    p.add_argument("data", help="dataset folder or metadata file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.add_argument("--no-probe", action="store_true", help="skip the shortcut probe")
+    p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("train", help="train a model and save it as a .keras file")
+    p.add_argument("data", help="dataset folder or metadata file")
+    p.add_argument(
+        "--model", default="cnn", help="cnn or a backbone name (default: cnn)"
+    )
+    p.add_argument("--out", required=True, help="output .keras file")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument(
+        "--image-size", type=int, help="default 256 for cnn, 224 for backbones"
+    )
+    p.add_argument("--color-mode", choices=["grayscale", "rgb"], default="grayscale")
+    p.add_argument("--augment", choices=["seed", "xray", "none"], default="xray")
+    p.add_argument(
+        "--weights", default="imagenet", help="imagenet, none, or a file/folder"
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--early-stopping", type=int, help="patience in epochs")
+    p.add_argument(
+        "--checkpoint", help="best-epoch .keras file; resumes if interrupted"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "evaluate", help="metrics with 95%% CIs on a dataset's test split"
+    )
+    p.add_argument("model", help="a .keras file saved by covidxray")
+    p.add_argument("data", help="dataset folder or metadata file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="a label and a probability for each image")
+    p.add_argument("model", help="a .keras file saved by covidxray")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--gradcam", metavar="OUTDIR", help="write a Grad-CAM overlay per image"
+    )
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("compare", help="the published comparison, leaky and audited")
+    p.add_argument(
+        "data", nargs="?", help="dataset folder (default: synthetic demo set)"
+    )
+    p.add_argument("--out", default="results")
+    p.add_argument("--models", nargs="+")
+    p.add_argument(
+        "--weights",
+        help="imagenet, none, or a folder (default imagenet; none with --quick)",
+    )
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true")
+    p.set_defaults(func=_cmd_compare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `covidxray` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        code: Any = args.func(args)
+    except WeightsUnavailableError as exc:
+        print(f"covidxray {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_WEIGHTS
+    except (DataError, ValueError, OSError) as exc:
+        print(f"covidxray {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    return int(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

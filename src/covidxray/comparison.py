@@ -1,0 +1,350 @@
+"""The published comparison, reproduced: the seed CNN against pretrained backbones,
+on the seed's leaky split and on an audited split.
+
+`run_comparison` is what `examples/reproduce_comparison.py` and
+`covidxray compare` run. It follows `seed-protocol.md`: the seed CNN at
+256 x 256 x 3 with the seed's augmentation and Adam at 1e-3; frozen ImageNet
+backbones with the seed's head, Adam at 1e-4, batch 8, no augmentation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .audit import audit
+from .data.loader import load_dataset
+from .datasets import make_synthetic
+
+logger = logging.getLogger("covidxray")
+
+__all__ = ["DEFAULT_MODELS", "SEED_REPORTED", "Comparison", "run_comparison"]
+
+#: The seed project's published figures (seed-README.txt); measured on leaky splits.
+SEED_REPORTED: dict[str, dict[str, float]] = {
+    "cnn": {"accuracy": 0.99, "loss": 0.06},
+    "mobilenetv2": {"accuracy": 0.69, "loss": 0.74},
+    "resnet101v2": {"accuracy": 0.98, "loss": 0.11},
+    "densenet201": {"accuracy": 0.96, "loss": 0.07},
+}
+DEFAULT_MODELS: tuple[str, ...] = ("cnn", "mobilenetv2", "resnet101v2", "densenet201")
+QUICK_MODELS: tuple[str, ...] = ("cnn", "mobilenetv2")
+SPLITS = {
+    "seed (leaky)": {"deduplicate": False, "validation_split": 0.0},
+    "audited": {"deduplicate": True, "validation_split": 0.15},
+}
+_METRICS = ("accuracy", "sensitivity", "specificity", "ppv", "roc_auc")
+
+
+@dataclass
+class Comparison:
+    """Results of `run_comparison`: one row per model and split."""
+
+    rows: list[dict[str, Any]]
+    audit: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_markdown(self) -> str:
+        """The results as Markdown tables, one per split."""
+        lines = ["# Reproducing the published comparison", ""]
+        if self.meta.get("synthetic"):
+            lines += [
+                "> **SYNTHETIC DEMO DATA.** No data folder was given, so these numbers "
+                "come from covidxray's synthetic demo set. They say nothing about "
+                "chest X-rays.",
+                "",
+            ]
+        meta = self.meta
+        lines += [
+            f"Data: `{meta.get('data')}`; image size {meta.get('image_size')}; "
+            f"epochs {meta.get('epochs')}; weights: {meta.get('weights')}; "
+            f"seed {meta.get('seed')}.",
+            "",
+            f"Audit of the data as given: {self.audit.get('cross_split_duplicates')} "
+            "test images are exact copies of training images; the metadata shortcut "
+            f"probe reaches ROC AUC {_fmt(self.audit.get('shortcut_auc'))}.",
+            "",
+        ]
+        for split in SPLITS:
+            rows = [r for r in self.rows if r["split"] == split]
+            if not rows:
+                continue
+            n = rows[0]["n_test"]
+            lines += [
+                f"## {split} split (test n = {n})",
+                "",
+                "| model | params | train s | accuracy | sensitivity | specificity "
+                "| PPV | ROC AUC | seed's accuracy |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            for r in rows:
+                cells = [
+                    r["model"],
+                    f"{r['params']:,}",
+                    f"{r['train_seconds']:.0f}",
+                    *(_with_ci(r, m) for m in _METRICS),
+                    _fmt(r["seed_accuracy"], 2),
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        lines += [
+            "95% intervals: Wilson for proportions, bootstrap for ROC AUC. The seed's "
+            "accuracy was measured on a few batches of an overlapping split.",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def write(self, out_dir: str | os.PathLike[str]) -> list[Path]:
+        """Write results.md, results.csv and results.json into `out_dir`."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.md").write_text(self.to_markdown())
+        keys = list(self.rows[0]) if self.rows else []
+        with open(out / "results.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        payload = {"meta": self.meta, "audit": self.audit, "rows": self.rows}
+        (out / "results.json").write_text(json.dumps(payload, indent=2, default=_json))
+        return [out / "results.md", out / "results.csv", out / "results.json"]
+
+
+def _json(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else str(value)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _with_ci(row: dict[str, Any], metric: str) -> str:
+    lo, hi = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    text = _fmt(row[metric])
+    if lo is None or (isinstance(lo, float) and math.isnan(lo)):
+        return text
+    return f"{text} ({_fmt(lo, 2)}-{_fmt(hi, 2)})"
+
+
+def _build(name: str, size: int, weights: Any) -> Any:
+    from .models import build_cnn, build_pretrained
+
+    if name == "cnn":
+        return build_cnn((size, size, 3))
+    return build_pretrained(
+        name, input_shape=(size, size, 3), weights=weights, head="seed", dropout=0.5
+    )
+
+
+def run_comparison(
+    data: str | os.PathLike[str] | None = None,
+    *,
+    out_dir: str | os.PathLike[str] = "results",
+    models: Sequence[str] | None = None,
+    weights: str | os.PathLike[str] | None = "imagenet",
+    epochs: int | None = None,
+    image_size: int | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    n_bootstrap: int | None = None,
+    plots: bool = True,
+) -> Comparison:
+    """Train and evaluate the seed's models on the seed split and an audited split.
+
+    The seed split is the data as given (duplicates kept, no validation set).
+    The audited split removes every test image that also sits in train and
+    holds out 15% of train for validation. Both train the same way; only the
+    data differ, so the gap between them is what the leak was worth.
+
+    Args:
+        data: A dataset folder (e.g. seed-xray). None uses the synthetic demo
+            set, with 3 leaked copies, and says so in every output.
+        out_dir: Where results.md, results.csv, results.json and plots go.
+        models: `"cnn"` and backbone names (`list_backbones()`); by default the
+            seed's four (`cnn`, `mobilenetv2`, `resnet101v2`, `densenet201`), or
+            `cnn` and `mobilenetv2` with `quick`.
+        weights: Backbone weights: `"imagenet"`, None, or a file or folder.
+            ImageNet weights are fetched before any training, so a missing
+            download stops the run at once.
+        epochs: Epochs for every model (default 10: the seed's 100 epochs of
+            1/10 of the data for the CNN, and 10 for the backbones).
+        image_size: Square input size (default 256, as the seed).
+        quick: A smoke run: 64 px, 2 epochs, two models, 200 bootstrap
+            resamples, and a small synthetic set unless data is given.
+        seed: Seed of splits, weights, augmentation and bootstrap.
+        n_bootstrap: Bootstrap resamples for the ROC AUC intervals (1000, or
+            200 with `quick`).
+        plots: Also write ROC curves, confusion matrices and training curves
+            (needs matplotlib).
+
+    Returns:
+        The `Comparison`; its files are already written.
+
+    Raises:
+        WeightsUnavailableError: ImageNet weights were asked for and cannot be had.
+        ValueError: An unknown model name.
+    """
+    from .augment import Augmenter
+    from .classifier import Classifier
+    from .models import list_backbones
+
+    models = list(models or (QUICK_MODELS if quick else DEFAULT_MODELS))
+    n_bootstrap = int(
+        n_bootstrap if n_bootstrap is not None else (200 if quick else 1000)
+    )
+    unknown = [m for m in models if m != "cnn" and m not in list_backbones()]
+    if unknown or not models:
+        raise ValueError(
+            "The `models` argument of run_comparison must name 'cnn' or backbones from "
+            f"{', '.join(list_backbones())}. Received: {list(models)!r}."
+        )
+    size = int(image_size or (64 if quick else 256))
+    n_epochs = int(epochs or (2 if quick else 10))
+    synthetic = data is None
+    if synthetic:
+        root = make_synthetic(
+            tempfile.mkdtemp(prefix="covidxray-synthetic-"),
+            n_per_class=24 if quick else 80,
+            test_per_class=12 if quick else 40,
+            leaked=3,
+            image_size=(max(size, 64), max(size, 64)),
+            seed=seed,
+        )
+        logger.info("No data given: using the SYNTHETIC demo set at '%s'.", root)
+    else:
+        root = Path(data)  # type: ignore[arg-type]
+    # Fetch (or fail on) every backbone's weights before training anything.
+    for name in models:
+        if name != "cnn" and weights is not None:
+            _build(name, size, weights)
+
+    report = audit(root, seed=seed, shortcut_probe=True)
+    audit_summary = {
+        "cross_split_duplicates": sum(
+            len(g["paths"]) - 1 for g in report.cross_split_duplicates
+        ),
+        "near_duplicate_pairs_across_splits": sum(
+            p["cross_split"] for p in report.near_duplicates
+        ),
+        "shortcut_auc": report.shortcut_auc,
+        "warnings": report.warnings,
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, dict[str, Any]] = {split: {} for split in SPLITS}
+    fingerprints = {}
+    for split, options in SPLITS.items():
+        dataset = load_dataset(
+            root,
+            image_size=(size, size),
+            color_mode="rgb",
+            batch_size=32,
+            seed=seed,
+            **options,  # type: ignore[arg-type]
+        )
+        fingerprints[split] = dataset.fingerprint()
+        for name in models:
+            model = _build(name, size, weights)
+            is_cnn = name == "cnn"
+            clf = Classifier(
+                model,
+                class_names=dataset.class_names,
+                learning_rate=1e-3 if is_cnn else 1e-4,
+                seed=seed,
+            )
+            clf.fit(
+                dataset,
+                epochs=n_epochs,
+                class_weight=None,
+                augmenter=Augmenter.seed_training(seed=seed) if is_cnn else None,
+                batch_size=32 if is_cnn else 8,
+            )
+            evaluation = clf.evaluate(dataset, n_bootstrap=n_bootstrap, seed=seed)
+            curves[split][name] = evaluation
+            row: dict[str, Any] = {
+                "split": split,
+                "model": name,
+                "params": int(model.count_params()),
+                "train_seconds": round(clf.fit_seconds_, 2),
+                "feature_cache": bool(clf.feature_cache_used_),
+                "n_train": len(dataset.split_records("train")),
+                "n_test": int(len(evaluation.y_true)),
+                "test_loss": evaluation.metrics["log_loss"],
+            }
+            for metric in _METRICS:
+                row[metric] = evaluation.metrics[metric]
+                lo, hi = evaluation.ci.get(metric, (math.nan, math.nan))
+                row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = lo, hi
+            reported = SEED_REPORTED.get(name, {})
+            row["seed_accuracy"] = reported.get("accuracy", math.nan)
+            row["seed_loss"] = reported.get("loss", math.nan)
+            rows.append(row)
+            logger.info(
+                "%s / %s: %s", split, name, {m: round(row[m], 3) for m in _METRICS}
+            )
+            if plots:
+                _plot_model(out, split, name, clf, evaluation)
+    if plots:
+        _plot_roc(out, curves)
+    import tensorflow as tf
+
+    meta = {
+        "synthetic": synthetic,
+        "data": "SYNTHETIC demo set" if synthetic else str(root),
+        "image_size": size,
+        "epochs": n_epochs,
+        "weights": str(weights),
+        "seed": seed,
+        "models": list(models),
+        "data_fingerprints": fingerprints,
+        "covidxray_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "python": sys.version.split()[0],
+        "command": " ".join(sys.argv),
+    }
+    result = Comparison(rows=rows, audit=audit_summary, meta=meta)
+    result.write(out)
+    return result
+
+
+def _slug(text: str) -> str:
+    return "_".join("".join(c if c.isalnum() else " " for c in text).split())
+
+
+def _plot_model(out: Path, split: str, name: str, clf: Any, evaluation: Any) -> None:
+    try:
+        from .plots import plot_confusion_matrix, plot_history
+    except ImportError:  # pragma: no cover - plots is part of the package
+        return
+    try:
+        plot_history(clf, path=out / f"history_{name}_{_slug(split)}.png")
+        plot_confusion_matrix(
+            evaluation,
+            title=f"{name}, {split}",
+            path=out / f"confusion_{name}_{_slug(split)}.png",
+        )
+    except ImportError:
+        logger.info("matplotlib is not installed; skipped the plots.")
+
+
+def _plot_roc(out: Path, curves: dict[str, dict[str, Any]]) -> None:
+    from .plots import plot_roc
+
+    for split, by_model in curves.items():
+        if by_model:
+            try:
+                plot_roc(by_model, path=out / f"roc_{_slug(split)}.png")
+            except ImportError:
+                logger.info("matplotlib is not installed; skipped the ROC plot.")
