@@ -1,0 +1,64 @@
+"""Benchmark: load_dataset against keras.utils.image_dataset_from_directory.
+
+Both read seed-xray/train (1,113 images) at 256 x 256 grayscale in this one
+process. The first epoch includes covidxray's scan (validation, hashing,
+decoding into the uint8 cache); the baseline decodes in its first epoch and
+caches float32 tensors with `.cache()`. Prints images/s for the first and a
+cached epoch, the growth of resident memory, and the ratios.
+
+Run by hand:
+    COVIDXRAY_SEED_DATA=../shared/datasets/seed-xray python benchmarks/bench_load.py
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from _common import count_images, data_root, rss_mb, table, timed
+
+from covidxray import load_dataset
+
+SIZE = (256, 256)
+root, name = data_root()
+train_dir = root / "train"
+print(f"data: {name}, folder {train_dir}, {SIZE[0]}x{SIZE[1]} grayscale, batch 32")
+
+# covidxray: the first epoch is load_dataset (scan) plus one pass over all images.
+before = rss_mb()
+scan_s, data = timed(
+    lambda: load_dataset(train_dir, image_size=SIZE, validation_split=0.0)
+)
+first_s, n = timed(lambda: count_images(data.train))
+ours_first = n / (scan_s + first_s)
+cached_s, _ = timed(lambda: count_images(data.train))
+ours_cached = n / cached_s
+ours_mem = rss_mb() - before
+
+# baseline: image_dataset_from_directory + cache, as the Keras guides suggest.
+before = rss_mb()
+base = (
+    keras.utils.image_dataset_from_directory(
+        train_dir,
+        image_size=SIZE,
+        color_mode="grayscale",
+        batch_size=32,
+        shuffle=True,
+        seed=0,
+    )
+    .cache()
+    .prefetch(tf.data.AUTOTUNE)
+)
+base_first_s, n_base = timed(lambda: count_images(base))
+base_cached_s, _ = timed(lambda: count_images(base))
+base_mem = rss_mb() - before
+
+base_first, base_cached = n_base / base_first_s, n_base / base_cached_s
+rows = [
+    ("first epoch (images/s)", ours_first, base_first, ours_first / base_first),
+    ("cached epoch (images/s)", ours_cached, base_cached, ours_cached / base_cached),
+    ("memory growth (MB)", ours_mem, base_mem, ours_mem / max(base_mem, 1.0)),
+]
+print(table(("covidxray", "baseline"), rows))
+print(
+    f"images: covidxray {n}, baseline {n_base}; scan {scan_s:.1f}s of covidxray's first"
+)
