@@ -17,15 +17,33 @@ from covidxray.datasets import make_synthetic
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_synthetic(
-        tmp_path_factory.mktemp("cli"), n_per_class=20, test_per_class=8, leaked=2, image_size=(64, 64)
+        tmp_path_factory.mktemp("cli"),
+        n_per_class=20,
+        test_per_class=8,
+        leaked=2,
+        image_size=(64, 64),
     )
 
 
 @pytest.fixture(scope="module")
 def model_file(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("model") / "model.keras"
-    code = main(["train", str(root), "--model", "cnn", "--out", str(out), "--epochs", "2",
-                 "--image-size", "48", "--augment", "seed"])
+    code = main(
+        [
+            "train",
+            str(root),
+            "--model",
+            "cnn",
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--image-size",
+            "48",
+            "--augment",
+            "seed",
+        ]
+    )
     assert code == 0 and out.is_file()
     return out
 
@@ -41,20 +59,38 @@ def test_audit_markdown(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "2 of them across splits" in capsys.readouterr().out
 
 
-def test_train_evaluate_predict(root: Path, model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_evaluate_predict(
+    root: Path, model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     capsys.readouterr()
     assert main(["evaluate", str(model_file), str(root), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["meta"]["split"] == "test" and result["n"] == 16  # 2 leaked copies removed
+    assert (
+        result["meta"]["split"] == "test" and result["n"] == 16
+    )  # 2 leaked copies removed
     assert set(result["metrics"]) >= {"roc_auc", "sensitivity", "specificity"}
 
     images = sorted((root / "test" / "covid").iterdir())[:2]
     gradcam = tmp_path / "cams"
-    assert main(["predict", str(model_file), *map(str, images), str(root / "test" / "normal"),
-                 "--json", "--gradcam", str(gradcam)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(model_file),
+                *map(str, images),
+                str(root / "test" / "normal"),
+                "--json",
+                "--gradcam",
+                str(gradcam),
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 2 + 8
-    assert all(r["label"] in ("normal", "covid") and 0 <= r["probability"] <= 1 for r in rows)
+    assert all(
+        r["label"] in ("normal", "covid") and 0 <= r["probability"] <= 1 for r in rows
+    )
     written = sorted(gradcam.iterdir())
     assert len(written) == 10
     with Image.open(written[0]) as img:
@@ -65,7 +101,9 @@ def test_train_evaluate_predict(root: Path, model_file: Path, tmp_path: Path, ca
     assert line[0] in ("normal", "covid") and line[2] == str(images[0])
 
 
-def test_errors_have_exit_codes(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_have_exit_codes(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["audit", str(tmp_path / "missing")]) == EXIT_DATA
     assert "does not exist" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "missing.keras"), str(root)]) == EXIT_DATA
@@ -73,11 +111,28 @@ def test_errors_have_exit_codes(root: Path, tmp_path: Path, capsys: pytest.Captu
     with pytest.raises(SystemExit) as info:
         main(["train", str(root)])  # --out is required
     assert info.value.code == EXIT_USAGE
-    assert main(["train", str(root), "--model", "resnet9000", "--out", str(tmp_path / "m.keras")]) == EXIT_DATA
+    assert (
+        main(
+            [
+                "train",
+                str(root),
+                "--model",
+                "resnet9000",
+                "--out",
+                str(tmp_path / "m.keras"),
+            ]
+        )
+        == EXIT_DATA
+    )
     assert "Valid names" in capsys.readouterr().err
 
 
-def test_weights_unavailable_exit_code(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_weights_unavailable_exit_code(
+    root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     import urllib.error
 
     from keras.src.utils import file_utils
@@ -87,26 +142,55 @@ def test_weights_unavailable_exit_code(root: Path, tmp_path: Path, monkeypatch: 
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(file_utils, "urlretrieve", offline)
-    code = main(["compare", str(root), "--models", "cnn", "mobilenetv2", "--weights", "imagenet",
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "compare",
+            str(root),
+            "--models",
+            "cnn",
+            "mobilenetv2",
+            "--weights",
+            "imagenet",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == EXIT_WEIGHTS
-    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in capsys.readouterr().err
+    assert (
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "out" / "results.md").exists()  # stopped before training
 
 
-def test_compare_quick_writes_results(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_quick_writes_results(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cmp"
-    assert main(["compare", str(root), "--quick", "--models", "cnn", "--out", str(out)]) == 0
+    assert (
+        main(["compare", str(root), "--quick", "--models", "cnn", "--out", str(out)])
+        == 0
+    )
     data = json.loads((out / "results.json").read_text())
-    assert [(r["split"], r["model"]) for r in data["rows"]] == [("seed (leaky)", "cnn"), ("audited", "cnn")]
+    assert [(r["split"], r["model"]) for r in data["rows"]] == [
+        ("seed (leaky)", "cnn"),
+        ("audited", "cnn"),
+    ]
     assert data["audit"]["cross_split_duplicates"] == 2
     assert data["rows"][0]["n_test"] == 18 and data["rows"][1]["n_test"] == 16
     assert (out / "results.csv").read_text().startswith("split,model,params")
-    assert (out / "roc_audited.png").is_file() and (out / "history_cnn_seed_leaky.png").is_file()
+    assert (out / "roc_audited.png").is_file() and (
+        out / "history_cnn_seed_leaky.png"
+    ).is_file()
 
 
 def test_console_script_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "covidxray", "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "covidxray", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0
     for command in ("audit", "train", "evaluate", "predict", "compare"):
         assert command in result.stdout

@@ -14,7 +14,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 def run(script: str, *args: str, cwd: Path) -> str:
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script), *args],
-        capture_output=True, text=True, timeout=600, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -41,8 +44,16 @@ def test_expand_covid_images(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_predict_and_explain(tmp_path: Path) -> None:
-    out = run("predict_and_explain.py", "--out", str(tmp_path / "x"), "--epochs", "1",
-              "--image-size", "48", cwd=tmp_path)
+    out = run(
+        "predict_and_explain.py",
+        "--out",
+        str(tmp_path / "x"),
+        "--epochs",
+        "1",
+        "--image-size",
+        "48",
+        cwd=tmp_path,
+    )
     assert "SYNTHETIC" in out
     written = {p.name for p in (tmp_path / "x").iterdir()}
     assert {"model.keras", "gradcam_grid.png", "gradcam_0.png"} <= written

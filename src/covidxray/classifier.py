@@ -116,7 +116,9 @@ class Classifier:
             training data's, else the model's input size.
         color_mode: `"grayscale"` or `"rgb"`; default from the data or model.
         resize: `"stretch"`, `"pad"` or `"crop"`; default from the data.
-        seed: Seed for Keras' random state at `fit` (weights, dropout, shuffles).
+        seed: Seed for Keras' random state at `fit` (dropout, shuffles). The
+            weights are initialised when the model is built: call
+            `keras.utils.set_random_seed` before building for identical runs.
 
     Example:
         >>> import tempfile

@@ -43,6 +43,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .data.loader import load_dataset
     from .models import build_cnn, build_pretrained
 
+    import keras
+
+    keras.utils.set_random_seed(args.seed)  # reproducible initial weights
     size = args.image_size or (256 if args.model == "cnn" else 224)
     channels = 1 if args.color_mode == "grayscale" else 3
     if args.model == "cnn":

@@ -137,9 +137,12 @@ def _with_ci(row: dict[str, Any], metric: str) -> str:
     return f"{text} ({_fmt(lo, 2)}-{_fmt(hi, 2)})"
 
 
-def _build(name: str, size: int, weights: Any) -> Any:
+def _build(name: str, size: int, weights: Any, seed: int = 0) -> Any:
+    import keras
+
     from .models import build_cnn, build_pretrained
 
+    keras.utils.set_random_seed(seed)  # the same initial weights on every run
     if name == "cnn":
         return build_cnn((size, size, 3))
     return build_pretrained(
@@ -256,7 +259,7 @@ def run_comparison(
         )
         fingerprints[split] = dataset.fingerprint()
         for name in models:
-            model = _build(name, size, weights)
+            model = _build(name, size, weights, seed)
             is_cnn = name == "cnn"
             clf = Classifier(
                 model,

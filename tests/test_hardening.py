@@ -1,0 +1,186 @@
+"""Hostile input, faults and reproducibility."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from helpers import write_image
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from covidxray import Classifier, DataError, build_cnn, load_dataset
+from covidxray.data.decode import decode_file, image_to_array
+from covidxray.datasets import make_synthetic
+
+
+def _sample(fmt: str) -> bytes:
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(buf, fmt)
+    return buf.getvalue()
+
+
+JPEG, PNG = _sample("JPEG"), _sample("PNG")
+
+
+def decodes_or_data_error(data: bytes, name: str) -> None:
+    try:
+        img, info = decode_file(name, data=data)
+    except DataError:
+        return
+    arr = image_to_array(img, (8, 8))
+    assert arr.shape == (8, 8, 1) and arr.dtype == np.uint8
+    assert info.width >= 1 and info.height >= 1
+
+
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@FUZZ
+@given(st.binary(max_size=2048))
+def test_fuzz_random_bytes(data: bytes) -> None:
+    decodes_or_data_error(data, "random.png")
+
+
+@FUZZ
+@given(st.sampled_from([("a.jpg", JPEG), ("a.png", PNG)]), st.integers(0, 10_000))
+def test_fuzz_truncated_files(sample: tuple[str, bytes], cut: int) -> None:
+    name, data = sample
+    decodes_or_data_error(data[: cut % len(data)], name)
+
+
+@FUZZ
+@given(
+    st.sampled_from([("a.jpg", JPEG), ("a.png", PNG)]),
+    st.lists(
+        st.tuples(st.integers(0, 63), st.integers(0, 255)), min_size=1, max_size=6
+    ),
+)
+def test_fuzz_flipped_header_bytes(
+    sample: tuple[str, bytes], flips: list[tuple[int, int]]
+) -> None:
+    name, data = sample
+    corrupted = bytearray(data)
+    for position, value in flips:
+        corrupted[position] ^= value or 1
+    decodes_or_data_error(bytes(corrupted), name)
+
+
+def test_awkward_files_corpus(tmp_path: Path) -> None:
+    covid = tmp_path / "covid"
+    normal = tmp_path / "normal"
+    covid.mkdir()
+    normal.mkdir()
+    Image.new("L", (1, 1), 200).save(covid / "one pixel.png")
+    Image.new("L", (2000, 20), 100).save(covid / "very wide.png")
+    palette = Image.new("P", (20, 20), 1)
+    palette.putpalette([0, 0, 0, 255, 255, 255] * 128)
+    palette.info["transparency"] = 0
+    palette.save(covid / "palette.gif", transparency=0)
+    Image.new("RGBA", (20, 20), (255, 255, 255, 0)).save(covid / "transparent.png")
+    write_image(normal / "ünïcødé ñame.png", seed=1)
+    write_image(normal / "with space.png", seed=2)
+    os.symlink(normal / "with space.png", normal / "link.png")
+    os.symlink(normal / "loop_a.png", normal / "loop_b.png")
+    os.symlink(normal / "loop_b.png", normal / "loop_a.png")
+    with pytest.raises(DataError, match="loop_a.png"):
+        load_dataset(tmp_path, image_size=(16, 16))
+    with pytest.warns(UserWarning, match="Skipped 2 of 9"):
+        ds = load_dataset(
+            tmp_path,
+            image_size=(16, 16),
+            on_error="skip",
+            deduplicate=False,
+            validation_split=0.0,
+        )
+    names = {Path(r.path).name for r in ds.records}
+    assert {
+        "one pixel.png",
+        "very wide.png",
+        "palette.gif",
+        "transparent.png",
+        "ünïcødé ñame.png",
+        "with space.png",
+        "link.png",
+    } <= names
+    transparent = next(r for r in ds.records if r.path.endswith("transparent.png"))
+    index = [r.path for r in ds.split_records("train")].index(transparent.path)
+    assert ds.images("train")[index].max() == 0  # composited on black
+
+
+def test_same_seed_same_trained_weights(tmp_path: Path) -> None:
+    root = make_synthetic(tmp_path, n_per_class=12, image_size=(48, 48))
+
+    def train() -> list[np.ndarray]:
+        keras.utils.set_random_seed(3)  # before the weights are initialised
+        data = load_dataset(root, image_size=(48, 48), batch_size=8, seed=3)
+        clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names, seed=3)
+        clf.fit(data, epochs=2, verbose=0)
+        return clf.model_.get_weights()
+
+    first, second = train(), train()
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+KILL_SCRIPT = """
+import sys, time, keras
+from covidxray import Classifier, build_cnn, load_dataset
+class Slow(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        print("EPOCH", epoch + 1, flush=True)
+        time.sleep(0.5)
+data = load_dataset(sys.argv[1], image_size=(48, 48), batch_size=8)
+clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names)
+clf.fit(data, epochs=40, checkpoint=sys.argv[2], callbacks=[Slow()], verbose=0)
+print("FINISHED", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_resume(tmp_path: Path) -> None:
+    root = make_synthetic(tmp_path / "data", n_per_class=12, image_size=(48, 48))
+    ckpt = tmp_path / "run.keras"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(root), str(ckpt)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    epochs_seen = 0
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("EPOCH"):
+            epochs_seen = int(line.split()[1])
+            if epochs_seen >= 3:
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert epochs_seen >= 3 and proc.returncode == -signal.SIGKILL
+    assert ckpt.is_file() and Path(f"{ckpt}.backup").is_dir()
+    data = load_dataset(root, image_size=(48, 48), batch_size=8)
+    resumed = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names)
+    resumed.fit(data, epochs=40, checkpoint=ckpt, verbose=0)
+    done_before = 40 - len(resumed.history_["loss"])
+    assert (
+        epochs_seen - 1 <= done_before <= epochs_seen
+    )  # resumed after the last backup
+    assert not Path(f"{ckpt}.backup").exists()
+    final = resumed.save(tmp_path / "final.keras")
+    assert Classifier.load(final).predict(data.images("val")).shape == (
+        len(data.split_records("val")),
+    )
