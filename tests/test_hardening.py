@@ -13,7 +13,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import write_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -21,6 +20,7 @@ from PIL import Image
 from covidxray import Classifier, DataError, build_cnn, load_dataset
 from covidxray.data.decode import decode_file, image_to_array
 from covidxray.datasets import make_synthetic
+from helpers import write_image
 
 
 def _sample(fmt: str) -> bytes:

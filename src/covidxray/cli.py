@@ -38,12 +38,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import keras
+
     from .augment import Augmenter
     from .classifier import Classifier
     from .data.loader import load_dataset
     from .models import build_cnn, build_pretrained
-
-    import keras
 
     keras.utils.set_random_seed(args.seed)  # reproducible initial weights
     size = args.image_size or (256 if args.model == "cnn" else 224)
