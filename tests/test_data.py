@@ -561,3 +561,57 @@ def test_conflicting_labels_are_dropped(tmp_path: Path) -> None:
     names = {Path(r.path).name for r in ds.records}
     assert "copy.png" not in names and "covid_0.png" not in names
     assert len(ds.records) == 7
+
+
+# ---------------------------------------------------------------- DICOM
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str, bits_stored: int) -> Path:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_dicom_bits_stored_and_monochrome1(tmp_path: Path) -> None:
+    pytest.importorskip("pydicom")
+    pixels = np.zeros((8, 10), np.uint16)
+    pixels[:, 5:] = 4095  # full scale for 12 bits stored
+    pixels[:, 4] = 2048
+    normal = write_dicom(tmp_path / "m2.dcm", pixels, "MONOCHROME2", 12)
+    inverted = write_dicom(tmp_path / "m1.dcm", pixels, "MONOCHROME1", 12)
+    img, info = decode_file(normal)
+    arr = np.asarray(img)
+    assert info.format == "DICOM" and info.mode == "MONOCHROME2"
+    assert arr[0, 0] == 0 and arr[0, -1] == 255 and arr[0, 4] == 128  # 2048 / 4095
+    arr = np.asarray(decode_file(inverted)[0])
+    assert arr[0, 0] == 255 and arr[0, -1] == 0  # MONOCHROME1: low values are bright
+
+
+def test_dicom_in_a_folder_layout(tmp_path: Path) -> None:
+    pytest.importorskip("pydicom")
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        write_dicom(tmp_path / "covid" / f"c{k}.dcm", rng.integers(0, 4096, (12, 12)), "MONOCHROME2", 12)
+        write_dicom(tmp_path / "normal" / f"n{k}.dcm", rng.integers(0, 4096, (12, 12)), "MONOCHROME2", 12)
+    ds = load_dataset(tmp_path, image_size=(8, 8), validation_split=0.0)
+    assert len(ds.records) == 6 and {r.format for r in ds.records} == {"DICOM"}
