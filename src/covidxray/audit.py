@@ -17,6 +17,7 @@ import numpy as np
 
 from .data.loader import XrayDataset, load_dataset
 from .data.records import Record
+from .data.split import content_groups
 
 logger = logging.getLogger("covidxray")
 
@@ -142,29 +143,8 @@ class AuditReport:
 def _exact_groups(
     records: Sequence[Record], removed_paths: set[str]
 ) -> list[dict[str, Any]]:
-    parent = list(range(len(records)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for key in ("sha256", "pixel_hash"):
-        first: dict[str, int] = {}
-        for i, rec in enumerate(records):
-            value = getattr(rec, key)
-            if value in first:
-                parent[find(i)] = find(first[value])
-            else:
-                first.setdefault(value, i)
-    members: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(records)):
-        members[find(i)].append(i)
     groups: list[dict[str, Any]] = []
-    for idx in members.values():
-        if len(idx) < 2:
-            continue
+    for idx in content_groups(records):
         recs = [records[i] for i in idx]
         groups.append(
             {

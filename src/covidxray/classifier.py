@@ -34,7 +34,7 @@ from .data.decode import (
     image_to_array,
     is_image_name,
 )
-from .data.loader import XrayDataset
+from .data.loader import XrayDataset, balanced_class_weights
 from .errors import DataError, NotFittedError
 from .metrics import Evaluation
 from .models import BACKBONES
@@ -387,25 +387,18 @@ class Classifier:
                 model, frozen[0], train_ds, val_ds
             )
             self._compile(head)
-            history = head.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=epochs,
-                class_weight=weights,
-                callbacks=all_callbacks,
-                verbose=verbose,
-                shuffle=False,
-            )
+            trainee = head  # shares its layers with the full model
         else:
-            history = model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=epochs,
-                class_weight=weights,
-                callbacks=all_callbacks,
-                verbose=verbose,
-                shuffle=False,
-            )
+            trainee = model
+        history = trainee.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            class_weight=weights,
+            callbacks=all_callbacks,
+            verbose=verbose,
+            shuffle=False,
+        )
         self.fit_seconds_ = time.perf_counter() - start
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.feature_cache_used_ = use_cache
@@ -457,12 +450,7 @@ class Classifier:
         check_choice("class_weight", class_weight, ("balanced",), "fit")
         if labels is None:
             labels = np.concatenate([np.asarray(y).reshape(-1) for _, y in train_ds])
-        k = len(self.class_names)
-        counts = np.bincount(labels.astype(int), minlength=k)
-        weights = {
-            i: float(len(labels) / (k * counts[i])) if counts[i] else 0.0
-            for i in range(k)
-        }
+        weights = balanced_class_weights(labels, len(self.class_names))
         return train_ds, val_ds, weights
 
     def _feature_head(

@@ -370,6 +370,16 @@ def _record(entry: Entry, label: str, info: ImageInfo) -> Record:
     )
 
 
+def balanced_class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Weights n / (k * n_class) per class index; 0 for an absent class."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes)
+    total = int(counts.sum())
+    return {
+        i: float(total / (n_classes * counts[i])) if counts[i] else 0.0
+        for i in range(n_classes)
+    }
+
+
 class XrayDataset:
     """A scanned, split and cached X-ray dataset. Made by `load_dataset`.
 
@@ -494,12 +504,7 @@ class XrayDataset:
         labels = self.labels("train")
         if labels.size == 0:
             raise DataError("The training split is empty; no class weights to compute.")
-        k = len(self.class_names)
-        counts = np.bincount(labels, minlength=k)
-        return {
-            i: float(labels.size / (k * counts[i])) if counts[i] else 0.0
-            for i in range(k)
-        }
+        return balanced_class_weights(labels, len(self.class_names))
 
     def fingerprint(self) -> str:
         """A SHA-256 of the records (content, label, split) and pixel settings.

@@ -13,13 +13,20 @@ from .records import Record
 
 logger = logging.getLogger("covidxray")
 
-__all__ = ["SPLIT_ORDER", "assign_splits", "check_fractions", "deduplicate"]
+__all__ = [
+    "SPLIT_ORDER",
+    "assign_splits",
+    "check_fractions",
+    "content_groups",
+    "deduplicate",
+]
 
 SPLIT_ORDER = ("train", "val", "test")
 
 
-def _content_groups(records: Sequence[Record]) -> list[list[int]]:
-    """Indices of records that share bytes or decoded pixels (union-find)."""
+def content_groups(records: Sequence[Record]) -> list[list[int]]:
+    """Groups (of 2 or more) of indices of records that share bytes or decoded
+    pixels, found with a union-find over both hashes."""
     parent = list(range(len(records)))
 
     def find(i: int) -> int:
@@ -58,7 +65,7 @@ def deduplicate(
     """
     removed: list[tuple[Record, Record]] = []
     drop: set[int] = set()
-    for group in _content_groups(records):
+    for group in content_groups(records):
         labels = {records[i].label for i in group}
         if len(labels) > 1:
             logger.warning(
