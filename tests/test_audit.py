@@ -19,10 +19,11 @@ def test_audit_finds_cross_split_copies_even_after_dedup(leaky_root: Path) -> No
     cross = report.cross_split_duplicates
     assert len(cross) == 3
     assert all(g["removed"] == 1 and g["same_bytes"] for g in cross)
-    assert "all removed by deduplicate=True" in report.warnings[0]
+    assert report.warnings[0] == "This is SYNTHETIC demo data, not X-rays."
+    assert "all removed by deduplicate=True" in report.warnings[1]
     raw = audit(leaky_root, shortcut_probe=False)
     assert len(raw.cross_split_duplicates) == 3
-    assert "inflated" in raw.warnings[0]
+    assert "inflated" in raw.warnings[1]
 
 
 def test_near_duplicates_resized_copy(tmp_path: Path) -> None:

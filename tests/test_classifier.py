@@ -291,9 +291,13 @@ print("MIRRORED-OK", strategy.num_replicas_in_sync)
 def test_load_never_runs_code_from_the_file(tmp_path: Path) -> None:
     inputs = keras.Input((48, 48, 1))
     hidden = keras.layers.Lambda(lambda t: t * 1.0)(inputs)  # code stored in the file
-    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(hidden))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.Flatten()(hidden)
+    )
     clf = Classifier(keras.Model(inputs, outputs), class_names=["a", "b"])
-    clf.fit((np.zeros((2, 48, 48, 1), np.float32), np.array([0, 1])), epochs=1, verbose=0)
+    clf.fit(
+        (np.zeros((2, 48, 48, 1), np.float32), np.array([0, 1])), epochs=1, verbose=0
+    )
     path = clf.save(tmp_path / "lambda.keras")
     with pytest.raises(DataError, match="Could not load the Keras model.*safe_mode"):
         Classifier.load(path)  # Keras safe mode refuses to deserialise the lambda

@@ -177,6 +177,17 @@ def test_compare_quick_writes_results(
         ("audited", "cnn"),
     ]
     assert data["audit"]["cross_split_duplicates"] == 2
+    meta = data["meta"]
+    assert (
+        meta["seed"] == 0 and meta["covidxray_version"] and meta["tensorflow_version"]
+    )
+    assert len(meta["data_fingerprints"]["audited"]) == 64
+    assert (
+        meta["data_fingerprints"]["audited"]
+        != meta["data_fingerprints"]["seed (leaky)"]
+    )
+    assert meta["synthetic"]  # the folder holds make_synthetic's SYNTHETIC.txt
+    assert "SYNTHETIC DEMO DATA" in (out / "results.md").read_text()
     assert data["rows"][0]["n_test"] == 18 and data["rows"][1]["n_test"] == 16
     assert (out / "results.csv").read_text().startswith("split,model,params")
     assert (out / "roc_audited.png").is_file() and (

@@ -566,7 +566,9 @@ def test_conflicting_labels_are_dropped(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- DICOM
 
 
-def write_dicom(path: Path, pixels: np.ndarray, photometric: str, bits_stored: int) -> Path:
+def write_dicom(
+    path: Path, pixels: np.ndarray, photometric: str, bits_stored: int
+) -> Path:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -611,7 +613,17 @@ def test_dicom_in_a_folder_layout(tmp_path: Path) -> None:
     pytest.importorskip("pydicom")
     rng = np.random.default_rng(0)
     for k in range(3):
-        write_dicom(tmp_path / "covid" / f"c{k}.dcm", rng.integers(0, 4096, (12, 12)), "MONOCHROME2", 12)
-        write_dicom(tmp_path / "normal" / f"n{k}.dcm", rng.integers(0, 4096, (12, 12)), "MONOCHROME2", 12)
+        write_dicom(
+            tmp_path / "covid" / f"c{k}.dcm",
+            rng.integers(0, 4096, (12, 12)),
+            "MONOCHROME2",
+            12,
+        )
+        write_dicom(
+            tmp_path / "normal" / f"n{k}.dcm",
+            rng.integers(0, 4096, (12, 12)),
+            "MONOCHROME2",
+            12,
+        )
     ds = load_dataset(tmp_path, image_size=(8, 8), validation_split=0.0)
     assert len(ds.records) == 6 and {r.format for r in ds.records} == {"DICOM"}

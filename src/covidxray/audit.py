@@ -18,6 +18,7 @@ import numpy as np
 from .data.loader import XrayDataset, load_dataset
 from .data.records import Record
 from .data.split import content_groups
+from .datasets import is_synthetic
 
 logger = logging.getLogger("covidxray")
 
@@ -303,7 +304,7 @@ def audit(
         >>> report = audit(root)
         >>> len(report.cross_split_duplicates)
         2
-        >>> report.warnings[0]
+        >>> report.warnings[1]
         '2 images appear in more than one split (exact copies)...'
     """
     if not isinstance(dataset, XrayDataset):
@@ -337,6 +338,8 @@ def audit(
                 _features(records, [name]), y, seed
             )
 
+    if is_synthetic(dataset.source):
+        report.warnings.append("This is SYNTHETIC demo data, not X-rays.")
     cross = report.cross_split_duplicates
     if cross:
         n_files = sum(len(g["paths"]) - 1 for g in cross)

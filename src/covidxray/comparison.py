@@ -24,7 +24,7 @@ from typing import Any
 from ._version import __version__
 from .audit import audit
 from .data.loader import load_dataset
-from .datasets import make_synthetic
+from .datasets import is_synthetic, make_synthetic
 
 logger = logging.getLogger("covidxray")
 
@@ -59,9 +59,9 @@ class Comparison:
         lines = ["# Reproducing the published comparison", ""]
         if self.meta.get("synthetic"):
             lines += [
-                "> **SYNTHETIC DEMO DATA.** No data folder was given, so these numbers "
-                "come from covidxray's synthetic demo set. They say nothing about "
-                "chest X-rays.",
+                "> **SYNTHETIC DEMO DATA.** These numbers come from covidxray's "
+                "synthetic demo set, not from X-rays. They say nothing about "
+                "chest X-ray diagnosis.",
                 "",
             ]
         meta = self.meta
@@ -227,6 +227,7 @@ def run_comparison(
         logger.info("No data given: using the SYNTHETIC demo set at '%s'.", root)
     else:
         root = Path(data)  # type: ignore[arg-type]
+        synthetic = is_synthetic(root)
     # Fetch (or fail on) every backbone's weights before training anything.
     for name in models:
         if name != "cnn" and weights is not None:
@@ -305,7 +306,7 @@ def run_comparison(
 
     meta = {
         "synthetic": synthetic,
-        "data": "SYNTHETIC demo set" if synthetic else str(root),
+        "data": f"SYNTHETIC demo set ({root})" if synthetic else str(root),
         "image_size": size,
         "epochs": n_epochs,
         "weights": str(weights),

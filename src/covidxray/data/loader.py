@@ -521,8 +521,11 @@ class XrayDataset:
 
     def summary(self) -> str:
         """A short text summary: source, layout, classes and counts per split."""
+        from ..datasets import is_synthetic
+
+        note = " - SYNTHETIC demo data, not X-rays" if is_synthetic(self.source) else ""
         lines = [
-            f"XrayDataset from '{self.source}' (layout {self.layout!r})",
+            f"XrayDataset from '{self.source}' (layout {self.layout!r}){note}",
             f"  classes: {list(self.class_names)} (positive: {self.positive_class})",
             f"  images: {self.image_size[0]}x{self.image_size[1]} {self.color_mode}, "
             f"resize={self.resize!r}",
