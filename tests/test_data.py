@@ -627,3 +627,24 @@ def test_dicom_in_a_folder_layout(tmp_path: Path) -> None:
         )
     ds = load_dataset(tmp_path, image_size=(8, 8), validation_split=0.0)
     assert len(ds.records) == 6 and {r.format for r in ds.records} == {"DICOM"}
+
+
+def test_large_jpegs_decode_reduced_but_consistently(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for cls in ("covid", "normal"):
+        (tmp_path / cls).mkdir()
+        for k in range(3):
+            coarse = Image.fromarray(rng.integers(0, 256, (20, 25), dtype=np.uint8))
+            coarse.resize((1000, 800)).save(tmp_path / cls / f"{k}.jpg", quality=90)
+    cached = load_dataset(tmp_path, image_size=(64, 64), validation_split=0.0)
+    uncached = load_dataset(
+        tmp_path, image_size=(64, 64), validation_split=0.0, cache=False
+    )
+    assert {(r.width, r.height) for r in cached.records} == {
+        (1000, 800)
+    }  # the file's size
+    np.testing.assert_array_equal(cached.images("train"), uncached.images("train"))
+    path = cached.split_records("train")[0].path
+    full = image_to_array(decode_file(path)[0], (64, 64))
+    drafted = image_to_array(decode_file(path, draft_to=(64, 64))[0], (64, 64))
+    assert np.abs(full.astype(int) - drafted.astype(int)).mean() < 3  # same picture

@@ -576,7 +576,7 @@ class Classifier:
             chunk = []
             for item in files[start : start + _PREDICT_BATCH]:
                 if isinstance(item, (str, os.PathLike)):
-                    img, _ = decode_file(item)
+                    img, _ = decode_file(item, draft_to=size)
                 elif isinstance(item, Image.Image):
                     img = item
                 else:

@@ -110,7 +110,9 @@ def _scan(
 
     def work(i: int) -> ImageInfo | DataError:
         try:
-            img, info = decode_file(entries[i].path, max_pixels=max_pixels)
+            img, info = decode_file(
+                entries[i].path, max_pixels=max_pixels, draft_to=image_size
+            )
             if store is not None:
                 store[i] = image_to_array(
                     img, image_size, color_mode=color_mode, resize=resize
@@ -468,7 +470,7 @@ class XrayDataset:
     def _pixels_of(self, path: str) -> np.ndarray:
         if self._pixels is not None:
             return np.asarray(self._pixels[self._rows[path]])
-        img, _ = decode_file(path, max_pixels=self.max_pixels)
+        img, _ = decode_file(path, max_pixels=self.max_pixels, draft_to=self.image_size)
         return image_to_array(
             img, self.image_size, color_mode=self.color_mode, resize=self.resize
         )
@@ -622,7 +624,7 @@ class XrayDataset:
             )
 
             def read(path: bytes) -> np.ndarray:
-                img, _ = decode_file(path.decode(), max_pixels=limit)
+                img, _ = decode_file(path.decode(), max_pixels=limit, draft_to=size)
                 return image_to_array(img, size, color_mode=mode, resize=resize)
 
             ds = tf.data.Dataset.from_tensor_slices((paths, labels))
