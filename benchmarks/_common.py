@@ -28,6 +28,11 @@ def data_root(default_synthetic: int = 400) -> tuple[Path, str]:
     return root, "SYNTHETIC demo set (set COVIDXRAY_SEED_DATA for seed-xray)"
 
 
+def warm_file_cache(folder: Path) -> int:
+    """Read every file once, so that neither side pays for a cold disk cache."""
+    return sum(len(p.read_bytes()) for p in folder.rglob("*") if p.is_file())
+
+
 def rss_mb() -> float:
     """Resident memory of this process in MB (Linux)."""
     with open("/proc/self/status") as fh:

@@ -33,7 +33,7 @@ clf.fit(
 
 
 def decode(path) -> np.ndarray:
-    img, _ = decode_file(path)
+    img, _ = decode_file(path, draft_to=(SIZE, SIZE))  # as predict_proba decodes
     return image_to_array(img, (SIZE, SIZE))[None].astype(np.float32) / 255.0
 
 

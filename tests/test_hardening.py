@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from covidxray import Classifier, DataError, build_cnn, load_dataset
+from covidxray import Augmenter, Classifier, DataError, build_cnn, load_dataset
 from covidxray.data.decode import decode_file, image_to_array
 from covidxray.datasets import make_synthetic
 from helpers import write_image
@@ -127,7 +127,7 @@ def test_same_seed_same_trained_weights(tmp_path: Path) -> None:
         keras.utils.set_random_seed(3)  # before the weights are initialised
         data = load_dataset(root, image_size=(48, 48), batch_size=8, seed=3)
         clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names, seed=3)
-        clf.fit(data, epochs=2, verbose=0)
+        clf.fit(data, epochs=2, verbose=0, augmenter=Augmenter.seed_training(seed=3))
         return clf.model_.get_weights()
 
     first, second = train(), train()

@@ -267,18 +267,27 @@ class Augmenter:
             or p.horizontal_flip
         )
 
-    def augment(self, images: Any, seed: Any) -> tf.Tensor:
+    def augment(
+        self, images: Any, seed: Any, *, output_dtype: str | None = None
+    ) -> tf.Tensor:
         """Augment with an explicit stateless seed: the same seed, the same output.
 
         Args:
             images: (N, H, W, C) or (H, W, C), float in [0, 1] or uint8.
             seed: A pair of integers (or an int32 tensor of shape (2,)).
+            output_dtype: By default the input's dtype. `"float32"` on uint8
+                input returns floats in [0, 1] and is the fast path: the warp
+                runs on the uint8 pixels (interpolated values are truncated to
+                integers) and the conversion to float shares one multiply with
+                the brightness change.
 
         Returns:
-            The augmented images, same shape and dtype.
+            The augmented images, same shape; the input's dtype unless
+            `output_dtype` says otherwise.
         """
         x = tf.convert_to_tensor(images)
-        dtype = x.dtype
+        in_dtype = x.dtype
+        out_dtype = tf.as_dtype(output_dtype) if output_dtype else in_dtype
         single = x.shape.rank == 3
         if single:
             x = x[None]
@@ -287,11 +296,8 @@ class Augmenter:
                 "Expected images of shape (N, H, W, C) or (H, W, C). "
                 f"Received shape {x.shape}."
             )
-        x = (
-            tf.cast(x, tf.float32) / 255.0
-            if dtype == tf.uint8
-            else tf.cast(x, tf.float32)
-        )
+        if in_dtype != tf.uint8:
+            x = tf.cast(x, tf.float32)
         seed = tf.cast(tf.convert_to_tensor(seed), tf.int32)
         shape = tf.shape(x)
         n, height, width = shape[0], shape[1], shape[2]
@@ -308,23 +314,33 @@ class Augmenter:
                 fill_mode=self.params.fill_mode.upper(),
             )
         p = self.params
+        scale = 1.0 / 255.0 if in_dtype == tf.uint8 else 1.0
         if p.brightness is not None:
             factor = tf.random.stateless_uniform(
                 tf.stack([n, 1, 1, 1]), key_bright, *p.brightness
             )
-            x = x * factor
+            x = tf.cast(x, tf.float32) * (factor * scale)
+        else:
+            x = tf.cast(x, tf.float32) * scale
         if p.contrast is not None:
             factor = tf.random.stateless_uniform(
                 tf.stack([n, 1, 1, 1]), key_contrast, *p.contrast
             )
             mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
             x = (x - mean) * factor + mean
-        x = tf.clip_by_value(x, 0.0, 1.0)
-        if dtype == tf.uint8:
+        if p.contrast is not None or (p.brightness is not None and p.brightness[1] > 1):
+            # The warp interpolates and fills within the input's range, and a
+            # factor <= 1 keeps [0, 1]: only these two can leave it.
+            x = tf.clip_by_value(x, 0.0, 1.0)
+        if out_dtype == tf.uint8:
             x = tf.cast(tf.round(x * 255.0), tf.uint8)
         else:
-            x = tf.cast(x, dtype)
+            x = tf.cast(x, out_dtype)
         return x[0] if single else x
+
+    def next_seed(self) -> tf.Tensor:
+        """The next stateless seed from this augmenter's own generator."""
+        return self._generator.make_seeds(1)[:, 0]
 
     def __call__(self, images: Any, labels: Any = None) -> Any:
         """Augment a batch with the next seed of this augmenter's generator.
@@ -332,8 +348,7 @@ class Augmenter:
         Called with `(images, labels)`, as `dataset.map(augmenter)` does, it
         returns `(augmented, labels)`.
         """
-        seed = self._generator.make_seeds(1)[:, 0]
-        out = self.augment(images, seed)
+        out = self.augment(images, self.next_seed())
         return out if labels is None else (out, labels)
 
     def as_layer(self, name: str = "augment") -> AugmentLayer:

@@ -25,6 +25,7 @@ import tensorflow as tf
 from PIL import Image
 
 from ._version import __version__
+from .augment import Augmenter
 from .data.decode import (
     COLOR_MODES,
     RESIZE_MODES,
@@ -330,7 +331,12 @@ class Classifier:
         train_ds, val_ds, weights = self._training_data(
             train, validation_data, class_weight, batch_size
         )
-        if augmenter is not None:
+        if isinstance(train, XrayDataset) and isinstance(augmenter, Augmenter):
+            # Augment the uint8 cache on its way to float32: the fast path.
+            train_ds = train.as_tf_dataset(
+                "train", shuffle=True, batch_size=batch_size, augmenter=augmenter
+            )
+        elif augmenter is not None:
             train_ds = train_ds.map(
                 lambda x, y: (augmenter(x), y), num_parallel_calls=tf.data.AUTOTUNE
             ).prefetch(tf.data.AUTOTUNE)

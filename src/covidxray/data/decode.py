@@ -325,7 +325,18 @@ def image_to_array(
     """
     height, width = int(image_size[0]), int(image_size[1])
     img = _canonical(img)
-    img = img.convert("L") if color_mode == "grayscale" else img.convert("RGB")
+    if color_mode == "grayscale":
+        img = img.convert("L")  # fewer channels to resize
+    out = _resized(img, width, height, resize)
+    if color_mode == "rgb":
+        out = out.convert("RGB")  # after the resize: a gray image resizes once
+    arr = np.asarray(out, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return arr
+
+
+def _resized(img: Image.Image, width: int, height: int, resize: str) -> Image.Image:
     resample = Image.Resampling.BILINEAR
     gap = 3.0  # reduce by whole factors first when shrinking a lot: faster, same look
     if resize == "stretch":
@@ -347,10 +358,7 @@ def image_to_array(
             "The `resize` argument must be one of 'stretch', 'pad', 'crop'. "
             f"Received: {resize!r}."
         )
-    arr = np.asarray(out, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return arr
+    return out
 
 
 def array_to_image(array: Any) -> Image.Image:

@@ -36,6 +36,8 @@ from .split import deduplicate as deduplicate_records
 if TYPE_CHECKING:
     import tensorflow as tf
 
+    from ..augment import Augmenter
+
 logger = logging.getLogger("covidxray")
 
 __all__ = ["XrayDataset", "load_dataset"]
@@ -574,6 +576,7 @@ class XrayDataset:
         shuffle: bool = False,
         batch_size: int | None = None,
         dtype: str = "float32",
+        augmenter: Augmenter | None = None,
     ) -> tf.data.Dataset | None:
         """Batches of one split as a `tf.data.Dataset`.
 
@@ -582,6 +585,8 @@ class XrayDataset:
             shuffle: Reshuffle every epoch (seeded with the dataset's seed).
             batch_size: Defaults to the dataset's batch size.
             dtype: `"float32"` gives images in [0, 1]; `"uint8"` the raw cache.
+            augmenter: An `Augmenter` applied to the uint8 batches on their way to
+                float32 (its fast path); requires `dtype="float32"`.
 
         Returns:
             A dataset of `(images, labels)`, or None when the split is empty.
@@ -641,6 +646,28 @@ class XrayDataset:
             )
             ds = ds.batch(batch_size or self.batch_size)
         shape = (None, *self.image_size, channels)
+
+        if augmenter is not None:
+            if dtype != "float32":
+                raise ValueError("An augmenter needs dtype='float32' in as_tf_dataset.")
+            # One stateless seed per batch, zipped in order: the same augmenter
+            # seed gives the same images whatever the parallelism.
+            seeds = tf.data.Dataset.random(
+                seed=augmenter.seed, rerandomize_each_iteration=True
+            ).batch(2)
+
+            def augment(
+                batch: tuple[tf.Tensor, tf.Tensor], seed: tf.Tensor
+            ) -> tuple[tf.Tensor, tf.Tensor]:
+                x = tf.ensure_shape(batch[0], shape)
+                key = tf.cast(seed % (2**31 - 1), tf.int32)
+                x = augmenter.augment(x, key, output_dtype="float32")
+                return x, tf.ensure_shape(batch[1], (None,))
+
+            ds = tf.data.Dataset.zip((ds, seeds)).map(
+                augment, num_parallel_calls=tf.data.AUTOTUNE
+            )
+            return ds.prefetch(tf.data.AUTOTUNE)
 
         def finish(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             x = tf.ensure_shape(x, shape)
