@@ -301,3 +301,12 @@ def test_load_never_runs_code_from_the_file(tmp_path: Path) -> None:
     path = clf.save(tmp_path / "lambda.keras")
     with pytest.raises(DataError, match="Could not load the Keras model.*safe_mode"):
         Classifier.load(path)  # Keras safe mode refuses to deserialise the lambda
+
+
+def test_fit_refuses_data_of_another_shape(data) -> None:
+    clf = Classifier(build_cnn((64, 64, 3)), class_names=data.class_names)
+    with pytest.raises(
+        ValueError,
+        match=r"takes images of shape \(64, 64, 3\), but the dataset serves \(96, 96, 1\)",
+    ):
+        clf.fit(data, epochs=1, verbose=0)

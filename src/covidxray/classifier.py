@@ -258,6 +258,18 @@ class Classifier:
         color = self.color_mode
         resize = self.resize
         if isinstance(data, XrayDataset):
+            channels = 1 if data.color_mode == "grayscale" else 3
+            served = (*data.image_size, channels)
+            wanted = tuple(shape[1:])
+            if any(
+                w is not None and w != s for w, s in zip(wanted, served, strict=True)
+            ):
+                raise ValueError(
+                    f"The model takes images of shape {wanted}, but the dataset serves "
+                    f"{served} (image_size={data.image_size}, color_mode="
+                    f"{data.color_mode!r}). Build the model for the data, or load the "
+                    "data with the model's size and colour mode."
+                )
             size = size or data.image_size
             color = color or data.color_mode
             resize = resize or data.resize
