@@ -122,6 +122,10 @@ def _scan(
             return info
         except DataError as exc:
             return exc
+        except (ValueError, OSError) as exc:  # a mode Pillow cannot convert
+            return DataError(
+                f"'{entries[i].path}' could not be converted to {color_mode}: {exc}"
+            )
 
     workers = num_workers or min(8, (os.cpu_count() or 1) + 1)
     infos: list[ImageInfo | None] = []
