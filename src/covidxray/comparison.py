@@ -84,8 +84,8 @@ class Comparison:
                 f"## {split} split (test n = {n})",
                 "",
                 "| model | params | train s | accuracy | sensitivity | specificity "
-                "| PPV | ROC AUC | seed's accuracy |",
-                "|---|---|---|---|---|---|---|---|---|",
+                "| PPV | ROC AUC | log loss | seed's accuracy | seed's loss |",
+                "|---|---|---|---|---|---|---|---|---|---|---|",
             ]
             for r in rows:
                 cells = [
@@ -93,13 +93,16 @@ class Comparison:
                     f"{r['params']:,}",
                     f"{r['train_seconds']:.0f}",
                     *(_with_ci(r, m) for m in _METRICS),
+                    _fmt(r["test_loss"]),
                     _fmt(r["seed_accuracy"], 2),
+                    _fmt(r["seed_loss"], 2),
                 ]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
         lines += [
             "95% intervals: Wilson for proportions, bootstrap for ROC AUC. The seed's "
-            "accuracy was measured on a few batches of an overlapping split.",
+            "accuracy and loss were measured on a few batches of an overlapping "
+            "split.",
             "",
         ]
         return "\n".join(lines)
@@ -134,7 +137,7 @@ def _with_ci(row: dict[str, Any], metric: str) -> str:
     text = _fmt(row[metric])
     if lo is None or (isinstance(lo, float) and math.isnan(lo)):
         return text
-    return f"{text} ({_fmt(lo, 2)}-{_fmt(hi, 2)})"
+    return f"{text} ({_fmt(lo)}-{_fmt(hi)})"
 
 
 def _build(name: str, size: int, weights: Any, seed: int = 0) -> Any:
