@@ -18,12 +18,11 @@ from helpers import write_image
 def make_folder_set(
     root: Path, classes=("covid", "normal"), n: int = 6, split: str | None = None
 ) -> Path:
+    offset = {None: 0, "train": 100, "test": 200}[split]  # no image in two splits
     for c, cls in enumerate(classes):
         for k in range(n):
             base = root / split if split else root
-            write_image(
-                base / cls / f"{cls}_{k}.png", seed=1000 * c + k + hash(split) % 97
-            )
+            write_image(base / cls / f"{cls}_{k}.png", seed=1000 * c + k + offset)
     return root
 
 
