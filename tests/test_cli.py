@@ -151,6 +151,8 @@ def test_weights_unavailable_exit_code(
             "mobilenetv2",
             "--weights",
             "imagenet",
+            "--image-size",
+            "224",
             "--out",
             str(tmp_path / "out"),
         ]

@@ -184,3 +184,50 @@ def test_sigkill_midway_then_resume(tmp_path: Path) -> None:
     assert Classifier.load(final).predict(data.images("val")).shape == (
         len(data.split_records("val")),
     )
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path):
+    """A 1 MiB tmpfs, for real disk-full and read-only failures (needs root)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def test_save_on_a_full_or_read_only_disk_keeps_the_old_file(
+    tiny_filesystem: Path,
+) -> None:
+    clf = Classifier(build_cnn((48, 48, 1)), class_names=["a", "b"])
+    clf.fit(
+        (np.zeros((2, 48, 48, 1), np.float32), np.array([0, 1])), epochs=1, verbose=0
+    )
+    path = clf.save(tiny_filesystem / "model.keras")
+    before = path.read_bytes()
+    free = os.statvfs(tiny_filesystem).f_bavail * os.statvfs(tiny_filesystem).f_frsize
+    (tiny_filesystem / "filler").write_bytes(b"\0" * max(free - 4096, 0))  # disk full
+    with pytest.raises(OSError) as info:
+        clf.save(path)
+    assert info.value.errno == 28  # ENOSPC: No space left on device
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tiny_filesystem.iterdir()) == [
+        "filler",
+        "model.keras",
+    ]
+
+    (tiny_filesystem / "filler").unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_filesystem)], check=True)
+    with pytest.raises(OSError) as info:
+        clf.save(path)
+    assert info.value.errno == 30  # EROFS: the folder is not writable
+    assert path.read_bytes() == before
+    assert Classifier.load(path).class_names == ["a", "b"]
