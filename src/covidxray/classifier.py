@@ -340,15 +340,17 @@ class Classifier:
         if self.seed is not None:
             keras.utils.set_random_seed(int(self.seed))
         preprocessing = self._resolve_preprocessing(train)
-        train_ds, val_ds, weights = self._training_data(
-            train, validation_data, class_weight, batch_size
+        # An Augmenter on an XrayDataset works on the uint8 cache on its way to
+        # float32 (the fast path); any other augmenter is mapped over the batches.
+        fast = (
+            augmenter
+            if isinstance(train, XrayDataset) and isinstance(augmenter, Augmenter)
+            else None
         )
-        if isinstance(train, XrayDataset) and isinstance(augmenter, Augmenter):
-            # Augment the uint8 cache on its way to float32: the fast path.
-            train_ds = train.as_tf_dataset(
-                "train", shuffle=True, batch_size=batch_size, augmenter=augmenter
-            )
-        elif augmenter is not None:
+        train_ds, val_ds, weights = self._training_data(
+            train, validation_data, class_weight, batch_size, fast
+        )
+        if augmenter is not None and fast is None:
             train_ds = train_ds.map(
                 lambda x, y: (augmenter(x), y), num_parallel_calls=tf.data.AUTOTUNE
             ).prefetch(tf.data.AUTOTUNE)
@@ -442,9 +444,12 @@ class Classifier:
         validation_data: Any,
         class_weight: Any,
         batch_size: int | None,
+        augmenter: Augmenter | None = None,
     ) -> tuple[tf.data.Dataset, tf.data.Dataset | None, dict[int, float] | None]:
         if isinstance(train, XrayDataset):
-            train_ds = train.as_tf_dataset("train", shuffle=True, batch_size=batch_size)
+            train_ds = train.as_tf_dataset(
+                "train", shuffle=True, batch_size=batch_size, augmenter=augmenter
+            )
             if train_ds is None:
                 raise DataError(f"The training split of '{train.source}' is empty.")
             val_ds = (

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._progress import Progress
+from ..datasets import is_synthetic
 from ..errors import CovidXrayWarning, DataError
 from .decode import (
     COLOR_MODES,
@@ -529,8 +530,6 @@ class XrayDataset:
 
     def summary(self) -> str:
         """A short text summary: source, layout, classes and counts per split."""
-        from ..datasets import is_synthetic
-
         note = " - SYNTHETIC demo data, not X-rays" if is_synthetic(self.source) else ""
         lines = [
             f"XrayDataset from '{self.source}' (layout {self.layout!r}){note}",
