@@ -104,6 +104,9 @@ def test_predict_accepts_every_input_type(
         fitted.predict_proba(u8[0][:, :, None]), ref[:1], rtol=1e-5
     )
     np.testing.assert_allclose(fitted.predict_proba(u8[..., None]), ref, rtol=1e-5)
+    np.testing.assert_allclose(fitted.predict_proba(u8), ref, rtol=1e-5)  # (N, H, W)
+    ds8 = tf.data.Dataset.from_tensor_slices(u8[..., None]).batch(2)  # uint8 batches
+    np.testing.assert_allclose(fitted.predict_proba(ds8), ref, rtol=1e-5)
     np.testing.assert_allclose(
         fitted.predict_proba(u8[..., None] / 255.0), ref, rtol=1e-5
     )

@@ -567,9 +567,12 @@ class Classifier:
 
         if isinstance(x, tf.data.Dataset):
             for item in x:
-                images = item[0] if isinstance(item, tuple) else item
-                yield np.asarray(images, dtype=np.float32)
+                images = np.asarray(item[0] if isinstance(item, tuple) else item)
+                scale = 255.0 if images.dtype == np.uint8 else 1.0
+                yield images.astype(np.float32) / scale
             return
+        if isinstance(x, np.ndarray) and x.ndim == 3 and x.shape[-1] not in (1, 3, 4):
+            x = x[..., None]  # (N, H, W): a batch of grayscale images
         if isinstance(x, np.ndarray) and x.ndim == 4:
             arr = x
             if arr.shape[1:] == (*size, channels):
@@ -617,9 +620,10 @@ class Classifier:
 
         Args:
             x: A file path, a folder, a list of paths, a PIL image, a numpy array
-                (H, W), (H, W, C) or (N, H, W, C) (uint8, or float in [0, 1]), or
-                a `tf.data` dataset of images or `(images, labels)`. Inputs are
-                decoded, converted and resized as at training time.
+                (H, W), (H, W, C), (N, H, W) or (N, H, W, C) (uint8, or float in
+                [0, 1]), or a `tf.data` dataset of images or `(images, labels)`
+                at the training size. Inputs are decoded, converted and resized
+                as at training time.
 
         Returns:
             Probabilities of shape (N, n_classes).
