@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from covidxray import WeightsUnavailableError, run_comparison
 
@@ -79,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(result.to_markdown())
-    print(f"Wrote results.md, results.csv, results.json and plots to {args.out}/")
+    plots = sorted(Path(args.out).glob("*.png"))
+    note = (
+        f" and {len(plots)} plots" if plots else " (no plots: pip install matplotlib)"
+    )
+    print(f"Wrote results.md, results.csv, results.json{note} to {args.out}/")
     return 0
 
 
