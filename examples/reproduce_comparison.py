@@ -81,9 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(result.to_markdown())
     plots = sorted(Path(args.out).glob("*.png"))
-    note = (
-        f" and {len(plots)} plots" if plots else " (no plots: pip install matplotlib)"
-    )
+    missing = " (no plots: pip install 'covidxray[plots]')"
+    note = f" and {len(plots)} plots" if plots else missing
     print(f"Wrote results.md, results.csv, results.json{note} to {args.out}/")
     return 0
 
