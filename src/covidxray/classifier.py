@@ -32,8 +32,8 @@ from .data.decode import (
     array_to_image,
     check_choice,
     decode_file,
+    find_images,
     image_to_array,
-    is_image_name,
 )
 from .data.loader import XrayDataset, balanced_class_weights
 from .errors import DataError, NotFittedError
@@ -588,11 +588,7 @@ class Classifier:
         files: list[Any] = []
         for item in items:
             if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
-                found = sorted(
-                    str(p)
-                    for p in Path(item).rglob("*")
-                    if p.is_file() and is_image_name(p.name)
-                )
+                found = find_images(item)
                 if not found:
                     raise DataError(f"Found no images under '{item}'.")
                 files.extend(found)

@@ -123,18 +123,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .classifier import Classifier
-    from .data.decode import is_image_name
+    from .data.decode import find_images
 
     clf = Classifier.load(args.model)
     files: list[str] = []
     for item in args.images:
         path = Path(item)
         if path.is_dir():
-            files.extend(
-                str(p)
-                for p in sorted(path.rglob("*"))
-                if p.is_file() and is_image_name(p.name)
-            )
+            files.extend(find_images(path))
         elif path.is_file():
             files.append(str(path))
         else:

@@ -331,10 +331,8 @@ def _slug(text: str) -> str:
 
 
 def _plot_model(out: Path, split: str, name: str, clf: Any, evaluation: Any) -> None:
-    try:
-        from .plots import plot_confusion_matrix, plot_history
-    except ImportError:  # pragma: no cover - plots is part of the package
-        return
+    from .plots import plot_confusion_matrix, plot_history
+
     try:
         plot_history(clf, path=out / f"history_{name}_{_slug(split)}.png")
         plot_confusion_matrix(

@@ -391,3 +391,17 @@ def check_choice(name: str, value: Any, allowed: Sequence[str], where: str) -> N
 def is_image_name(name: str) -> bool:
     """Whether a file name has an extension covidxray reads."""
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS + DICOM_EXTENSIONS
+
+
+def find_images(folder: str | os.PathLike[str]) -> list[str]:
+    """Image files under `folder`, recursively, in sorted order; hidden files
+    and folders (names starting with '.') are left out."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(
+            os.path.join(dirpath, name)
+            for name in sorted(filenames)
+            if is_image_name(name) and not name.startswith(".")
+        )
+    return found

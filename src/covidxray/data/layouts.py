@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from .decode import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, is_image_name
+from .decode import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, find_images
 from .records import Entry
 from .tables import read_csv, read_text
 
@@ -415,18 +415,6 @@ def _is_folder_layout(source: Path) -> bool:
     return source.is_dir() and bool(_class_dirs(source))
 
 
-def _images_under(folder: Path) -> list[str]:
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(
-            os.path.join(dirpath, name)
-            for name in sorted(filenames)
-            if is_image_name(name) and not name.startswith(".")
-        )
-    return found
-
-
 @register_layout(
     "folder",
     detect=_is_folder_layout,
@@ -449,7 +437,7 @@ def read_folders(source: Path, ctx: ReadContext) -> list[Entry]:
         if not class_dirs:
             raise DataError(f"Found no class folders under '{folder}'.")
         for class_dir in class_dirs:
-            files = _images_under(class_dir)
+            files = find_images(class_dir)
             if not files:
                 raise DataError(
                     f"Found no images under '{class_dir}'. Files with these "
