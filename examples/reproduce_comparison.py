@@ -60,7 +60,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    weights = args.weights or ("none" if args.quick else "imagenet")
     if args.data is None:
         print(
             "No data folder given: running on the SYNTHETIC demo set (not real X-rays)."
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             args.data,
             out_dir=args.out,
             models=args.models,
-            weights=None if weights.lower() == "none" else weights,
+            weights=args.weights or "auto",
             epochs=args.epochs,
             image_size=args.image_size,
             quick=args.quick,

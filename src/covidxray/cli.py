@@ -172,12 +172,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .comparison import run_comparison
 
-    weights = args.weights or ("none" if args.quick else "imagenet")
     result = run_comparison(
         args.data,
         out_dir=args.out,
         models=args.models,
-        weights=_weights(weights),
+        weights=args.weights or "auto",
         epochs=args.epochs,
         image_size=args.image_size,
         quick=args.quick,

@@ -158,7 +158,7 @@ def run_comparison(
     *,
     out_dir: str | os.PathLike[str] = "results",
     models: Sequence[str] | None = None,
-    weights: str | os.PathLike[str] | None = "imagenet",
+    weights: str | os.PathLike[str] | None = "auto",
     epochs: int | None = None,
     image_size: int | None = None,
     quick: bool = False,
@@ -180,7 +180,8 @@ def run_comparison(
         models: `"cnn"` and backbone names (`list_backbones()`); by default the
             seed's four (`cnn`, `mobilenetv2`, `resnet101v2`, `densenet201`), or
             `cnn` and `mobilenetv2` with `quick`.
-        weights: Backbone weights: `"imagenet"`, None, or a file or folder.
+        weights: Backbone weights: `"imagenet"`, None (or `"none"`), or a file
+            or folder. `"auto"` means `"imagenet"`, or None with `quick`.
             ImageNet weights are fetched before any training, so a missing
             download stops the run at once.
         epochs: Epochs for every model (default 10: the seed's 100 epochs of
@@ -215,6 +216,10 @@ def run_comparison(
             "The `models` argument of run_comparison must name 'cnn' or backbones from "
             f"{', '.join(list_backbones())}. Received: {list(models)!r}."
         )
+    if weights == "auto":
+        weights = None if quick else "imagenet"
+    elif isinstance(weights, str) and weights.lower() == "none":
+        weights = None
     size = int(image_size or (64 if quick else 256))
     n_epochs = int(epochs or (2 if quick else 10))
     synthetic = data is None
