@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import keras
@@ -194,7 +195,12 @@ def test_dataset_augmentation_is_seeded(synthetic_root) -> None:
     data = load_dataset(synthetic_root, image_size=(32, 32), batch_size=8)
 
     def first_batch(seed: int) -> np.ndarray:
-        ds = data.as_tf_dataset("val", augmenter=Augmenter.seed_training(seed=seed))
+        aug = Augmenter.seed_training(seed=seed)
+        ds = data.as_tf_dataset(
+            "val",
+            transform=functools.partial(aug.augment, output_dtype="float32"),
+            transform_seed=seed,
+        )
         return np.concatenate([x.numpy() for x, _ in ds])
 
     np.testing.assert_array_equal(first_batch(1), first_batch(1))

@@ -19,6 +19,7 @@ from covidxray import (
     Classifier,
     DataError,
     NotFittedError,
+    Preprocessing,
     build_cnn,
     build_pretrained,
     load_dataset,
@@ -65,11 +66,7 @@ def test_fit_then_evaluate_learns_the_synthetic_pattern(
     assert sum(ev.support.values()) == 60
     assert set(fitted.history_) >= {"loss", "val_loss", "accuracy", "val_auc"}
     assert len(fitted.history_["loss"]) == 10
-    assert fitted.preprocessing_ == {
-        "image_size": [SIZE, SIZE],
-        "color_mode": "grayscale",
-        "resize": "stretch",
-    }
+    assert fitted.preprocessing_ == Preprocessing((SIZE, SIZE), "grayscale", "stretch")
 
 
 def test_predict_before_fit_raises_not_fitted() -> None:
@@ -147,7 +144,7 @@ def test_save_and_load_in_a_fresh_process_is_bit_identical(
         meta["class_names"] == ["normal", "covid"]
         and meta["preprocessing"]["resize"] == "stretch"
     )
-    assert meta["covidxray_version"]
+    assert meta["format_version"] == 2 and meta["provenance"]["covidxray_version"]
 
 
 def test_failed_save_keeps_the_old_file(
@@ -224,7 +221,7 @@ def test_interrupted_fit_resumes_from_checkpoint(data, tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         clf.fit(data, epochs=5, checkpoint=ckpt, callbacks=[StopAfter(2)], verbose=0)
     assert ckpt.is_file() and Path(f"{ckpt}.backup").is_dir()
-    assert Classifier.load(ckpt).metadata_["checkpoint"]["epoch"] <= 2
+    assert Classifier.load(ckpt).metadata_.checkpoint["epoch"] <= 2
     resumed = Classifier(build_cnn((SIZE, SIZE, 1)), class_names=data.class_names)
     resumed.fit(data, epochs=5, checkpoint=ckpt, verbose=0)
     assert len(resumed.history_["loss"]) == 3  # epochs 3, 4 and 5 only

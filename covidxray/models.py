@@ -29,8 +29,12 @@ __all__ = [
     "ChannelRepeat",
     "build_cnn",
     "build_pretrained",
+    "find_backbone",
+    "get_backbone",
     "keras_cache_dir",
     "list_backbones",
+    "split_at_backbone",
+    "unfreeze_backbone",
 ]
 
 PREPROCESS_MODES = ("caffe", "tf", "torch", "raw255", "none")
@@ -137,8 +141,8 @@ class Backbone:
     name: str
     constructor: Callable[..., keras.Model]
     preprocessing: str
-    default_size: int
     weights_file: str
+    default_size: int = 224
     sizes: tuple[int, ...] = ()
 
     def weights_file_for(self, input_size: int | None = None) -> str:
@@ -152,72 +156,82 @@ BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in [
         Backbone(
-            "densenet121",
-            _apps.DenseNet121,
-            "torch",
-            224,
-            "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            name="densenet121",
+            constructor=_apps.DenseNet121,
+            preprocessing="torch",
+            weights_file="densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
         ),
         Backbone(
-            "densenet201",
-            _apps.DenseNet201,
-            "torch",
-            224,
-            "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            name="densenet201",
+            constructor=_apps.DenseNet201,
+            preprocessing="torch",
+            weights_file="densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
         ),
         Backbone(
-            "efficientnetb0",
-            _apps.EfficientNetB0,
-            "raw255",
-            224,
-            "efficientnetb0_notop.h5",
+            name="efficientnetb0",
+            constructor=_apps.EfficientNetB0,
+            preprocessing="raw255",
+            weights_file="efficientnetb0_notop.h5",
         ),
         Backbone(
-            "mobilenet",
-            _apps.MobileNet,
-            "tf",
-            224,
-            "mobilenet_1_0_{rows}_tf_no_top.h5",
-            (128, 160, 192, 224),
+            name="mobilenet",
+            constructor=_apps.MobileNet,
+            preprocessing="tf",
+            weights_file="mobilenet_1_0_{rows}_tf_no_top.h5",
+            sizes=(128, 160, 192, 224),
         ),
         Backbone(
-            "mobilenetv2",
-            _apps.MobileNetV2,
-            "tf",
-            224,
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
-            (96, 128, 160, 192, 224),
+            name="mobilenetv2",
+            constructor=_apps.MobileNetV2,
+            preprocessing="tf",
+            weights_file=(
+                "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
+            ),
+            sizes=(96, 128, 160, 192, 224),
         ),
         Backbone(
-            "resnet101v2",
-            _apps.ResNet101V2,
-            "tf",
-            224,
-            "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            name="resnet101v2",
+            constructor=_apps.ResNet101V2,
+            preprocessing="tf",
+            weights_file="resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
         ),
         Backbone(
-            "resnet50",
-            _apps.ResNet50,
-            "caffe",
-            224,
-            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            name="resnet50",
+            constructor=_apps.ResNet50,
+            preprocessing="caffe",
+            weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         ),
         Backbone(
-            "resnet50v2",
-            _apps.ResNet50V2,
-            "tf",
-            224,
-            "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            name="resnet50v2",
+            constructor=_apps.ResNet50V2,
+            preprocessing="tf",
+            weights_file="resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
         ),
         Backbone(
-            "vgg16",
-            _apps.VGG16,
-            "caffe",
-            224,
-            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            name="vgg16",
+            constructor=_apps.VGG16,
+            preprocessing="caffe",
+            weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
         ),
     ]
 }
+
+
+def get_backbone(name: str) -> Backbone:
+    """The registered backbone called `name`.
+
+    Raises:
+        ValueError: Unknown name; the message lists the registered ones.
+
+    Example:
+        >>> get_backbone("densenet201").preprocessing
+        'torch'
+    """
+    if name not in BACKBONES:
+        raise ValueError(
+            f"Unknown backbone {name!r}. Valid names: {', '.join(list_backbones())}."
+        )
+    return BACKBONES[name]
 
 
 def list_backbones() -> list[str]:
@@ -389,18 +403,13 @@ def build_pretrained(
         >>> model.output_shape, model.get_layer("mobilenetv2").trainable
         ((None, 1), False)
     """
-    if backbone not in BACKBONES:
-        raise ValueError(
-            f"Unknown backbone {backbone!r}. "
-            f"Valid names: {', '.join(list_backbones())}."
-        )
+    spec = get_backbone(backbone)
     if head not in ("seed", "gap"):
         raise ValueError(
             f"The `head` argument of build_pretrained must be one of 'seed', 'gap'. "
             f"Received: {head!r}."
         )
     _check_classes(num_classes)
-    spec = BACKBONES[backbone]
     height, width, channels = (int(v) for v in input_shape)
     if channels not in (1, 3):
         raise ValueError(
@@ -442,3 +451,176 @@ def build_pretrained(
         x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = _output_layer(num_classes)(x)
     return keras.Model(inputs, outputs, name=f"{backbone}_{head}")
+
+
+# --------------------------------------------------------------------------- surgery
+
+
+def find_backbone(model: keras.Model) -> keras.Model | None:
+    """The registered backbone nested in `model` (a sub-model named after a
+    `list_backbones()` entry, as `build_pretrained` makes), or None.
+
+    Example:
+        >>> find_backbone(build_cnn((64, 64, 1))) is None
+        True
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and layer.name in BACKBONES:
+            return layer
+    return None
+
+
+def _chain(model: keras.Model) -> list[tuple[layers.Layer, dict[str, Any]]]:
+    """The layers of a straight-chain model in order, with their call arguments.
+
+    Raises:
+        ValueError: The model is not a straight chain (one input, and each layer
+            feeds only the next).
+    """
+    if isinstance(model, keras.Sequential):
+        return [(layer, {}) for layer in model.layers]
+    by_depth = getattr(model, "_nodes_by_depth", None)
+    if by_depth is None:
+        raise ValueError(
+            f"Cannot read the layer graph of the model '{model.name}' "
+            f"({type(model).__name__}); expected a functional or Sequential model."
+        )
+    chain: list[tuple[layers.Layer, dict[str, Any]]] = []
+    previous = None
+    for depth in sorted(by_depth, reverse=True):  # the input sits deepest
+        nodes = by_depth[depth]
+        node = nodes[0]
+        sources = [t._keras_history.operation for t in node.input_tensors]
+        straight = len(nodes) == 1 and (
+            sources == [previous] if previous is not None else node.is_input
+        )
+        if not straight:
+            names = ", ".join(n.operation.name for n in nodes)
+            raise ValueError(
+                f"The model '{model.name}' is not a straight chain of layers: at "
+                f"depth {depth} it has {names}, fed by "
+                f"{[s.name for s in sources] or 'nothing'}. Feature caching and "
+                "Grad-CAM split a model at its backbone, which needs each layer "
+                "to feed only the next. Pass cache_features=False to fit, or "
+                "build the model as one chain."
+            )
+        if not node.is_input:
+            kwargs = dict(node.arguments.kwargs) if node.arguments else {}
+            kwargs = {k: v for k, v in kwargs.items() if v is not None}
+            chain.append((node.operation, kwargs))
+        previous = node.operation
+    return chain
+
+
+def split_at_backbone(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """Split a model at its registered backbone: `features, head`.
+
+    `features` runs the layers up to and including the backbone: its layers
+    are the input, the layers before the backbone as one nested model (when
+    there are any), and the backbone. `head` runs the layers after it. Both
+    share their layers (and so their weights) with `model`, and
+    `head(features(x))` equals `model(x)`. Feature caching (run the frozen
+    `features` once, train only `head`) and Grad-CAM both use it.
+
+    Args:
+        model: A straight chain of layers with one nested registered backbone,
+            as `build_pretrained` makes.
+
+    Returns:
+        `(features, head)`, two `keras.Model`s.
+
+    Raises:
+        ValueError: The model has no registered backbone, or it is not a
+            straight chain (a skip connection or a second input around the
+            backbone would be silently mis-wired by splitting).
+
+    Example:
+        >>> import numpy as np
+        >>> model = build_pretrained(
+        ...     "mobilenetv2", input_shape=(64, 64, 1), weights=None, head="gap")
+        >>> features, head = split_at_backbone(model)
+        >>> features.output_shape, head.output_shape
+        ((None, 2, 2, 1280), (None, 1))
+        >>> x = np.random.default_rng(0).random((2, 64, 64, 1)).astype("float32")
+        >>> bool(np.allclose(head(features(x)), model(x), atol=1e-5))
+        True
+    """
+    chain = _chain(model)
+    index = next(
+        (
+            i
+            for i, (layer, _) in enumerate(chain)
+            if isinstance(layer, keras.Model) and layer.name in BACKBONES
+        ),
+        None,
+    )
+    if index is None:
+        raise ValueError(
+            f"The model '{model.name}' has no registered backbone to split at: "
+            "expected a nested model named one of "
+            f"{', '.join(list_backbones())}, as build_pretrained makes."
+        )
+    shape = tuple(model.input_shape[1:])
+    stem = None
+    if index > 0:  # the layers before the backbone, as one nested model
+        stem_input = keras.Input(shape, name="image")
+        x = stem_input
+        for layer, kwargs in chain[:index]:
+            x = layer(x, **kwargs)
+        stem = keras.Model(stem_input, x, name=f"{model.name}_stem")
+    inputs = keras.Input(shape, name="image")
+    backbone, backbone_kwargs = chain[index]
+    x = backbone(stem(inputs) if stem is not None else inputs, **backbone_kwargs)
+    features = keras.Model(inputs, x, name=f"{model.name}_features")
+    head_input = keras.Input(tuple(x.shape[1:]), name="features")
+    y = head_input
+    for layer, kwargs in chain[index + 1 :]:
+        y = layer(y, **kwargs)
+    head = keras.Model(head_input, y, name=f"{model.name}_head")
+    return features, head
+
+
+def unfreeze_backbone(model: keras.Model, n_layers: int | str = "all") -> keras.Model:
+    """Make the registered backbone of `model` trainable, for fine-tuning.
+
+    BatchNormalization layers stay frozen (their statistics, learnt on
+    ImageNet, are not re-estimated from small batches of X-rays).
+
+    Args:
+        model: A model with a registered backbone, as `build_pretrained` makes.
+        n_layers: `"all"`, or the number of the backbone's last layers to
+            unfreeze.
+
+    Returns:
+        `model`, changed in place.
+
+    Raises:
+        ValueError: No registered backbone, or a bad `n_layers`.
+
+    Example:
+        >>> model = build_pretrained(
+        ...     "mobilenetv2", input_shape=(64, 64, 1), weights=None)
+        >>> backbone = unfreeze_backbone(model, 3).get_layer("mobilenetv2")
+        >>> [layer.name for layer in backbone.layers if layer.trainable]
+        ['Conv_1', 'out_relu']
+    """
+    backbone = find_backbone(model)
+    if backbone is None:
+        raise ValueError(
+            f"The model '{model.name}' has no registered backbone to unfreeze."
+        )
+    if n_layers != "all" and (
+        isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1
+    ):
+        raise ValueError(
+            "The `n_layers` argument of unfreeze must be 'all' or a positive "
+            f"integer. Received: {n_layers!r}."
+        )
+    backbone.trainable = True
+    if n_layers != "all":
+        for layer in backbone.layers[: -int(n_layers)]:
+            layer.trainable = False
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return model

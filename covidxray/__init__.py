@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .audit import AuditReport, audit
-from .data import Record, XrayDataset, load_dataset
+from .data import Preprocessing, Record, XrayDataset, load_dataset
 from .errors import CovidXrayWarning, DataError, NotFittedError, WeightsUnavailableError
 
 logging.getLogger("covidxray").addHandler(logging.NullHandler())
@@ -26,7 +26,13 @@ if TYPE_CHECKING:
     from .comparison import Comparison, run_comparison
     from .explain import grad_cam, overlay
     from .metrics import Evaluation
-    from .models import Backbone, build_cnn, build_pretrained, list_backbones
+    from .models import (
+        Backbone,
+        build_cnn,
+        build_pretrained,
+        list_backbones,
+        split_at_backbone,
+    )
     from .plots import (
         plot_confusion_matrix,
         plot_gradcam_grid,
@@ -46,6 +52,7 @@ _LAZY = {
     "list_backbones": "models",
     "overlay": "explain",
     "run_comparison": "comparison",
+    "split_at_backbone": "models",
     "plot_confusion_matrix": "plots",
     "plot_gradcam_grid": "plots",
     "plot_history": "plots",
@@ -62,6 +69,7 @@ __all__ = [
     "DataError",
     "Evaluation",
     "NotFittedError",
+    "Preprocessing",
     "Record",
     "WeightsUnavailableError",
     "XrayDataset",
@@ -78,6 +86,7 @@ __all__ = [
     "plot_history",
     "plot_roc",
     "run_comparison",
+    "split_at_backbone",
 ]
 
 

@@ -378,16 +378,6 @@ def array_to_image(array: Any) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def check_choice(name: str, value: Any, allowed: Sequence[str], where: str) -> None:
-    """Raise a ValueError naming the argument, the allowed values and the value."""
-    if value not in allowed:
-        choices = ", ".join(repr(a) for a in allowed)
-        raise ValueError(
-            f"The `{name}` argument of {where} must be one of {choices}. "
-            f"Received: {value!r}."
-        )
-
-
 def is_image_name(name: str) -> bool:
     """Whether a file name has an extension covidxray reads."""
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS + DICOM_EXTENSIONS

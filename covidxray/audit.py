@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from .data.layouts import is_synthetic
 from .data.loader import XrayDataset, load_dataset
 from .data.records import Record
 from .data.split import content_groups
-from .datasets import is_synthetic
 
 logger = logging.getLogger("covidxray")
 

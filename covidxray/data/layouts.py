@@ -3,13 +3,12 @@
 A reader is one small function that turns a dataset, as it comes from its
 source, into `Entry` objects (path, finding, split, patient). Register it with
 `register_layout` and `load_dataset(layout="auto")` will detect it; nothing
-else needs to change. See `shared/reference/dataset-formats.md` for the layouts.
+else needs to change. The guide *Datasets and layouts* describes each layout.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +16,19 @@ from pathlib import Path
 
 from ..errors import DataError
 from .decode import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, find_images
+from .labels import canon
 from .records import Entry
 from .tables import read_csv, read_text
 
-__all__ = ["LAYOUTS", "Layout", "ReadContext", "detect_layout", "register_layout"]
+__all__ = [
+    "LAYOUTS",
+    "SYNTHETIC_NOTICE",
+    "Layout",
+    "ReadContext",
+    "detect_layout",
+    "is_synthetic",
+    "register_layout",
+]
 
 SPLIT_NAMES = {
     "train": "train",
@@ -33,6 +41,9 @@ SPLIT_NAMES = {
 }
 UNLABELLED = {"", "todo", "unknown"}
 READ_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
+#: The notice file that marks a folder of synthetic demo images (written by
+#: `covidxray.datasets.make_synthetic`).
+SYNTHETIC_NOTICE = "SYNTHETIC.txt"
 
 
 @dataclass
@@ -91,10 +102,6 @@ def detect_layout(source: Path) -> str:
 # --------------------------------------------------------------------------- helpers
 
 
-def _canon(text: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", text.lower())
-
-
 def _header(path: Path) -> list[str]:
     try:
         first = read_text(path).splitlines()[0]
@@ -140,7 +147,7 @@ def _csv_with(source: Path, default_name: str, *columns: str) -> Path | None:
 def _keep_view(row: dict[str, str], ctx: ReadContext) -> bool:
     if ctx.modality is not None:
         modality = row.get("modality", "")
-        if modality and _canon(modality) != _canon(ctx.modality):
+        if modality and canon(modality) != canon(ctx.modality):
             ctx.dropped[f"modality {modality}"] += 1
             return False
     if ctx.views is not None:
@@ -447,3 +454,16 @@ def read_folders(source: Path, ctx: ReadContext) -> list[Entry]:
                 Entry(f, class_dir.name, split, None, "folder") for f in files
             )
     return entries
+
+
+def is_synthetic(directory: str | os.PathLike[str]) -> bool:
+    """Whether a folder holds synthetic demo data (it holds SYNTHETIC.txt).
+
+    Example:
+        >>> import tempfile
+        >>> from covidxray.datasets import make_synthetic
+        >>> is_synthetic(make_synthetic(tempfile.mkdtemp(), n_per_class=1,
+        ...                             image_size=(8, 8)))
+        True
+    """
+    return (Path(directory) / SYNTHETIC_NOTICE).is_file()

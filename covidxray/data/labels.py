@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..errors import DataError
 
-__all__ = ["LabelMap", "make_label_map"]
+__all__ = ["LabelMap", "canon", "make_label_map"]
 
 _COVID = re.compile(r"covid|sarscov2|ncov")
 _ALIASES = [
@@ -18,12 +18,13 @@ _ALIASES = [
 ]
 
 
-def _canon(text: str) -> str:
+def canon(text: str) -> str:
+    """Lower case, letters and digits only: 'COVID-19' and 'covid19' match."""
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
 def _same(a: str, b: str) -> bool:
-    ca, cb = _canon(a), _canon(b)
+    ca, cb = canon(a), canon(b)
     return ca == cb or any(ca in group and cb in group for group in _ALIASES)
 
 
@@ -125,7 +126,7 @@ def _pick_positive(names: Sequence[str], positive_class: str | None) -> str | No
             "The `positive_class` argument of load_dataset must be one of "
             f"{', '.join(repr(n) for n in names)}. Received: {positive_class!r}."
         )
-    covid = [n for n in names if _COVID.search(_canon(n))]
+    covid = [n for n in names if _COVID.search(canon(n))]
     return covid[0] if len(covid) == 1 else None
 
 
@@ -136,7 +137,7 @@ def _binary(
         segments = _segments(finding)
         if positive_class is not None:
             return any(_same(s, positive_class) for s in segments)
-        return any(_COVID.search(_canon(s)) for s in segments)
+        return any(_COVID.search(canon(s)) for s in segments)
 
     positives = [f for f in distinct if is_positive(f)]
     negatives = [f for f in distinct if not is_positive(f)]

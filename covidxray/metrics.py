@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Evaluation", "wilson_interval"]
+__all__ = ["Evaluation", "choose_threshold", "wilson_interval"]
 
 _Z95 = 1.959963984540054
 
@@ -311,3 +311,50 @@ def _clean(value: float) -> float | None:
         if value is None or (isinstance(value, float) and math.isnan(value))
         else value
     )
+
+
+def choose_threshold(
+    is_positive: np.ndarray, score: np.ndarray, target: Any = "youden"
+) -> float:
+    """The decision threshold on `score` that meets `target` on these labels.
+
+    Args:
+        is_positive: Boolean labels.
+        score: Scores (probabilities of the positive class).
+        target: `"youden"` maximises sensitivity + specificity - 1;
+            `{"sensitivity": x}` gives the highest threshold whose sensitivity
+            is at least x; `{"specificity": x}` the lowest threshold whose
+            specificity is at least x.
+
+    Example:
+        >>> import numpy as np
+        >>> y = np.array([False, False, True, True])
+        >>> choose_threshold(y, np.array([0.1, 0.4, 0.35, 0.8]))
+        0.8
+        >>> choose_threshold(y, np.array([0.1, 0.4, 0.35, 0.8]), {"sensitivity": 1.0})
+        0.35
+    """
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thresholds = roc_curve(is_positive, score)
+    thresholds = np.minimum(thresholds, 1.0)  # roc_curve's first is +inf
+    error = (
+        "The `target` argument of tune_threshold must be 'youden', "
+        f"{{'sensitivity': x}} or {{'specificity': x}}. Received: {target!r}."
+    )
+    if isinstance(target, str):
+        if target != "youden":
+            raise ValueError(error)
+        return float(thresholds[int(np.argmax(tpr - fpr))])
+    if not isinstance(target, Mapping) or len(target) != 1:
+        raise ValueError(error)
+    ((key, value),) = target.items()
+    if key == "sensitivity":
+        ok = np.nonzero(tpr >= value)[0]
+        best = int(ok[0]) if len(ok) else len(tpr) - 1
+    elif key == "specificity":
+        ok = np.nonzero(1 - fpr >= value)[0]
+        best = int(ok[-1]) if len(ok) else 0
+    else:
+        raise ValueError(error)
+    return float(thresholds[best])

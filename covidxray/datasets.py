@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .data.layouts import SYNTHETIC_NOTICE, is_synthetic
+
 __all__ = ["is_synthetic", "make_synthetic", "synthetic_xray"]
 
-NOTICE_NAME = "SYNTHETIC.txt"
+NOTICE_NAME = SYNTHETIC_NOTICE
 _NOTICE = """\
 SYNTHETIC DEMO DATA - NOT REAL X-RAYS - NOT FOR ANY CLINICAL OR RESEARCH CLAIM.
 Written by covidxray.datasets.make_synthetic (seed={seed}).
@@ -142,15 +144,3 @@ def make_synthetic(
         shutil.copyfile(root / "train" / "covid" / name, root / "test" / "covid" / name)
     (root / NOTICE_NAME).write_text(_NOTICE.format(seed=seed))
     return root
-
-
-def is_synthetic(directory: str | os.PathLike[str]) -> bool:
-    """Whether a folder was written by `make_synthetic` (it holds SYNTHETIC.txt).
-
-    Example:
-        >>> import tempfile
-        >>> is_synthetic(make_synthetic(tempfile.mkdtemp(), n_per_class=1,
-        ...                             image_size=(8, 8)))
-        True
-    """
-    return (Path(directory) / NOTICE_NAME).is_file()

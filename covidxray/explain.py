@@ -1,8 +1,14 @@
-"""Grad-CAM heatmaps and overlays: where does a model look?"""
+"""Grad-CAM heatmaps and overlays: where does a model look?
+
+Grad-CAM knows models, not the `Classifier`: it takes a Keras model, or any
+fitted object with a `model_` and a `preprocess(images)` method (a fitted
+`Classifier`), and never imports the classifier module.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -10,9 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 from .data.decode import array_to_image
-
-if TYPE_CHECKING:
-    from .classifier import Classifier
+from .models import find_backbone, split_at_backbone
 
 __all__ = ["grad_cam", "overlay"]
 
@@ -21,34 +25,43 @@ _CONV_TYPES = (
     keras.layers.DepthwiseConv2D,
     keras.layers.SeparableConv2D,
 )
+_BATCH = 32  # images per forward and backward pass: memory stays bounded
 
 
-def _spatial_layers(
-    model: keras.Model,
-) -> list[tuple[keras.Model | None, keras.layers.Layer]]:
-    """(nested model or None, layer) for every layer with a 4-D output, in order."""
-    found: list[tuple[keras.Model | None, keras.layers.Layer]] = []
+class _Fitted(Protocol):
+    """What Grad-CAM needs of a fitted classifier."""
+
+    model_: keras.Model
+
+    def preprocess(self, images: Any) -> np.ndarray: ...
+
+
+def _spatial_layers(model: keras.Model) -> list[tuple[bool, keras.layers.Layer]]:
+    """(inside the backbone?, layer) for every layer with a 4-D output, in order."""
+    backbone = find_backbone(model)
+    found: list[tuple[bool, keras.layers.Layer]] = []
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
+        if layer is backbone:
             found.extend(
-                (layer, inner)
+                (True, inner)
                 for inner in layer.layers[1:]
                 if len(inner.output.shape) == 4
             )
         elif (
             not isinstance(layer, keras.layers.InputLayer)
+            and not isinstance(layer, keras.Model)
             and len(layer.output.shape) == 4
         ):
-            found.append((None, layer))
+            found.append((False, layer))
     return found
 
 
 def _pick_layer(
     model: keras.Model, layer: str | None
-) -> tuple[keras.Model | None, keras.layers.Layer]:
+) -> tuple[bool, keras.layers.Layer]:
     candidates = _spatial_layers(model)
     if layer is None:
-        nested = [c for c in candidates if c[0] is not None]
+        nested = [c for c in candidates if c[0]]
         if nested:  # a backbone: its last feature map, as Keras' Grad-CAM example does
             return nested[-1]
         convs = [c for c in candidates if isinstance(c[1], _CONV_TYPES)]
@@ -57,9 +70,9 @@ def _pick_layer(
                 f"The model '{model.name}' has no convolutional layer for Grad-CAM."
             )
         return convs[-1]
-    for parent, candidate in candidates:
+    for inside, candidate in candidates:
         if candidate.name == layer:
-            return parent, candidate
+            return inside, candidate
     names = [c.name for _, c in candidates]
     raise ValueError(
         f"Unknown layer {layer!r} for Grad-CAM. Layers with a spatial output "
@@ -67,72 +80,31 @@ def _pick_layer(
     )
 
 
-def _forward(model: keras.Model, parent: keras.Model | None, conv: keras.layers.Layer):
-    """A function x -> (conv activations, model output) for a linear model."""
-    if parent is None:
+Forward = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+
+
+def _forward(model: keras.Model, inside: bool, conv: keras.layers.Layer) -> Forward:
+    """A function x -> (activations of `conv`, model output)."""
+    if not inside:
         both = keras.Model(model.inputs, [conv.output, model.output])
         return lambda x: both(x, training=False)
-    index = model.layers.index(parent)
-    inner = keras.Model(parent.inputs, [conv.output, parent.output])
+    # A layer of the nested backbone: split the model there (one place checks
+    # that the model is a straight chain), then tap the backbone's inside.
+    features, head = split_at_backbone(model)
+    backbone = features.layers[-1]
+    stem = features.layers[1] if len(features.layers) == 3 else None
+    tap = keras.Model(backbone.inputs, [conv.output, backbone.output])
 
     def run(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        for layer in model.layers[1:index]:
-            x = layer(x, training=False)
-        activations, x = inner(x, training=False)
-        for layer in model.layers[index + 1 :]:
-            x = layer(x, training=False)
-        return activations, x
+        if stem is not None:
+            x = stem(x, training=False)
+        activations, maps = tap(x, training=False)
+        return activations, head(maps, training=False)
 
     return run
 
 
-def grad_cam(
-    classifier_or_model: Classifier | keras.Model,
-    images: Any,
-    *,
-    layer: str | None = None,
-    class_index: int | None = None,
-) -> np.ndarray:
-    """Grad-CAM heatmaps: which regions raised the score of a class.
-
-    Args:
-        classifier_or_model: A fitted `Classifier` (inputs are preprocessed as
-            for `predict`) or a Keras model taking (N, H, W, C) images in [0, 1].
-        images: For a model, an array (N, H, W, C) or (H, W, C). For a
-            classifier, anything `predict` accepts.
-        layer: Name of a layer with a spatial (4-D) output. By default the last
-            feature map of a nested backbone, or else the last convolution.
-        class_index: The class to explain; by default the predicted class of
-            each image.
-
-    Returns:
-        Heatmaps of shape (N, H, W) in [0, 1], at the input size.
-
-    Raises:
-        ValueError: Unknown layer (the message lists candidates) or no
-            convolutional layer.
-
-    Example:
-        >>> import numpy as np
-        >>> from covidxray import build_cnn, grad_cam
-        >>> model = build_cnn((64, 64, 1))
-        >>> heat = grad_cam(model, np.random.default_rng(0).random((2, 64, 64, 1)))
-        >>> heat.shape, float(heat.min()) >= 0.0, float(heat.max()) <= 1.0
-        ((2, 64, 64), True, True)
-    """
-    from .classifier import Classifier
-
-    if isinstance(classifier_or_model, Classifier):
-        classifier_or_model._check_fitted()
-        model = classifier_or_model.model_
-        x = np.concatenate(list(classifier_or_model._batches(images)))
-    else:
-        model = classifier_or_model
-        x = np.asarray(images, dtype=np.float32)
-        if x.ndim == 3:
-            x = x[None]
-    parent, conv = _pick_layer(model, layer)
-    forward = _forward(model, parent, conv)
+def _cam(forward: Forward, x: np.ndarray, class_index: int | None) -> np.ndarray:
     tensor = tf.convert_to_tensor(x, tf.float32)
     with tf.GradientTape() as tape:
         activations, output = forward(tensor)
@@ -158,6 +130,62 @@ def grad_cam(
     peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
     return np.where(peak > 0, cam / np.where(peak > 0, peak, 1.0), 0.0).astype(
         np.float32
+    )
+
+
+def grad_cam(
+    classifier_or_model: _Fitted | keras.Model,
+    images: Any,
+    *,
+    layer: str | None = None,
+    class_index: int | None = None,
+) -> np.ndarray:
+    """Grad-CAM heatmaps: which regions raised the score of a class.
+
+    Args:
+        classifier_or_model: A fitted `Classifier` (inputs are preprocessed as
+            for `predict`) or a Keras model taking (N, H, W, C) images in [0, 1].
+        images: For a model, an array (N, H, W, C) or (H, W, C). For a
+            classifier, anything `predict` accepts.
+        layer: Name of a layer with a spatial (4-D) output. By default the last
+            feature map of a nested backbone, or else the last convolution.
+        class_index: The class to explain; by default the predicted class of
+            each image.
+
+    Returns:
+        Heatmaps of shape (N, H, W) in [0, 1], at the input size. Images go
+        through the model in batches of 32, so memory does not grow with N.
+
+    Raises:
+        ValueError: Unknown layer (the message lists candidates), no
+            convolutional layer, or a backbone layer in a model that is not a
+            straight chain.
+
+    Example:
+        >>> import numpy as np
+        >>> from covidxray import build_cnn, grad_cam
+        >>> model = build_cnn((64, 64, 1))
+        >>> heat = grad_cam(model, np.random.default_rng(0).random((2, 64, 64, 1)))
+        >>> heat.shape, heat.dtype.name
+        ((2, 64, 64), 'float32')
+    """
+    if isinstance(classifier_or_model, keras.Model):
+        model = classifier_or_model
+        x = np.asarray(images, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+    else:
+        x = classifier_or_model.preprocess(images)  # NotFittedError if unfitted
+        model = classifier_or_model.model_
+    inside, conv = _pick_layer(model, layer)
+    forward = _forward(model, inside, conv)
+    if len(x) == 0:
+        return np.zeros((0, *x.shape[1:3]), np.float32)
+    return np.concatenate(
+        [
+            _cam(forward, x[i : i + _BATCH], class_index)
+            for i in range(0, len(x), _BATCH)
+        ]
     )
 
 

@@ -20,6 +20,7 @@ from .errors import DataError, WeightsUnavailableError
 __all__ = ["main"]
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_WEIGHTS = 0, 1, 2, 3
+_CHUNK = 64  # images per step of `covidxray predict`
 
 
 def _weights(value: str) -> str | None:
@@ -27,7 +28,7 @@ def _weights(value: str) -> str | None:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import audit
+    from . import audit
 
     report = audit(args.data, shortcut_probe=not args.no_probe)
     if args.json:
@@ -40,26 +41,29 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     import keras
 
-    from .augment import Augmenter
-    from .classifier import Classifier
-    from .data.loader import load_dataset
-    from .models import build_cnn, build_pretrained
+    from . import (
+        Augmenter,
+        Classifier,
+        Preprocessing,
+        build_cnn,
+        build_pretrained,
+        load_dataset,
+    )
 
     keras.utils.set_random_seed(args.seed)  # reproducible initial weights
     size = args.image_size or (256 if args.model == "cnn" else 224)
-    channels = 1 if args.color_mode == "grayscale" else 3
+    prep = Preprocessing((size, size), color_mode=args.color_mode)
     if args.model == "cnn":
-        model = build_cnn((size, size, channels))
+        model = build_cnn(prep.input_shape)
     else:
         model = build_pretrained(
-            args.model,
-            input_shape=(size, size, channels),
-            weights=_weights(args.weights),
+            args.model, input_shape=prep.input_shape, weights=_weights(args.weights)
         )
     data = load_dataset(
         args.data,
-        image_size=(size, size),
-        color_mode=args.color_mode,
+        image_size=prep.image_size,
+        color_mode=prep.color_mode,
+        resize=prep.resize,
         batch_size=args.batch_size,
         seed=args.seed,
     )
@@ -82,9 +86,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
     )
     clf.save(args.out)
-    split = "val" if data.split_records("val") else None
-    if split:
-        evaluation = clf.evaluate(data.as_tf_dataset(split), n_bootstrap=0)
+    if data.split_records("val"):
+        evaluation = clf.evaluate(data, split="val", n_bootstrap=0)
         print(
             "Validation: "
             + json.dumps({k: round(v, 4) for k, v in evaluation.metrics.items()})
@@ -94,16 +97,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .classifier import Classifier
-    from .data.loader import load_dataset
+    from . import Classifier, load_dataset
 
     clf = Classifier.load(args.model)
     prep = clf.preprocessing_
     data = load_dataset(
         args.data,
-        image_size=prep["image_size"],
-        color_mode=prep["color_mode"],
-        resize=prep["resize"],
+        image_size=prep.image_size,
+        color_mode=prep.color_mode,
+        resize=prep.resize,
         seed=args.seed,
         positive_class=clf.positive_class,
     )
@@ -122,8 +124,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .classifier import Classifier
-    from .data.decode import find_images
+    import numpy as np
+
+    from . import Classifier, overlay
+    from .data import find_images
 
     clf = Classifier.load(args.model)
     files: list[str] = []
@@ -137,30 +141,40 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise DataError(f"No such file or folder: '{item}'.")
     if not files:
         raise DataError(f"Found no images in {args.images}.")
-    proba = clf.predict_proba(files)
-    labels = clf.predict(files)
-    positive = clf.class_names.index(clf.positive_class) if clf.positive_class else 1
-    results = [
-        {
-            "file": f,
-            "label": str(label),
-            "probability": float(p[positive]),
-            "probability_of": clf.class_names[positive],
-        }
-        for f, label, p in zip(files, labels, proba, strict=True)
-    ]
-    if args.gradcam:
-        from .data.decode import decode_file
-        from .explain import overlay
-
-        out = Path(args.gradcam)
+    out = Path(args.gradcam) if args.gradcam else None
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        heatmaps = clf.explain(files)
-        for k, (name, heat) in enumerate(zip(files, heatmaps, strict=True)):
-            image, _ = decode_file(name)
-            target = out / f"{k:04d}_{Path(name).stem}_gradcam.png"
-            overlay(image, heat).save(target)
-            results[k]["gradcam"] = str(target)
+    positive = clf.class_names.index(clf.positive_class) if clf.positive_class else 1
+    results: list[dict[str, Any]] = []
+    # A chunk at a time: each file is decoded once, with the model's own
+    # preprocessing, and memory does not grow with the number of files.
+    for start in range(0, len(files), _CHUNK):
+        names = files[start : start + _CHUNK]
+        decoded = [clf.preprocessing_.decode(name)[0] for name in names]
+        pixels = np.stack(
+            [
+                clf.preprocessing_.to_array(img, name=n)
+                for img, n in zip(decoded, names, strict=True)
+            ]
+        )
+        proba = clf.predict_proba(pixels)
+        labels = clf.labels_from_proba(proba)
+        heatmaps = clf.explain(pixels) if out is not None else None
+        for k, name in enumerate(names):
+            row: dict[str, Any] = {
+                "file": name,
+                "label": str(labels[k]),
+                "probability": float(proba[k, positive]),
+                "probability_of": clf.class_names[positive],
+            }
+            if out is not None and heatmaps is not None:
+                # The heatmap is mapped back through the resize policy, so it
+                # lands on the right place of the decoded image.
+                target = out / f"{start + k:04d}_{Path(name).stem}_gradcam.png"
+                heat = clf.preprocessing_.map_back(heatmaps[k], decoded[k].size)
+                overlay(decoded[k], heat).save(target)
+                row["gradcam"] = str(target)
+            results.append(row)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -170,7 +184,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .comparison import run_comparison
+    from . import run_comparison
 
     result = run_comparison(
         args.data,

@@ -21,7 +21,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from .data.decode import check_choice, decode_file, is_image_name
+from ._validation import check_choice
+from .data.decode import decode_file, is_image_name
 
 logger = logging.getLogger("covidxray")
 

@@ -2,9 +2,10 @@
 on the seed's leaky split and on an audited split.
 
 `run_comparison` is what `examples/reproduce_comparison.py` and
-`covidxray compare` run. It follows `seed-protocol.md`: the seed CNN at
-256 x 256 x 3 with the seed's augmentation and Adam at 1e-3; frozen ImageNet
-backbones with the seed's head, Adam at 1e-4, batch 8, no augmentation.
+`covidxray compare` run. It follows the seed's protocol, restated on the docs
+page *Reproducing the published comparison*: the seed CNN at 256 x 256 x 3
+with the seed's augmentation and Adam at 1e-3; frozen ImageNet backbones with
+the seed's head, Adam at 1e-4, batch 8, no augmentation.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from typing import Any
 
 from ._version import __version__
 from .audit import audit
+from .data.layouts import is_synthetic
 from .data.loader import load_dataset
-from .datasets import is_synthetic, make_synthetic
+from .datasets import make_synthetic
 
 logger = logging.getLogger("covidxray")
 

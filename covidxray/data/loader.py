@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -9,27 +10,20 @@ import tempfile
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._progress import Progress
-from ..datasets import is_synthetic
+from .._validation import check_choice, check_image_size, check_positive_int
 from ..errors import CovidXrayWarning, DataError
-from .decode import (
-    COLOR_MODES,
-    DEFAULT_MAX_PIXELS,
-    RESIZE_MODES,
-    ImageInfo,
-    check_choice,
-    decode_file,
-    image_to_array,
-)
+from .decode import COLOR_MODES, DEFAULT_MAX_PIXELS, RESIZE_MODES, ImageInfo
 from .labels import make_label_map
-from .layouts import LAYOUTS, ReadContext, detect_layout
+from .layouts import LAYOUTS, ReadContext, detect_layout, is_synthetic
+from .preprocessing import Preprocessing
 from .records import Entry, Record
 from .split import SPLIT_ORDER, assign_splits, check_fractions
 from .split import deduplicate as deduplicate_records
@@ -37,11 +31,14 @@ from .split import deduplicate as deduplicate_records
 if TYPE_CHECKING:
     import tensorflow as tf
 
-    from ..augment import Augmenter
+#: A transform of uint8 batches for `XrayDataset.as_tf_dataset`: called with
+#: images (N, H, W, C) uint8 and a stateless seed (an int32 tensor of shape (2,)),
+#: it returns float32 images in [0, 1] (or uint8, then scaled to [0, 1]).
+Transform = Callable[[Any, Any], Any]
 
 logger = logging.getLogger("covidxray")
 
-__all__ = ["XrayDataset", "load_dataset"]
+__all__ = ["Transform", "XrayDataset", "load_dataset", "with_transform"]
 
 DEFAULT_CACHE_MEMORY_LIMIT = 2 * 1024**3
 
@@ -102,31 +99,22 @@ def _scan(
     entries: Sequence[Entry],
     store: np.ndarray | None,
     problems: _Problems,
+    prep: Preprocessing,
     *,
-    image_size: tuple[int, int],
-    color_mode: str,
-    resize: str,
     max_pixels: int,
     num_workers: int | None,
 ) -> list[ImageInfo | None]:
     """Decode every file once: validate it, hash it and fill the pixel store."""
 
     def work(i: int) -> ImageInfo | DataError:
+        path = entries[i].path
         try:
-            img, info = decode_file(
-                entries[i].path, max_pixels=max_pixels, draft_to=image_size
-            )
+            img, info = prep.decode(path, max_pixels=max_pixels)
             if store is not None:
-                store[i] = image_to_array(
-                    img, image_size, color_mode=color_mode, resize=resize
-                )
+                store[i] = prep.to_array(img, name=path)
             return info
         except DataError as exc:
             return exc
-        except (ValueError, OSError) as exc:  # a mode Pillow cannot convert
-            return DataError(
-                f"'{entries[i].path}' could not be converted to {color_mode}: {exc}"
-            )
 
     workers = num_workers or min(8, (os.cpu_count() or 1) + 1)
     infos: list[ImageInfo | None] = []
@@ -232,13 +220,13 @@ def load_dataset(
     check_choice("resize", resize, RESIZE_MODES, "load_dataset")
     check_choice("on_error", on_error, ("raise", "skip"), "load_dataset")
     check_choice("layout", layout, ("auto", *LAYOUTS), "load_dataset")
-    size = _check_size(image_size)
+    prep = Preprocessing(
+        check_image_size(image_size, "load_dataset"),
+        color_mode=color_mode,
+        resize=resize,
+    )
     check_fractions(validation_split, test_split)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            "The `batch_size` argument of load_dataset must be a positive integer. "
-            f"Received: {batch_size!r}."
-        )
+    check_positive_int("batch_size", batch_size, "load_dataset")
     root = Path(source)
     if not root.exists():
         raise DataError(f"The dataset source '{root}' does not exist.")
@@ -269,15 +257,12 @@ def load_dataset(
     if dropped:
         logger.info("Dropped images that map to no class: %s", dict(dropped))
 
-    channels = 1 if color_mode == "grayscale" else 3
-    store = _allocate((len(kept_entries), *size, channels), cache, cache_memory_limit)
+    store = _allocate((len(kept_entries), *prep.input_shape), cache, cache_memory_limit)
     infos = _scan(
         kept_entries,
         store,
         problems,
-        image_size=size,
-        color_mode=color_mode,
-        resize=resize,
+        prep,
         max_pixels=max_pixels,
         num_workers=num_workers,
     )
@@ -316,9 +301,7 @@ def load_dataset(
         records,
         class_names=label_map.class_names,
         positive_class=label_map.positive_class,
-        image_size=size,
-        color_mode=color_mode,
-        resize=resize,
+        preprocessing=prep,
         batch_size=batch_size,
         seed=seed,
         pixels=store,
@@ -330,22 +313,6 @@ def load_dataset(
         source=str(root),
         max_pixels=max_pixels,
     )
-
-
-def _check_size(image_size: Sequence[int]) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in image_size)
-    except (TypeError, ValueError):
-        raise ValueError(
-            "The `image_size` argument must be a pair (height, width) of positive "
-            f"integers. Received: {image_size!r}."
-        ) from None
-    if height < 1 or width < 1:
-        raise ValueError(
-            "The `image_size` argument must be a pair (height, width) of positive "
-            f"integers. Received: {image_size!r}."
-        )
-    return height, width
 
 
 def _unique_paths(entries: Sequence[Entry]) -> list[Entry]:
@@ -396,9 +363,8 @@ class XrayDataset:
         records: One `Record` per image kept, with its split.
         class_names: Class names; index 1 is the positive class when binary.
         positive_class: The positive class, or None for multi-class without one.
-        image_size: `(height, width)` of the images served.
-        color_mode: `"grayscale"` or `"rgb"`.
-        resize: The resize policy.
+        preprocessing: The `Preprocessing` that made the pixels served; its
+            `image_size`, `color_mode` and `resize` are also attributes here.
         skipped: `(path, reason)` for each file left out by `on_error="skip"`.
         duplicates_removed: `(removed, kept)` record pairs left out by
             `deduplicate=True`.
@@ -423,9 +389,7 @@ class XrayDataset:
         *,
         class_names: Sequence[str],
         positive_class: str | None,
-        image_size: tuple[int, int],
-        color_mode: str,
-        resize: str,
+        preprocessing: Preprocessing,
         batch_size: int,
         seed: int,
         pixels: np.ndarray | None,
@@ -440,9 +404,7 @@ class XrayDataset:
         self.records = list(records)
         self.class_names = tuple(class_names)
         self.positive_class = positive_class
-        self.image_size = image_size
-        self.color_mode = color_mode
-        self.resize = resize
+        self.preprocessing = preprocessing
         self.batch_size = batch_size
         self.seed = seed
         self.skipped = list(skipped)
@@ -453,6 +415,21 @@ class XrayDataset:
         self.max_pixels = max_pixels
         self._pixels = pixels
         self._rows = dict(rows)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """`(height, width)` of the images served."""
+        return self.preprocessing.image_size
+
+    @property
+    def color_mode(self) -> str:
+        """`"grayscale"` or `"rgb"`."""
+        return self.preprocessing.color_mode
+
+    @property
+    def resize(self) -> str:
+        """The resize policy: `"stretch"`, `"pad"` or `"crop"`."""
+        return self.preprocessing.resize
 
     # ----------------------------------------------------------------- records
 
@@ -469,18 +446,14 @@ class XrayDataset:
     def images(self, split: str) -> np.ndarray:
         """The uint8 pixels of one split, shape (N, H, W, C), in record order."""
         recs = self.split_records(split)
-        channels = 1 if self.color_mode == "grayscale" else 3
         if not recs:
-            return np.zeros((0, *self.image_size, channels), np.uint8)
+            return np.zeros((0, *self.preprocessing.input_shape), np.uint8)
         return np.stack([self._pixels_of(r.path) for r in recs])
 
     def _pixels_of(self, path: str) -> np.ndarray:
         if self._pixels is not None:
             return np.asarray(self._pixels[self._rows[path]])
-        img, _ = decode_file(path, max_pixels=self.max_pixels, draft_to=self.image_size)
-        return image_to_array(
-            img, self.image_size, color_mode=self.color_mode, resize=self.resize
-        )
+        return self.preprocessing.load(path, max_pixels=self.max_pixels)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per split and class (splits with no image are left out)."""
@@ -496,6 +469,7 @@ class XrayDataset:
         """Balanced class weights of the training split: n / (k * n_class).
 
         Example:
+            >>> from covidxray import Preprocessing
             >>> from covidxray.data.loader import XrayDataset
             >>> from covidxray.data.records import Record
             >>> recs = [
@@ -505,8 +479,8 @@ class XrayDataset:
             ... ]
             >>> ds = XrayDataset(
             ...     recs, class_names=("non", "covid"), positive_class="covid",
-            ...     image_size=(8, 8), color_mode="grayscale", resize="stretch",
-            ...     batch_size=2, seed=0, pixels=None, rows={})
+            ...     preprocessing=Preprocessing((8, 8)), batch_size=2, seed=0,
+            ...     pixels=None, rows={})
             >>> ds.class_weights()
             {0: 0.6666666666666666, 1: 2.0}
         """
@@ -579,105 +553,165 @@ class XrayDataset:
         shuffle: bool = False,
         batch_size: int | None = None,
         dtype: str = "float32",
-        augmenter: Augmenter | None = None,
+        transform: Transform | None = None,
+        transform_seed: int | None = None,
+        augmenter: Any = None,
     ) -> tf.data.Dataset | None:
         """Batches of one split as a `tf.data.Dataset`.
+
+        The pipeline has three steps: uint8 batches (gathered from the cache,
+        or decoded from disk with the dataset's `Preprocessing`), then an
+        optional `transform` of those uint8 batches, then float32 in [0, 1].
 
         Args:
             split: `"train"`, `"val"` or `"test"`.
             shuffle: Reshuffle every epoch (seeded with the dataset's seed).
             batch_size: Defaults to the dataset's batch size.
             dtype: `"float32"` gives images in [0, 1]; `"uint8"` the raw cache.
-            augmenter: An `Augmenter` applied to the uint8 batches on their way to
-                float32 (its fast path); requires `dtype="float32"`.
+            transform: A callable `transform(images, seed)` applied to each
+                uint8 batch (N, H, W, C) on its way to float32. `seed` is a
+                stateless seed, an int32 tensor of shape (2,), drawn per batch
+                from a stream seeded by `transform_seed`, so the same seed gives
+                the same batches whatever the parallelism. It returns float32
+                images in [0, 1] (or uint8). An `Augmenter`'s fast path is
+                `functools.partial(augmenter.augment, output_dtype="float32")`.
+                Needs `dtype="float32"`.
+            transform_seed: Seed of the per-batch seeds; default: the dataset's.
+            augmenter: Deprecated; use `transform`. An `Augmenter`, applied
+                through its public `augment` method.
 
         Returns:
             A dataset of `(images, labels)`, or None when the split is empty.
+
+        Example:
+            >>> import functools, tempfile
+            >>> from covidxray import Augmenter, load_dataset
+            >>> from covidxray.datasets import make_synthetic
+            >>> root = make_synthetic(
+            ...     tempfile.mkdtemp(), n_per_class=4, image_size=(40, 40))
+            >>> data = load_dataset(root, image_size=(40, 40), batch_size=4)
+            >>> aug = Augmenter.xray(seed=1)
+            >>> batches = data.as_tf_dataset(
+            ...     "train", shuffle=True, transform_seed=1,
+            ...     transform=functools.partial(aug.augment, output_dtype="float32"))
+            >>> images, labels = next(iter(batches))
+            >>> images.dtype.name, tuple(images.shape)
+            ('float32', (4, 40, 40, 1))
         """
         import tensorflow as tf
 
         check_choice("dtype", dtype, ("float32", "uint8"), "as_tf_dataset")
+        if augmenter is not None:
+            if transform is not None:
+                raise ValueError("Pass `transform` or `augmenter`, not both.")
+            warnings.warn(
+                "The `augmenter` argument of as_tf_dataset is deprecated; pass "
+                "transform=functools.partial(augmenter.augment, "
+                "output_dtype='float32') and transform_seed=augmenter.seed.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            transform = functools.partial(augmenter.augment, output_dtype="float32")
+            transform_seed = augmenter.seed
+        if transform is not None and dtype != "float32":
+            raise ValueError(
+                "A `transform` needs dtype='float32' in as_tf_dataset. "
+                f"Received: dtype={dtype!r}."
+            )
         recs = self.split_records(split)
         if not recs:
             return None
         labels = self.labels(split)
-        channels = 1 if self.color_mode == "grayscale" else 3
+        size = batch_size or self.batch_size
         if self._pixels is not None:
-            rows = np.array([self._rows[r.path] for r in recs], dtype=np.int64)
-            pixels = self._pixels
-
-            def gather(idx: np.ndarray) -> np.ndarray:
-                return np.asarray(pixels[idx])
-
-            ds = tf.data.Dataset.from_tensor_slices((rows, labels))
-            if shuffle:
-                ds = ds.shuffle(
-                    len(recs), seed=self.seed, reshuffle_each_iteration=True
-                )
-            ds = ds.batch(batch_size or self.batch_size)
-            ds = ds.map(
-                lambda idx, y: (
-                    tf.numpy_function(gather, [idx], tf.uint8, stateful=False),
-                    y,
-                ),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
+            ds = self._cached_batches(recs, labels, size, shuffle)
         else:
-            paths = np.array([r.path for r in recs])
-            size, mode, resize, limit = (
-                self.image_size,
-                self.color_mode,
-                self.resize,
-                self.max_pixels,
-            )
+            ds = self._decoded_batches(recs, labels, size, shuffle)
+        shape = (None, *self.preprocessing.input_shape)
 
-            def read(path: bytes) -> np.ndarray:
-                img, _ = decode_file(path.decode(), max_pixels=limit, draft_to=size)
-                return image_to_array(img, size, color_mode=mode, resize=resize)
+        def checked(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return tf.ensure_shape(x, shape), tf.ensure_shape(y, (None,))
 
-            ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-            if shuffle:
-                ds = ds.shuffle(
-                    len(recs), seed=self.seed, reshuffle_each_iteration=True
-                )
+        ds = ds.map(checked, num_parallel_calls=tf.data.AUTOTUNE)
+        if transform is not None:
+            seed = self.seed if transform_seed is None else transform_seed
+            ds = with_transform(ds, transform, seed)
+        elif dtype == "float32":
             ds = ds.map(
-                lambda p, y: (
-                    tf.numpy_function(read, [p], tf.uint8, stateful=False),
-                    y,
-                ),
+                lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
-            ds = ds.batch(batch_size or self.batch_size)
-        shape = (None, *self.image_size, channels)
+        return ds.prefetch(tf.data.AUTOTUNE)
 
-        if augmenter is not None:
-            if dtype != "float32":
-                raise ValueError("An augmenter needs dtype='float32' in as_tf_dataset.")
-            # One stateless seed per batch, zipped in order: the same augmenter
-            # seed gives the same images whatever the parallelism.
-            seeds = tf.data.Dataset.random(
-                seed=augmenter.seed, rerandomize_each_iteration=True
-            ).batch(2)
+    def _cached_batches(
+        self, recs: list[Record], labels: np.ndarray, size: int, shuffle: bool
+    ) -> tf.data.Dataset:
+        """uint8 batches gathered from the pixel cache by row index."""
+        import tensorflow as tf
 
-            def augment(
-                batch: tuple[tf.Tensor, tf.Tensor], seed: tf.Tensor
-            ) -> tuple[tf.Tensor, tf.Tensor]:
-                x = tf.ensure_shape(batch[0], shape)
-                key = tf.cast(seed % (2**31 - 1), tf.int32)
-                x = augmenter.augment(x, key, output_dtype="float32")
-                return x, tf.ensure_shape(batch[1], (None,))
+        rows = np.array([self._rows[r.path] for r in recs], dtype=np.int64)
+        pixels = self._pixels
 
-            ds = tf.data.Dataset.zip((ds, seeds)).map(
-                augment, num_parallel_calls=tf.data.AUTOTUNE
-            )
-            return ds.prefetch(tf.data.AUTOTUNE)
+        def gather(idx: np.ndarray) -> np.ndarray:
+            return np.asarray(pixels[idx])  # type: ignore[index]
 
-        def finish(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            x = tf.ensure_shape(x, shape)
-            if dtype == "float32":
-                x = tf.cast(x, tf.float32) / 255.0
-            return x, tf.ensure_shape(y, (None,))
-
-        return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-            tf.data.AUTOTUNE
+        ds = tf.data.Dataset.from_tensor_slices((rows, labels))
+        if shuffle:
+            ds = ds.shuffle(len(recs), seed=self.seed, reshuffle_each_iteration=True)
+        return ds.batch(size).map(
+            lambda idx, y: (
+                tf.numpy_function(gather, [idx], tf.uint8, stateful=False),
+                y,
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
+
+    def _decoded_batches(
+        self, recs: list[Record], labels: np.ndarray, size: int, shuffle: bool
+    ) -> tf.data.Dataset:
+        """uint8 batches decoded from disk, file by file, with `preprocessing`."""
+        import tensorflow as tf
+
+        prep, limit = self.preprocessing, self.max_pixels
+
+        def read(path: bytes) -> np.ndarray:
+            return prep.load(path.decode(), max_pixels=limit)
+
+        ds = tf.data.Dataset.from_tensor_slices(
+            (np.array([r.path for r in recs]), labels)
+        )
+        if shuffle:
+            ds = ds.shuffle(len(recs), seed=self.seed, reshuffle_each_iteration=True)
+        ds = ds.map(
+            lambda p, y: (tf.numpy_function(read, [p], tf.uint8, stateful=False), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        return ds.batch(size)
+
+
+def with_transform(
+    ds: tf.data.Dataset, transform: Transform, seed: int | None
+) -> tf.data.Dataset:
+    """Apply `transform(images, seed)` to `(images, labels)` batches.
+
+    Each batch gets its own stateless seed (an int32 tensor of shape (2,))
+    from a stream seeded by `seed`, zipped in order, so the same seed gives the
+    same images whatever the parallelism. The result is float32; a transform
+    that returns uint8 is scaled to [0, 1].
+    """
+    import tensorflow as tf
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def apply(
+        batch: tuple[tf.Tensor, tf.Tensor], pair: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = batch
+        out = tf.convert_to_tensor(transform(x, tf.cast(pair % (2**31 - 1), tf.int32)))
+        if out.dtype == tf.uint8:
+            out = tf.cast(out, tf.float32) / 255.0
+        return tf.cast(out, tf.float32), y
+
+    return tf.data.Dataset.zip((ds, seeds)).map(
+        apply, num_parallel_calls=tf.data.AUTOTUNE
+    )

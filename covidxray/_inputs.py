@@ -1,0 +1,300 @@
+"""Any input a `Classifier` accepts, turned into batches the model takes.
+
+Images go through the classifier's `Preprocessing`, so a file is decoded and
+resized here exactly as the dataset scan did at training time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from ._validation import check_choice
+from .data.decode import COLOR_MODES, RESIZE_MODES, find_images
+from .data.loader import XrayDataset, balanced_class_weights, with_transform
+from .data.preprocessing import Preprocessing
+from .errors import DataError
+
+__all__ = [
+    "PREDICT_BATCH",
+    "ImageInput",
+    "array_batches",
+    "class_weights",
+    "image_batches",
+    "labelled_batches",
+    "probabilities",
+    "resolve_preprocessing",
+    "scores",
+    "training_batches",
+]
+
+PREDICT_BATCH = 64
+
+ImageInput = Any  # path(s), directory, PIL image(s), numpy array(s) or tf.data
+
+
+def image_batches(
+    x: ImageInput, prep: Preprocessing, batch_size: int = PREDICT_BATCH
+) -> Iterator[np.ndarray]:
+    """Float32 batches in [0, 1] of shape (n, *prep.input_shape).
+
+    Args:
+        x: A file path, a folder, a list of paths, a PIL image, a numpy array
+            (H, W), (H, W, C), (N, H, W) or (N, H, W, C) (uint8, or float in
+            [0, 1]), or a `tf.data` dataset of images or `(images, labels)`.
+        prep: How to decode and resize files, images and arrays.
+        batch_size: Images per batch.
+    """
+    if isinstance(x, tf.data.Dataset):
+        for item in x:
+            images = np.asarray(item[0] if isinstance(item, tuple) else item)
+            yield _to_float(images)
+        return
+    if isinstance(x, np.ndarray) and x.ndim == 3 and x.shape[-1] not in (1, 3, 4):
+        x = x[..., None]  # (N, H, W): a batch of grayscale images
+    if isinstance(x, np.ndarray) and x.ndim == 4:
+        if x.shape[1:] == prep.input_shape:  # already the model's size: no resize
+            for start in range(0, len(x), batch_size):
+                yield _to_float(x[start : start + batch_size])
+            return
+        items: list[Any] = list(x)
+    elif isinstance(x, (str, os.PathLike, Image.Image, np.ndarray)):
+        items = [x]
+    else:
+        items = list(x)
+    files: list[Any] = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
+            found = find_images(item)
+            if not found:
+                raise DataError(f"Found no images under '{item}'.")
+            files.extend(found)
+        else:
+            files.append(item)
+    for start in range(0, len(files), batch_size):
+        chunk = [prep.load(item) for item in files[start : start + batch_size]]
+        yield np.stack(chunk).astype(np.float32) / 255.0
+
+
+def _to_float(images: np.ndarray) -> np.ndarray:
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    return images.astype(np.float32) / scale
+
+
+def array_batches(
+    data: Any, batch_size: int, *, shuffle: bool, seed: int | None = 0
+) -> tf.data.Dataset:
+    """A `tf.data` dataset as it is, or `(x, y)` arrays as float32 batches."""
+    if isinstance(data, tf.data.Dataset):
+        return data
+    if isinstance(data, tuple) and len(data) == 2:
+        x = np.asarray(data[0])
+        y = np.asarray(data[1]).astype(np.int32).reshape(-1)
+        if x.ndim == 3:
+            x = x[..., None]
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} images but y has {len(y)} labels.")
+        ds = tf.data.Dataset.from_tensor_slices((_to_float(x), y))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    raise TypeError(
+        "Expected an XrayDataset, a tf.data.Dataset of (images, labels), or a tuple "
+        f"(x, y) of arrays. Received: {type(data).__name__}."
+    )
+
+
+def _seeded_transform(augmenter: Any) -> Callable[[Any, Any], Any] | None:
+    """The stateless fast path of an `Augmenter`-like object, if it has one."""
+    augment = getattr(augmenter, "augment", None)
+    if not callable(augment):
+        return None
+    return functools.partial(augment, output_dtype="float32")
+
+
+def training_batches(
+    train: Any,
+    validation_data: Any,
+    *,
+    batch_size: int | None,
+    augmenter: Any,
+    seed: int | None,
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None, np.ndarray | None]:
+    """Training and validation batches, and the training labels when known.
+
+    An augmenter with a stateless `augment(images, seed)` method (an
+    `Augmenter`) runs with one seed per batch from a stream seeded by its own
+    seed, or else by `seed`: the same seeds give the same batches. On an
+    `XrayDataset` it works on the uint8 cache, through the dataset's public
+    `transform` hook. Any other callable is mapped over the batches.
+    """
+    transform = _seeded_transform(augmenter) if augmenter is not None else None
+    own_seed = getattr(augmenter, "seed", None)
+    transform_seed = own_seed if own_seed is not None else seed
+    if isinstance(train, XrayDataset):
+        train_ds = train.as_tf_dataset(
+            "train",
+            shuffle=True,
+            batch_size=batch_size,
+            transform=transform,
+            transform_seed=transform_seed,
+        )
+        if train_ds is None:
+            raise DataError(f"The training split of '{train.source}' is empty.")
+        if validation_data is None:
+            validation_data = train.as_tf_dataset("val", batch_size=batch_size)
+        labels: np.ndarray | None = train.labels("train")
+    else:
+        train_ds = array_batches(train, batch_size or 32, shuffle=True, seed=seed)
+        if transform is not None:
+            train_ds = with_transform(train_ds, transform, transform_seed)
+        labels = None
+    if augmenter is not None and transform is None:
+        train_ds = train_ds.map(
+            lambda x, y: (augmenter(x), y), num_parallel_calls=tf.data.AUTOTUNE
+        ).prefetch(tf.data.AUTOTUNE)
+    val_ds = (
+        array_batches(validation_data, batch_size or 32, shuffle=False)
+        if validation_data is not None
+        else None
+    )
+    return train_ds, val_ds, labels
+
+
+def class_weights(
+    class_weight: str | Mapping[int, float] | None,
+    labels: np.ndarray | None,
+    train_ds: tf.data.Dataset,
+    n_classes: int,
+) -> dict[int, float] | None:
+    """Resolve `fit`'s `class_weight`: None, a dict, or `"balanced"`."""
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, Mapping):
+        return {int(k): float(v) for k, v in class_weight.items()}
+    check_choice("class_weight", class_weight, ("balanced",), "fit")
+    if labels is None:
+        labels = np.concatenate([np.asarray(y).reshape(-1) for _, y in train_ds])
+    return balanced_class_weights(labels, n_classes)
+
+
+def labelled_batches(
+    data: Any, *, split: str | None, where: str
+) -> tuple[tf.data.Dataset, dict[str, Any]]:
+    """Labelled batches to score, and what they are (`meta`).
+
+    Args:
+        data: An `XrayDataset`, a `tf.data` dataset of `(images, labels)`, or
+            `(x, y)` arrays.
+        split: For an `XrayDataset`: the split to use; None means its test
+            split, or its validation split when it has no test split.
+        where: The method asking, for error messages.
+    """
+    if not isinstance(data, XrayDataset):
+        if split is not None:
+            raise ValueError(
+                f"The `split` argument of {where} applies to an XrayDataset only. "
+                f"Received: split={split!r} with {type(data).__name__}."
+            )
+        return array_batches(data, PREDICT_BATCH, shuffle=False), {}
+    if split is None:
+        split = "test" if data.split_records("test") else "val"
+    ds = data.as_tf_dataset(split)
+    if ds is None:
+        hint = (
+            " Load the data with validation_split > 0, or pass validation data; "
+            "the test split is never used for it."
+            if split == "val"
+            else ""
+        )
+        raise DataError(
+            f"The {split} split of '{data.source}' is empty: no labelled images "
+            f"for {where}.{hint}"
+        )
+    meta = {
+        "data_fingerprint": data.fingerprint(),
+        "split": split,
+        "data_seed": data.seed,
+    }
+    return ds, meta
+
+
+def resolve_preprocessing(
+    data: Any,
+    input_shape: tuple[int | None, ...],
+    image_size: Any,
+    color_mode: str | None,
+    resize: str | None,
+) -> Preprocessing:
+    """The `Preprocessing` a fit uses: the Classifier's arguments first, then an
+    `XrayDataset`'s own, then the model's input shape.
+
+    Raises:
+        ValueError: The dataset serves images of another shape than the model
+            takes, or an argument has a value that is not allowed.
+    """
+    if isinstance(data, XrayDataset):
+        served = data.preprocessing.input_shape
+        wanted = tuple(input_shape[1:])
+        if any(w is not None and w != s for w, s in zip(wanted, served, strict=True)):
+            raise ValueError(
+                f"The model takes images of shape {wanted}, but the dataset serves "
+                f"{served} (image_size={data.image_size}, color_mode="
+                f"{data.color_mode!r}). Build the model for the data, or load the "
+                "data with the model's size and colour mode."
+            )
+        image_size = image_size or data.image_size
+        color_mode = color_mode or data.color_mode
+        resize = resize or data.resize
+    if color_mode is not None:
+        check_choice("color_mode", color_mode, COLOR_MODES, "Classifier")
+    if resize is not None:
+        check_choice("resize", resize, RESIZE_MODES, "Classifier")
+    default = Preprocessing.for_input_shape(input_shape)
+    return Preprocessing(
+        tuple(image_size) if image_size else default.image_size,  # type: ignore[arg-type]
+        color_mode=color_mode or default.color_mode,
+        resize=resize or default.resize,
+    )
+
+
+def scores(
+    predict_proba: Callable[[Any], np.ndarray],
+    data: Any,
+    split: str | None,
+    where: str,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Labels, probabilities and provenance (`meta`) of labelled data."""
+    ds, meta = labelled_batches(data, split=split, where=where)
+    probs, labels = [], []
+    for x, y in ds:
+        probs.append(predict_proba(np.asarray(x)))
+        labels.append(np.asarray(y).reshape(-1))
+    if not probs:
+        raise ValueError(f"No labelled images for {where}.")
+    return np.concatenate(labels).astype(int), np.concatenate(probs), meta
+
+
+def probabilities(
+    model: Any, batches: Iterable[np.ndarray], n_classes: int
+) -> np.ndarray:
+    """Class probabilities (N, n_classes) of a model over float batches; one
+    sigmoid unit becomes the two columns (1 - p, p)."""
+    # A direct eager call per batch: no start-up cost of model.predict and no
+    # tracing, so one image costs one forward pass.
+    outputs = [
+        np.asarray(model(tf.convert_to_tensor(b), training=False)) for b in batches
+    ]
+    if not outputs:
+        return np.zeros((0, n_classes), np.float64)
+    out = np.concatenate(outputs).astype(np.float64)
+    if out.shape[-1] == 1:
+        return np.stack([1 - out[:, 0], out[:, 0]], axis=1)
+    return out

@@ -1,0 +1,206 @@
+"""The `.keras` file of a `Classifier`: its metadata schema, atomic save, safe load.
+
+A classifier file is a plain Keras `.keras` archive with one more member,
+`covidxray.json`, which holds a `ModelMetadata`: the class names, threshold and
+`Preprocessing` needed to predict again, plus where the file came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from ._version import __version__
+from .data.preprocessing import Preprocessing
+from .errors import DataError
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "METADATA_NAME",
+    "ModelMetadata",
+    "load_keras_model",
+    "provenance",
+    "read_metadata",
+    "save_atomic",
+]
+
+METADATA_NAME = "covidxray.json"
+FORMAT = "covidxray.Classifier"
+#: 1: flat preprocessing dict, no schema. 2: this schema (reads version 1 too).
+FORMAT_VERSION = 2
+
+
+def provenance() -> dict[str, str]:
+    """The versions that made a result: covidxray, TensorFlow and Keras."""
+    return {
+        "covidxray_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+    }
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a classifier file says about its model.
+
+    Attributes:
+        class_names: Class names in label-index order.
+        positive_class: The positive class of a binary task, or None.
+        threshold: Decision threshold on P(positive).
+        preprocessing: How inputs are decoded and resized.
+        learning_rate: Learning rate of the last `fit`.
+        seed: Seed of the last `fit`.
+        provenance: Versions of covidxray, TensorFlow and Keras that saved it.
+        checkpoint: For a best-epoch checkpoint: epoch, monitor and value.
+    """
+
+    class_names: tuple[str, ...]
+    positive_class: str | None
+    threshold: float
+    preprocessing: Preprocessing
+    learning_rate: float = 1e-3
+    seed: int | None = None
+    provenance: Mapping[str, str] = field(default_factory=provenance)
+    checkpoint: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document stored in the file."""
+        out: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "class_names": list(self.class_names),
+            "positive_class": self.positive_class,
+            "threshold": self.threshold,
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+            "preprocessing": self.preprocessing.to_dict(),
+            "provenance": dict(self.provenance),
+        }
+        if self.checkpoint is not None:
+            out["checkpoint"] = dict(self.checkpoint)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], path: Path) -> ModelMetadata:
+        """Read and check a stored document (format version 1 or 2).
+
+        Raises:
+            DataError: A required field is missing or has a wrong value; the
+                message names the file.
+        """
+        version = values.get("format_version", 1)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise DataError(
+                f"'{path}' was saved in covidxray file format {version!r}; this "
+                f"covidxray ({__version__}) reads formats 1 to {FORMAT_VERSION}. "
+                "Upgrade covidxray to load it."
+            )
+        required = ("class_names", "threshold", "preprocessing")
+        missing = [k for k in required if k not in values]
+        if missing:
+            raise DataError(
+                f"The covidxray metadata in '{path}' lacks {', '.join(missing)}."
+            )
+        try:
+            versions = values.get("provenance") or {
+                k: values[k] for k in provenance() if k in values
+            }
+            return cls(
+                class_names=tuple(str(c) for c in values["class_names"]),
+                positive_class=values.get("positive_class"),
+                threshold=float(values["threshold"]),
+                preprocessing=Preprocessing.from_dict(values["preprocessing"]),
+                learning_rate=float(values.get("learning_rate", 1e-3)),
+                seed=values.get("seed"),
+                provenance=dict(versions),
+                checkpoint=values.get("checkpoint"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise DataError(
+                f"The covidxray metadata in '{path}' is invalid: {exc}"
+            ) from exc
+
+    def with_checkpoint(self, epoch: int, monitor: str, value: float) -> ModelMetadata:
+        """A copy that marks a best-epoch checkpoint."""
+        info = {"epoch": epoch, "monitor": monitor, "value": value}
+        return replace(self, checkpoint=info)
+
+
+def save_atomic(model: keras.Model, path: Path, metadata: ModelMetadata) -> Path:
+    """Write `model` and `metadata` into one `.keras` file, atomically.
+
+    The file is written beside the target under a temporary name and renamed
+    over it, so a failed save (full disk, read-only folder, interruption)
+    leaves an earlier file intact and no temporary file behind.
+    """
+    if path.suffix != ".keras":
+        raise ValueError(
+            f"The `path` argument of save must end in '.keras'. Received: '{path}'."
+        )
+    folder = path.parent if str(path.parent) else Path(".")
+    handle, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.stem}-", suffix=".keras", dir=folder
+    )
+    os.close(handle)
+    try:
+        model.save(tmp_name)
+        with zipfile.ZipFile(tmp_name, "a") as archive:
+            archive.writestr(METADATA_NAME, json.dumps(metadata.to_dict(), indent=2))
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.remove(tmp_name)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def read_metadata(path: Path) -> ModelMetadata:
+    """The `ModelMetadata` of a classifier file.
+
+    Raises:
+        DataError: The file is missing, not a `.keras` archive, corrupted, or a
+            plain Keras model without covidxray metadata.
+    """
+    if not path.is_file():
+        raise DataError(f"No model file at '{path}'.")
+    if not zipfile.is_zipfile(path):
+        raise DataError(
+            f"'{path}' is not a .keras archive (not a zip file); it may be truncated "
+            "or corrupted."
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if METADATA_NAME not in archive.namelist():
+                raise DataError(
+                    f"'{path}' is a Keras model without covidxray metadata. Load it "
+                    "with keras.saving.load_model and wrap it: Classifier(model, "
+                    "class_names=[...]), then fit it, or save it from a Classifier."
+                )
+            values = json.loads(archive.read(METADATA_NAME))
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, json.JSONDecodeError, OSError, KeyError) as exc:
+        raise DataError(f"'{path}' is corrupted: {exc}") from exc
+    if not isinstance(values, dict):
+        raise DataError(f"The covidxray metadata in '{path}' is not a JSON object.")
+    return ModelMetadata.from_dict(values, path)
+
+
+def load_keras_model(path: Path) -> keras.Model:
+    """Load the Keras model of a classifier file in safe mode (no code runs)."""
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise DataError(f"Could not load the Keras model in '{path}': {exc}") from exc

@@ -1,0 +1,414 @@
+"""The training loop's plumbing: feature caching, checkpoints, callbacks, seeds.
+
+Everything here is a function or a callback with explicit arguments; nothing
+imports `covidxray.classifier`, which calls into this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ._persist import read_metadata
+from ._validation import check_choice
+from .errors import DataError
+from .models import find_backbone, split_at_backbone
+
+logger = logging.getLogger("covidxray")
+
+__all__ = [
+    "OPTIMIZERS",
+    "BestCheckpoint",
+    "FitResult",
+    "LogEpochs",
+    "ShowFullModel",
+    "compile_for",
+    "prepare",
+    "own_callbacks",
+    "own_random_streams",
+    "previous_best",
+    "train",
+    "use_feature_cache",
+]
+
+CACHE_CHOICES = ("auto", True, False)
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+
+def compile_for(
+    model: keras.Model,
+    optimizer: str | keras.optimizers.Optimizer,
+    learning_rate: float,
+) -> None:
+    """Compile with a fresh optimizer, and the loss and metrics its output needs:
+    binary cross-entropy, accuracy and AUC for one sigmoid unit, else sparse
+    categorical cross-entropy and accuracy."""
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        check_choice("optimizer", optimizer, tuple(OPTIMIZERS), "Classifier")
+        optimizer = OPTIMIZERS[str(optimizer)](learning_rate=learning_rate)
+    if model.output_shape[-1] == 1:
+        loss: Any = keras.losses.BinaryCrossentropy()
+        metrics: list[Any] = [
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(name="auc"),
+        ]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
+def prepare(
+    model: keras.Model,
+    strategy: tf.distribute.Strategy | None,
+    compile_model: Callable[[keras.Model], None],
+) -> keras.Model:
+    """The model to train, compiled: `model` itself, or with a strategy its
+    clone in the strategy's scope, with the same weights."""
+    if strategy is None:
+        compile_model(model)
+        return model
+    with strategy.scope():
+        clone = keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        compile_model(clone)
+    return clone
+
+
+def own_callbacks(
+    save: Callable[[Path, int, str, float], Any],
+    *,
+    monitor: str,
+    checkpoint: str | os.PathLike[str] | None,
+    early_stopping: int | None,
+) -> list[keras.callbacks.Callback]:
+    """`fit`'s own callbacks: epoch logging, best-epoch checkpoint with a
+    backup to resume from, and early stopping with the best weights restored."""
+    own: list[keras.callbacks.Callback] = [LogEpochs()]
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        best = previous_best(path, monitor)
+        own.append(BestCheckpoint(save, path, monitor, best))
+        own.append(
+            keras.callbacks.BackupAndRestore(
+                str(path) + ".backup", delete_checkpoint=True
+            )
+        )
+    if early_stopping:
+        own.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=int(early_stopping), restore_best_weights=True
+            )
+        )
+    return own
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Call `save(path, epoch, monitor, value)` whenever the monitored value
+    improves; `save` writes the whole classifier atomically."""
+
+    def __init__(
+        self,
+        save: Callable[[Path, int, str, float], Any],
+        path: Path,
+        monitor: str,
+        best: float,
+    ) -> None:
+        super().__init__()
+        self.save, self.path, self.monitor, self.best = save, path, monitor, best
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(value) or value >= self.best:
+            return
+        self.best = float(value)
+        self.save(self.path, epoch + 1, self.monitor, float(value))
+        logger.info(
+            "Epoch %d: %s improved to %.4f; saved '%s'.",
+            epoch + 1,
+            self.monitor,
+            value,
+            self.path,
+        )
+
+
+class LogEpochs(keras.callbacks.Callback):
+    """Log each epoch's metrics to the `covidxray` logger."""
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
+        logger.info("Epoch %d: %s", epoch + 1, shown)
+
+
+class ShowFullModel(keras.callbacks.Callback):
+    """Run a user's callback while only the head trains, showing it the full model.
+
+    The wrapped callback's `model` is the full model; a `stop_training` it
+    sets there is passed on to the head that Keras is training.
+    """
+
+    def __init__(self, inner: keras.callbacks.Callback, full: keras.Model) -> None:
+        super().__init__()
+        self.inner, self.full = inner, full
+
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(model)
+        self.inner.set_model(self.full)
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        super().set_params(params)
+        self.inner.set_params(params)
+
+    def _forward(self, hook: str, *args: Any) -> None:
+        self.full.stop_training = False
+        getattr(self.inner, hook)(*args)
+        if self.full.stop_training:
+            self.model.stop_training = True
+
+
+def _forwarder(hook: str) -> Callable[..., None]:
+    def method(self: ShowFullModel, *args: Any) -> None:
+        self._forward(hook, *args)
+
+    method.__name__ = hook
+    return method
+
+
+for _hook in (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_begin",
+    "on_test_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_begin",
+    "on_predict_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
+):
+    setattr(ShowFullModel, _hook, _forwarder(_hook))
+
+
+def previous_best(path: Path, monitor: str) -> float:
+    """The best monitored value of an interrupted run to resume, or infinity."""
+    backup = Path(str(path) + ".backup")
+    if path.is_file() and backup.is_dir():
+        try:
+            info = read_metadata(path).checkpoint or {}
+            if info.get("monitor") == monitor:
+                logger.info("Resuming; best %s so far is %.4f.", monitor, info["value"])
+                return float(info["value"])
+        except (DataError, KeyError, ValueError):
+            pass
+    return math.inf
+
+
+# --------------------------------------------------------------------- seeds
+
+
+def _seed_generators(model: keras.Model) -> list[keras.random.SeedGenerator]:
+    """Every `SeedGenerator` held by a layer of `model`, nested models included,
+    in a stable order."""
+    found: list[keras.random.SeedGenerator] = []
+    seen: set[int] = set()
+
+    def visit(layer: keras.layers.Layer) -> None:
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        for value in vars(layer).values():
+            if isinstance(value, keras.random.SeedGenerator) and id(value) not in seen:
+                seen.add(id(value))
+                found.append(value)
+        for inner in getattr(layer, "layers", ()):
+            visit(inner)
+
+    visit(model)
+    return found
+
+
+@contextlib.contextmanager
+def own_random_streams(model: keras.Model, seed: int | None) -> Iterator[None]:
+    """Seed the model's own random streams from `seed`; leave global state alone.
+
+    Each layer's `SeedGenerator` (dropout and the like) gets a state derived
+    from `seed`, so the same seed gives the same training. Python's and
+    NumPy's global generators are put back as they were on exit, whatever
+    Keras drew from them, and TensorFlow's global seed is never set.
+    """
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    try:
+        if seed is not None:
+            generators = _seed_generators(model)
+            states = np.random.SeedSequence(int(seed)).generate_state(
+                max(1, len(generators))
+            )
+            for generator, state in zip(generators, states, strict=False):
+                value = int(state) % (2**31 - 1) + 1
+                generator.state.assign(
+                    tf.constant([value, 0], dtype=generator.state.dtype)
+                )
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+# --------------------------------------------------------------------- caching
+
+
+def use_feature_cache(
+    cache_features: str | bool,
+    model: keras.Model,
+    *,
+    augmenter: Any,
+    strategy: tf.distribute.Strategy | None,
+) -> bool:
+    """Decide whether `fit` caches a frozen backbone's features.
+
+    `"auto"` caches when the model has a frozen registered backbone, it splits
+    cleanly there, and neither an augmenter nor a strategy is used. True asks
+    for caching and raises a ValueError saying why when it cannot be done.
+    """
+    check_choice("cache_features", cache_features, CACHE_CHOICES, "fit")
+    if cache_features is False:
+        return False
+    backbone = find_backbone(model)
+    reasons = []
+    if backbone is None:
+        reasons.append("the model has no registered backbone")
+    elif backbone.trainable:
+        reasons.append("the backbone is trainable (unfrozen)")
+    if augmenter is not None:
+        reasons.append("an augmenter changes the images every epoch")
+    if strategy is not None:
+        reasons.append("a distribution strategy is used")
+    if not reasons:
+        try:
+            split_at_backbone(model)
+        except ValueError as exc:
+            reasons.append(str(exc))
+    if reasons and cache_features is True:
+        raise ValueError(
+            "fit(cache_features=True) cannot cache features: "
+            + "; ".join(reasons)
+            + ". Pass cache_features='auto' or False."
+        )
+    if reasons:
+        logger.info("Not caching features: %s.", "; ".join(reasons))
+    return not reasons
+
+
+def _feature_batches(
+    features: keras.Model,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
+    seed: int | None,
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+    """Run the frozen part once over the data: datasets of (features, labels)."""
+    spec = tf.TensorSpec((None, *features.input_shape[1:]), tf.float32)
+    extract = tf.function(lambda x: features(x, training=False), input_signature=[spec])
+
+    def features_of(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        feats, labels = [], []
+        for x, y in ds:
+            feats.append(extract(x).numpy())
+            labels.append(np.asarray(y))
+        return np.concatenate(feats), np.concatenate(labels)
+
+    x_train, y_train = features_of(train_ds)
+    batch = int(next(iter(train_ds))[0].shape[0])
+    train_feats = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch)
+    )
+    val_feats = None
+    if val_ds is not None:
+        x_val, y_val = features_of(val_ds)
+        val_feats = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch)
+    logger.info("Cached frozen-backbone features of %d training images.", len(x_train))
+    return train_feats, val_feats
+
+
+# --------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What one `train` call did."""
+
+    history: dict[str, list[float]]
+    seconds: float
+    feature_cache_used: bool
+
+
+def train(
+    model: keras.Model,
+    *,
+    compile_model: Callable[[keras.Model], None],
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
+    epochs: int,
+    class_weight: dict[int, float] | None,
+    callbacks: Sequence[keras.callbacks.Callback],
+    user_callbacks: Sequence[keras.callbacks.Callback],
+    cache_features: bool,
+    verbose: str | int,
+    seed: int | None,
+) -> FitResult:
+    """Train `model` (already compiled), or only its head on cached features.
+
+    With `cache_features`, the model is split at its frozen backbone, the
+    backbone runs once over the data, and only the head (which shares its
+    layers with `model`) trains; `user_callbacks` still see the full model.
+    Our own `callbacks` run first, so that an exception raised by a user
+    callback at the end of an epoch comes after that epoch's backup.
+    """
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 0
+    start = time.perf_counter()
+    trainee = model
+    if cache_features:
+        features, head = split_at_backbone(model)
+        train_ds, val_ds = _feature_batches(features, train_ds, val_ds, seed)
+        compile_model(head)
+        trainee = head
+        user_callbacks = [ShowFullModel(c, model) for c in user_callbacks]
+    history = trainee.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs,
+        class_weight=class_weight,
+        callbacks=[*callbacks, *user_callbacks],
+        verbose=verbose,
+        shuffle=False,
+    )
+    return FitResult(
+        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+        seconds=time.perf_counter() - start,
+        feature_cache_used=cache_features,
+    )

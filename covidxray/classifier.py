@@ -1,0 +1,446 @@
+"""`Classifier`: fit, predict, evaluate, save and load, in the scikit-learn manner.
+
+It is the one object that ties data, model and metrics together. The class
+holds parameters, `fit`, `predict*`, `evaluate` and `tune_threshold`; its input
+coercion (`_inputs`), training plumbing (`_training`) and file format
+(`_persist`) live in private modules beside it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import _inputs, _training
+from ._inputs import ImageInput
+from ._persist import ModelMetadata, load_keras_model, provenance, read_metadata
+from ._persist import save_atomic as _save_atomic
+from ._validation import check_model_classes, check_positive_int
+from .data.loader import XrayDataset
+from .errors import NotFittedError
+from .metrics import Evaluation, choose_threshold
+from .models import unfreeze_backbone
+
+__all__ = ["Classifier"]
+
+
+class Classifier:
+    """A Keras model with its class names, threshold and image preprocessing.
+
+    `__init__` only stores its arguments. `fit` (or `load`) sets the learned
+    attributes, whose names end in `_`: `model_`, `history_`, `classes_`,
+    `threshold_` and `preprocessing_` (a `Preprocessing`).
+
+    A second `fit` continues training the fitted model (`model_`), with a
+    fresh optimizer at the current `learning_rate`, with or without a
+    `strategy`: fit, `unfreeze`, lower the learning rate, fit again. To start
+    again, build a new model and a new `Classifier`.
+
+    Args:
+        model: A Keras model taking images in [0, 1], e.g. from `build_cnn` or
+            `build_pretrained`. One sigmoid output means P(class_names[1]).
+        class_names: Class names in label-index order.
+        positive_class: The positive class of a binary task (default
+            `class_names[1]`).
+        threshold: Decision threshold on P(positive).
+        learning_rate: Learning rate of the optimizer.
+        optimizer: `"adam"`, `"sgd"`, `"rmsprop"`, `"adamw"`, or a Keras optimizer.
+        image_size: `(height, width)` to resize inputs to; default: the
+            training data's, else the model's input size.
+        color_mode: `"grayscale"` or `"rgb"`; default from the data or model.
+        resize: `"stretch"`, `"pad"` or `"crop"`; default from the data.
+        seed: Seed of `fit`'s own random streams: dropout, shuffles and the
+            augmenter's per-batch seeds (when the augmenter has no seed of its
+            own). The caller's global Python, NumPy and TensorFlow random state
+            is left as it was. The weights are initialised when the model is
+            built: call `keras.utils.set_random_seed` before building for
+            identical runs.
+
+    Example:
+        >>> import tempfile
+        >>> from covidxray import Classifier, build_cnn, load_dataset
+        >>> from covidxray.datasets import make_synthetic
+        >>> root = make_synthetic(
+        ...     tempfile.mkdtemp(), n_per_class=8, image_size=(48, 48))
+        >>> data = load_dataset(root, image_size=(48, 48), batch_size=8)
+        >>> clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names)
+        >>> clf.fit(data, epochs=1, verbose=0).predict(data.images("val")).shape
+        (2,)
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        *,
+        class_names: Sequence[str],
+        positive_class: str | None = None,
+        threshold: float = 0.5,
+        learning_rate: float = 1e-3,
+        optimizer: str | keras.optimizers.Optimizer = "adam",
+        image_size: Sequence[int] | None = None,
+        color_mode: str | None = None,
+        resize: str | None = None,
+        seed: int | None = 0,
+    ) -> None:
+        self.model = model
+        self.class_names = class_names
+        self.positive_class = positive_class
+        self.threshold = threshold
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.image_size = image_size
+        self.color_mode = color_mode
+        self.resize = resize
+        self.seed = seed
+
+    # ------------------------------------------------------------------ params
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments, as scikit-learn's `get_params`."""
+        keys = inspect.signature(Classifier.__init__).parameters
+        return {k: getattr(self, k) for k in keys if k != "self"}
+
+    def set_params(self, **params: Any) -> Classifier:
+        """Set constructor arguments (e.g. a lower `learning_rate` to fine-tune)."""
+        valid = self.get_params()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"Unknown parameter {key!r} for Classifier. "
+                    f"Valid: {', '.join(valid)}."
+                )
+            setattr(self, key, value)
+        return self
+
+    # ------------------------------------------------------------------ checks
+
+    @property
+    def _binary(self) -> bool:
+        return len(self.class_names) == 2
+
+    def _positive_index(self) -> int:
+        names = list(self.class_names)
+        if self.positive_class is None:
+            return 1
+        if self.positive_class not in names:
+            raise ValueError(
+                f"The `positive_class` argument of Classifier must be one of {names}. "
+                f"Received: {self.positive_class!r}."
+            )
+        return names.index(self.positive_class)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                "This Classifier is not fitted yet. Call `fit` or `Classifier.load` "
+                "before using it to predict, evaluate, explain or save."
+            )
+
+    def _compile(self, model: keras.Model) -> None:
+        _training.compile_for(model, self.optimizer, self.learning_rate)
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        train: XrayDataset | tf.data.Dataset | tuple[np.ndarray, np.ndarray],
+        *,
+        validation_data: tf.data.Dataset | tuple[np.ndarray, np.ndarray] | None = None,
+        epochs: int = 10,
+        class_weight: str | Mapping[int, float] | None = "balanced",
+        augmenter: Callable[[Any], Any] | None = None,
+        early_stopping: int | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        strategy: tf.distribute.Strategy | None = None,
+        verbose: str | int = "auto",
+        batch_size: int | None = None,
+        cache_features: str | bool = "auto",
+    ) -> Classifier:
+        """Train the model; a second call continues from the fitted weights.
+
+        Args:
+            train: An `XrayDataset` (its train split, with its val split as
+                validation data and its balanced class weights), a `tf.data`
+                dataset of `(images, labels)` batches, or `(x, y)` arrays.
+            validation_data: Validation batches or arrays.
+            epochs: Number of epochs.
+            class_weight: `"balanced"`, None, or a dict from class index to weight.
+            augmenter: A callable applied to training image batches. An
+                `Augmenter` runs with seeded per-batch seeds (on an
+                `XrayDataset`, on its uint8 cache through the dataset's public
+                `transform` hook); any other callable is mapped over batches.
+            early_stopping: Patience in epochs (on validation loss, or training
+                loss without validation data); the best weights are restored.
+            checkpoint: A `.keras` path. The best epoch is saved there as a full
+                classifier file, and the training state is backed up in
+                `<checkpoint>.backup/` every epoch. Calling `fit` again with the
+                same checkpoint after an interruption resumes from the last
+                completed epoch.
+            callbacks: More Keras callbacks. They always see the full model,
+                also while only the head trains on cached features.
+            strategy: A `tf.distribute.Strategy`; the model is cloned into its
+                scope, from the fitted weights on a second call.
+            verbose: Keras verbosity; `"auto"` shows progress bars on a terminal
+                only.
+            batch_size: Batch size for arrays (default 32), or to override an
+                `XrayDataset`'s own.
+            cache_features: `"auto"` runs a frozen registered backbone once over
+                the data and trains only the head on its cached features, when
+                the model splits cleanly at the backbone and neither an
+                augmenter nor a strategy is used; otherwise it trains the whole
+                model. True insists (a ValueError says why it cannot); False
+                never caches. `model_` is the full model either way.
+
+        Returns:
+            self.
+        """
+        check_model_classes(self.model, self.class_names)
+        self._positive_index()
+        check_positive_int("epochs", epochs, "fit")
+        preprocessing = _inputs.resolve_preprocessing(
+            train, self.model.input_shape, self.image_size, self.color_mode, self.resize
+        )
+        train_ds, val_ds, labels = _inputs.training_batches(
+            train,
+            validation_data,
+            batch_size=batch_size,
+            augmenter=augmenter,
+            seed=self.seed,
+        )
+        weights = _inputs.class_weights(
+            class_weight, labels, train_ds, len(self.class_names)
+        )
+        model = getattr(self, "model_", self.model)
+        use_cache = _training.use_feature_cache(
+            cache_features, model, augmenter=augmenter, strategy=strategy
+        )
+        with _training.own_random_streams(model, self.seed):
+            model = _training.prepare(model, strategy, self._compile)
+            self.model_ = model
+            self.classes_ = np.array(list(self.class_names))
+            self.threshold_ = float(self.threshold)
+            self.preprocessing_ = preprocessing
+            result = _training.train(
+                model,
+                compile_model=self._compile,
+                train_ds=train_ds,
+                val_ds=val_ds,
+                epochs=epochs,
+                class_weight=weights,
+                callbacks=_training.own_callbacks(
+                    self._save_checkpoint,
+                    monitor="val_loss" if val_ds is not None else "loss",
+                    checkpoint=checkpoint,
+                    early_stopping=early_stopping,
+                ),
+                user_callbacks=callbacks,
+                cache_features=use_cache,
+                verbose=verbose,
+                seed=self.seed,
+            )
+        self.fit_seconds_ = result.seconds
+        self.history_ = result.history
+        self.feature_cache_used_ = result.feature_cache_used
+        return self
+
+    def _save_checkpoint(
+        self, path: Path, epoch: int, monitor: str, value: float
+    ) -> None:
+        meta = self._metadata().with_checkpoint(epoch, monitor, value)
+        _save_atomic(self.model_, path, meta)
+
+    def unfreeze(self, n_layers: int | str = "all") -> Classifier:
+        """Make the backbone of the fitted model trainable (BatchNorm stays frozen).
+
+        Acts on `model_` once fitted (on `model` before), so the next `fit`
+        fine-tunes the model that was just trained.
+
+        Args:
+            n_layers: `"all"`, or the number of the backbone's last layers to
+                unfreeze.
+
+        Returns self. Lower the learning rate with `set_params` before fitting again.
+        """
+        unfreeze_backbone(getattr(self, "model_", self.model), n_layers)
+        return self
+
+    # ------------------------------------------------------------------ predict
+
+    def preprocess(self, x: ImageInput) -> np.ndarray:
+        """Inputs as the model takes them: float32 (N, H, W, C) in [0, 1].
+
+        Args:
+            x: Anything `predict_proba` accepts.
+        """
+        self._check_fitted()
+        batches = list(_inputs.image_batches(x, self.preprocessing_))
+        if not batches:
+            return np.zeros((0, *self.preprocessing_.input_shape), np.float32)
+        return np.concatenate(batches)
+
+    def predict_proba(self, x: ImageInput) -> np.ndarray:
+        """Class probabilities, shape (N, n_classes), columns in `classes_` order.
+
+        Args:
+            x: A file path, a folder, a list of paths, a PIL image, a numpy array
+                (H, W), (H, W, C), (N, H, W) or (N, H, W, C) (uint8, or float in
+                [0, 1]), or a `tf.data` dataset of images or `(images, labels)`
+                at the training size. Inputs are decoded, converted and resized
+                with `preprocessing_`, as at training time.
+
+        Returns:
+            Probabilities of shape (N, n_classes).
+        """
+        self._check_fitted()
+        batches = _inputs.image_batches(x, self.preprocessing_)
+        return _inputs.probabilities(self.model_, batches, len(self.class_names))
+
+    def predict(self, x: ImageInput) -> np.ndarray:
+        """Predicted class names, shape (N,). Binary tasks use `threshold_`."""
+        return self.labels_from_proba(self.predict_proba(x))
+
+    def labels_from_proba(self, proba: np.ndarray) -> np.ndarray:
+        """Class names from `predict_proba`'s output, as `predict` decides them."""
+        self._check_fitted()
+        if self._binary:
+            pos = self._positive_index()
+            index = np.where(proba[:, pos] >= self.threshold_, pos, 1 - pos)
+        else:
+            index = np.argmax(proba, axis=1)
+        return self.classes_[index]
+
+    def explain(
+        self, x: ImageInput, *, layer: str | None = None, class_index: int | None = None
+    ) -> np.ndarray:
+        """Grad-CAM heatmaps (N, H, W) in [0, 1] for inputs, preprocessed as in
+        `predict`. See `covidxray.grad_cam`."""
+        from .explain import grad_cam
+
+        return grad_cam(self, x, layer=layer, class_index=class_index)
+
+    # ------------------------------------------------------------------ evaluate
+
+    def evaluate(
+        self,
+        data: Any,
+        *,
+        split: str | None = None,
+        n_bootstrap: int = 1000,
+        seed: int = 0,
+    ) -> Evaluation:
+        """Metrics with 95% confidence intervals on labelled data.
+
+        Args:
+            data: An `XrayDataset`, `tf.data` of `(images, labels)`, or `(x, y)`
+                arrays.
+            split: For an `XrayDataset`: `"test"`, `"val"` or `"train"`; by
+                default its test split, or its val split when it has none.
+            n_bootstrap: Bootstrap resamples for the AUC intervals.
+            seed: Seed of the bootstrap.
+
+        Returns:
+            An `Evaluation`, with provenance in `meta`.
+        """
+        self._check_fitted()
+        y, proba, meta = _inputs.scores(self.predict_proba, data, split, "evaluate")
+        meta.update(provenance(), seed=self.seed)
+        return Evaluation.from_predictions(
+            y,
+            proba,
+            class_names=list(self.class_names),
+            positive_class=self.class_names[self._positive_index()]
+            if self._binary
+            else None,
+            threshold=self.threshold_,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            meta=meta,
+        )
+
+    def tune_threshold(
+        self, validation_data: Any, target: str | Mapping[str, float] = "youden"
+    ) -> float:
+        """Choose the decision threshold on validation data and set `threshold_`.
+
+        Args:
+            validation_data: An `XrayDataset` (its validation split, never its
+                test split; a ValueError if it has none), or validation batches
+                or `(x, y)` arrays.
+            target: `"youden"` maximises sensitivity + specificity - 1;
+                `{"sensitivity": 0.95}` (or `{"specificity": ...}`) gives the
+                highest (lowest) threshold that reaches that value.
+
+        Returns the new threshold.
+        """
+        self._check_fitted()
+        if not self._binary:
+            raise ValueError("tune_threshold applies to binary classifiers only.")
+        split = "val" if isinstance(validation_data, XrayDataset) else None
+        y, proba, _ = _inputs.scores(
+            self.predict_proba, validation_data, split, "tune_threshold"
+        )
+        pos = self._positive_index()
+        self.threshold_ = choose_threshold(y == pos, proba[:, pos], target)
+        return self.threshold_
+
+    # ------------------------------------------------------------------ save/load
+
+    def _metadata(self) -> ModelMetadata:
+        return ModelMetadata(
+            class_names=tuple(self.class_names),
+            positive_class=self.positive_class,
+            threshold=self.threshold_,
+            preprocessing=self.preprocessing_,
+            learning_rate=self.learning_rate,
+            seed=self.seed,
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write everything needed to predict into one `.keras` file.
+
+        The file is written beside the target under a temporary name and then
+        renamed over it, so a failed save leaves an earlier file intact.
+
+        Returns the path written.
+        """
+        self._check_fitted()
+        return _save_atomic(self.model_, Path(path), self._metadata())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Classifier:
+        """Load a classifier saved by `save`, in Keras safe mode (no code runs).
+
+        The file's metadata is in `metadata_`, a `ModelMetadata`.
+
+        Raises:
+            DataError: The file is missing, not a `.keras` archive, corrupted, or
+                a plain Keras model without covidxray metadata.
+        """
+        meta = read_metadata(Path(path))
+        model = load_keras_model(Path(path))
+        prep = meta.preprocessing
+        clf = cls(
+            model,
+            class_names=list(meta.class_names),
+            positive_class=meta.positive_class,
+            threshold=meta.threshold,
+            learning_rate=meta.learning_rate,
+            image_size=prep.image_size,
+            color_mode=prep.color_mode,
+            resize=prep.resize,
+            seed=meta.seed,
+        )
+        clf.model_ = model
+        clf.classes_ = np.array(meta.class_names)
+        clf.threshold_ = meta.threshold
+        clf.preprocessing_ = prep
+        clf.metadata_ = meta
+        return clf
