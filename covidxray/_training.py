@@ -37,9 +37,10 @@ __all__ = [
     "ShowFullModel",
     "compile_for",
     "prepare",
+    "global_random_state_kept",
     "own_callbacks",
-    "own_random_streams",
     "previous_best",
+    "seed_streams",
     "train",
     "use_feature_cache",
 ]
@@ -81,12 +82,14 @@ def prepare(
     strategy: tf.distribute.Strategy | None,
     compile_model: Callable[[keras.Model], None],
 ) -> keras.Model:
-    """The model to train, compiled: `model` itself, or with a strategy its
-    clone in the strategy's scope, with the same weights."""
-    if strategy is None:
+    """The model to train, compiled: `model` itself when it lives in the
+    strategy's scope (the default strategy when `strategy` is None), else its
+    clone in that scope with the same weights."""
+    target = strategy or tf.distribute.get_strategy()
+    if getattr(model, "distribute_strategy", target) is target:
         compile_model(model)
         return model
-    with strategy.scope():
+    with target.scope():
         clone = keras.models.clone_model(model)
         clone.set_weights(model.get_weights())
         compile_model(clone)
@@ -177,16 +180,16 @@ class ShowFullModel(keras.callbacks.Callback):
         super().set_params(params)
         self.inner.set_params(params)
 
-    def _forward(self, hook: str, *args: Any) -> None:
+    def _forward(self, hook: str, *args: Any, **kwargs: Any) -> None:
         self.full.stop_training = False
-        getattr(self.inner, hook)(*args)
+        getattr(self.inner, hook)(*args, **kwargs)
         if self.full.stop_training:
             self.model.stop_training = True
 
 
 def _forwarder(hook: str) -> Callable[..., None]:
-    def method(self: ShowFullModel, *args: Any) -> None:
-        self._forward(hook, *args)
+    def method(self: ShowFullModel, *args: Any, **kwargs: Any) -> None:
+        self._forward(hook, *args, **kwargs)
 
     method.__name__ = hook
     return method
@@ -249,28 +252,27 @@ def _seed_generators(model: keras.Model) -> list[keras.random.SeedGenerator]:
     return found
 
 
-@contextlib.contextmanager
-def own_random_streams(model: keras.Model, seed: int | None) -> Iterator[None]:
-    """Seed the model's own random streams from `seed`; leave global state alone.
+def seed_streams(model: keras.Model, seed: int | None) -> None:
+    """Give each layer's `SeedGenerator` (dropout and the like) a state derived
+    from `seed`, so that the same seed gives the same training. None leaves
+    the states as they are."""
+    if seed is None:
+        return
+    generators = _seed_generators(model)
+    states = np.random.SeedSequence(int(seed)).generate_state(max(1, len(generators)))
+    for generator, state in zip(generators, states, strict=False):
+        value = int(state) % (2**31 - 1) + 1
+        generator.state.assign(tf.constant([value, 0], dtype=generator.state.dtype))
 
-    Each layer's `SeedGenerator` (dropout and the like) gets a state derived
-    from `seed`, so the same seed gives the same training. Python's and
-    NumPy's global generators are put back as they were on exit, whatever
-    Keras drew from them, and TensorFlow's global seed is never set.
-    """
+
+@contextlib.contextmanager
+def global_random_state_kept() -> Iterator[None]:
+    """Put Python's and NumPy's global generators back as they were on exit,
+    whatever Keras drew from them (cloning a model draws new layer seeds).
+    TensorFlow's global seed is never set."""
     python_state = random.getstate()
     numpy_state = np.random.get_state()
     try:
-        if seed is not None:
-            generators = _seed_generators(model)
-            states = np.random.SeedSequence(int(seed)).generate_state(
-                max(1, len(generators))
-            )
-            for generator, state in zip(generators, states, strict=False):
-                value = int(state) % (2**31 - 1) + 1
-                generator.state.assign(
-                    tf.constant([value, 0], dtype=generator.state.dtype)
-                )
         yield
     finally:
         random.setstate(python_state)
@@ -374,7 +376,9 @@ def train(
     val_ds: tf.data.Dataset | None,
     epochs: int,
     class_weight: dict[int, float] | None,
-    callbacks: Sequence[keras.callbacks.Callback],
+    save: Callable[[Path, int, str, float], Any],
+    checkpoint: str | os.PathLike[str] | None,
+    early_stopping: int | None,
     user_callbacks: Sequence[keras.callbacks.Callback],
     cache_features: bool,
     verbose: str | int,
@@ -385,9 +389,16 @@ def train(
     With `cache_features`, the model is split at its frozen backbone, the
     backbone runs once over the data, and only the head (which shares its
     layers with `model`) trains; `user_callbacks` still see the full model.
-    Our own `callbacks` run first, so that an exception raised by a user
+    Our own callbacks (`own_callbacks`, with `save`, `checkpoint` and
+    `early_stopping`) run first, so that an exception raised by a user
     callback at the end of an epoch comes after that epoch's backup.
     """
+    callbacks = own_callbacks(
+        save,
+        monitor="val_loss" if val_ds is not None else "loss",
+        checkpoint=checkpoint,
+        early_stopping=early_stopping,
+    )
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 0
     start = time.perf_counter()

@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 
-def check_choice(name: str, value: Any, allowed: Sequence[str], where: str) -> None:
+def check_choice(name: str, value: Any, allowed: Sequence[Any], where: str) -> None:
     """Raise a ValueError naming the argument, the allowed values and the value.
 
     Example:

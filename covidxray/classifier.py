@@ -24,6 +24,7 @@ from ._persist import ModelMetadata, load_keras_model, provenance, read_metadata
 from ._persist import save_atomic as _save_atomic
 from ._validation import check_model_classes, check_positive_int
 from .data.loader import XrayDataset
+from .data.preprocessing import Preprocessing
 from .errors import NotFittedError
 from .metrics import Evaluation, choose_threshold
 from .models import unfreeze_backbone
@@ -38,10 +39,9 @@ class Classifier:
     attributes, whose names end in `_`: `model_`, `history_`, `classes_`,
     `threshold_` and `preprocessing_` (a `Preprocessing`).
 
-    A second `fit` continues training the fitted model (`model_`), with a
-    fresh optimizer at the current `learning_rate`, with or without a
-    `strategy`: fit, `unfreeze`, lower the learning rate, fit again. To start
-    again, build a new model and a new `Classifier`.
+    A second `fit` continues from the fitted weights (`model_`) with a fresh
+    optimizer, with or without a `strategy`: fit, `unfreeze`, lower the
+    learning rate, fit again. To start again, build a new model.
 
     Args:
         model: A Keras model taking images in [0, 1], e.g. from `build_cnn` or
@@ -74,6 +74,13 @@ class Classifier:
         >>> clf.fit(data, epochs=1, verbose=0).predict(data.images("val")).shape
         (2,)
     """
+
+    model_: keras.Model
+    classes_: np.ndarray
+    threshold_: float
+    preprocessing_: Preprocessing
+    history_: dict[str, list[float]]
+    metadata_: ModelMetadata
 
     def __init__(
         self,
@@ -222,25 +229,21 @@ class Classifier:
         use_cache = _training.use_feature_cache(
             cache_features, model, augmenter=augmenter, strategy=strategy
         )
-        with _training.own_random_streams(model, self.seed):
-            model = _training.prepare(model, strategy, self._compile)
-            self.model_ = model
+        with _training.global_random_state_kept():
+            self.model_ = _training.prepare(model, strategy, self._compile)
+            _training.seed_streams(self.model_, self.seed)
             self.classes_ = np.array(list(self.class_names))
-            self.threshold_ = float(self.threshold)
-            self.preprocessing_ = preprocessing
+            self.threshold_, self.preprocessing_ = float(self.threshold), preprocessing
             result = _training.train(
-                model,
+                self.model_,
                 compile_model=self._compile,
                 train_ds=train_ds,
                 val_ds=val_ds,
                 epochs=epochs,
                 class_weight=weights,
-                callbacks=_training.own_callbacks(
-                    self._save_checkpoint,
-                    monitor="val_loss" if val_ds is not None else "loss",
-                    checkpoint=checkpoint,
-                    early_stopping=early_stopping,
-                ),
+                save=self._save_checkpoint,
+                checkpoint=checkpoint,
+                early_stopping=early_stopping,
                 user_callbacks=callbacks,
                 cache_features=use_cache,
                 verbose=verbose,
@@ -251,11 +254,10 @@ class Classifier:
         self.feature_cache_used_ = result.feature_cache_used
         return self
 
-    def _save_checkpoint(
-        self, path: Path, epoch: int, monitor: str, value: float
-    ) -> None:
-        meta = self._metadata().with_checkpoint(epoch, monitor, value)
-        _save_atomic(self.model_, path, meta)
+    def _save_checkpoint(self, path: Path, epoch: int, key: str, value: float) -> None:
+        _save_atomic(
+            self.model_, path, self._metadata().with_checkpoint(epoch, key, value)
+        )
 
     def unfreeze(self, n_layers: int | str = "all") -> Classifier:
         """Make the backbone of the fitted model trainable (BatchNorm stays frozen).

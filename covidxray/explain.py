@@ -41,7 +41,7 @@ def _spatial_layers(model: keras.Model) -> list[tuple[bool, keras.layers.Layer]]
     backbone = find_backbone(model)
     found: list[tuple[bool, keras.layers.Layer]] = []
     for layer in model.layers:
-        if layer is backbone:
+        if backbone is not None and layer is backbone:
             found.extend(
                 (True, inner)
                 for inner in layer.layers[1:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import zipfile
@@ -183,17 +184,61 @@ def test_load_rejects_broken_and_foreign_files(
         fitted.save(tmp_path / "model.h5")
 
 
-def test_tune_threshold(fitted: Classifier, data) -> None:
+def brightness_scorer() -> keras.Model:
+    """A fixed model: P(positive) = sigmoid(20 * (mean brightness - 0.5))."""
+    inputs = keras.Input((8, 8, 1))
+    mean = keras.layers.GlobalAveragePooling2D()(inputs)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="output")(mean)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("output").set_weights([np.array([[20.0]]), np.array([-10.0])])
+    return model
+
+
+def brightness_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positives are brighter on average; the classes overlap."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 2).astype(np.int32)
+    level = rng.normal(0.45 + 0.1 * y, 0.06)
+    x = np.clip(level[:, None, None, None] + np.zeros((n, 8, 8, 1)), 0, 1)
+    return x.astype(np.float32), y
+
+
+def test_tune_threshold_holds_on_data_it_did_not_see() -> None:
+    clf = Classifier(brightness_scorer(), class_names=["neg", "pos"])
+    clf.fit(brightness_data(4, 0), epochs=1, verbose=0, class_weight=None)
+    clf.model_.get_layer("output").set_weights(
+        [np.array([[20.0]]), np.array([-10.0])]
+    )  # undo the one training step: the scores are fixed
+    val, test = brightness_data(2000, seed=1), brightness_data(4000, seed=2)
+    chosen = clf.tune_threshold(val, target={"sensitivity": 0.9})
+    assert clf.threshold_ == chosen
+    sensitivity = clf.evaluate(test, n_bootstrap=0).metrics["sensitivity"]
+    assert 0.86 <= sensitivity <= 0.94, sensitivity  # the target, out of sample
+    clf.tune_threshold(val, target={"specificity": 0.8})
+    specificity = clf.evaluate(test, n_bootstrap=0).metrics["specificity"]
+    assert 0.76 <= specificity <= 0.84, specificity
+    clf.tune_threshold(val)  # Youden: near the Bayes threshold, mean level 0.5
+    balanced = clf.evaluate(test, n_bootstrap=0).metrics["balanced_accuracy"]
+    assert balanced >= 0.75, balanced  # the best possible here is about 0.80
+    with pytest.raises(ValueError, match="`target` argument"):
+        clf.tune_threshold(val, target={"ppv": 0.9})
+
+
+def test_tune_threshold_uses_the_validation_split_never_the_test_split(
+    fitted: Classifier, data, split_root: Path
+) -> None:
     clf = Classifier.load(fitted.save(Path(data.source).parent / "tune.keras"))
-    youden = clf.tune_threshold(data.as_tf_dataset("val"))
-    assert 0.0 <= youden <= 1.0 and clf.threshold_ == youden
-    sensitive = clf.tune_threshold(
+    from_dataset = clf.tune_threshold(data, target={"sensitivity": 0.99})
+    from_val = clf.tune_threshold(
         data.as_tf_dataset("val"), target={"sensitivity": 0.99}
     )
-    ev = clf.evaluate(data.as_tf_dataset("val"), n_bootstrap=0)
-    assert ev.metrics["sensitivity"] >= 0.99 and ev.threshold == sensitive
-    with pytest.raises(ValueError, match="`target` argument"):
-        clf.tune_threshold(data.as_tf_dataset("val"), target={"ppv": 0.9})
+    from_test = clf.tune_threshold(
+        data.as_tf_dataset("test"), target={"sensitivity": 0.99}
+    )
+    assert from_dataset == from_val and from_val != from_test
+    no_val = load_dataset(split_root, image_size=(SIZE, SIZE), validation_split=0.0)
+    with pytest.raises(ValueError, match="val split .* is empty.*never used"):
+        clf.tune_threshold(no_val)
 
 
 def test_fit_with_augmenter_and_arrays(data) -> None:
@@ -310,3 +355,132 @@ def test_fit_refuses_data_of_another_shape(data) -> None:
         match=r"takes images of shape \(64, 64, 3\), but the dataset serves \(96, 96, 1\)",
     ):
         clf.fit(data, epochs=1, verbose=0)
+
+
+def tiny_data(n: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 48, 48, 1)).astype(np.float32), np.arange(n) % 2
+
+
+def global_draws() -> tuple[float, float, float]:
+    return (
+        random.random(),
+        float(np.random.random()),
+        float(tf.random.uniform(())),
+    )
+
+
+def seed_globals(value: int, tf_value: int = 0) -> None:
+    random.seed(value)
+    np.random.seed(value)
+    tf.random.set_seed(tf_value)
+
+
+def test_fit_seeds_its_own_streams_and_leaves_global_state_alone() -> None:
+    keras.utils.set_random_seed(0)
+    model = build_cnn((48, 48, 1))  # has dropout: a random stream of its own
+    start = [w.copy() for w in model.get_weights()]
+    x, y = tiny_data()
+
+    def fit_from(global_seed: int) -> tuple[list[np.ndarray], tuple]:
+        model.set_weights(start)
+        seed_globals(global_seed)
+        clf = Classifier(model, class_names=["a", "b"], seed=5)
+        clf.fit((x, y), epochs=2, verbose=0, augmenter=Augmenter.xray())
+        return clf.model_.get_weights(), global_draws()
+
+    seed_globals(1)
+    untouched = global_draws()
+    weights_1, after_1 = fit_from(1)
+    weights_2, _ = fit_from(2)
+    assert after_1 == untouched  # the caller's Python, NumPy and TF streams
+    for a, b in zip(weights_1, weights_2, strict=True):
+        # Same seed, whatever Python's and NumPy's global state. (TensorFlow
+        # combines a caller's tf.random.set_seed with every op seed, shuffles
+        # included, so that one stays part of the recipe.)
+        np.testing.assert_array_equal(a, b)
+    model.set_weights(start)
+    other = Classifier(model, class_names=["a", "b"], seed=6)
+    other.fit((x, y), epochs=2, verbose=0, augmenter=Augmenter.xray())
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(weights_1, other.model_.get_weights(), strict=True)
+    )
+
+
+@pytest.mark.parametrize("distributed", [False, True])
+def test_a_second_fit_continues_from_the_fitted_weights(distributed: bool) -> None:
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0") if distributed else None
+    x, y = tiny_data()
+    clf = Classifier(build_cnn((48, 48, 1)), class_names=["a", "b"])
+    initial = [w.copy() for w in clf.model.get_weights()]
+    clf.fit((x, y), epochs=1, verbose=0, strategy=strategy)
+    first = [w.copy() for w in clf.model_.get_weights()]
+    assert any(not np.array_equal(a, b) for a, b in zip(initial, first, strict=True))
+    # A zero learning rate: a continued fit keeps the fitted weights exactly,
+    # a fresh start would go back to the initial ones.
+    clf.set_params(optimizer="sgd", learning_rate=0.0)
+    clf.fit((x, y), epochs=1, verbose=0, strategy=strategy)
+    for a, b in zip(first, clf.model_.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unfreeze_acts_on_the_fitted_model() -> None:
+    x = np.random.default_rng(0).random((16, 48, 48, 1)).astype(np.float32)
+    y = np.arange(16) % 2
+    model = build_pretrained("mobilenetv2", input_shape=(48, 48, 1), weights=None)
+    clf = Classifier(model, class_names=["a", "b"])
+    clf.fit(
+        (x, y), epochs=1, verbose=0, strategy=tf.distribute.OneDeviceStrategy("/cpu:0")
+    )
+    assert clf.model_ is not model  # cloned into the strategy's scope
+    clf.unfreeze(3)  # Conv_1, Conv_1_bn (BatchNorm stays frozen) and out_relu
+    fitted_backbone = clf.model_.get_layer("mobilenetv2")
+    assert fitted_backbone.trainable and fitted_backbone.get_layer("Conv_1").trainable
+    assert not model.get_layer("mobilenetv2").trainable
+    before = [w.copy() for w in fitted_backbone.get_layer("Conv_1").get_weights()]
+    frozen = [w.copy() for w in fitted_backbone.get_layer("Conv1").get_weights()]
+    clf.fit((x, y), epochs=1, verbose=0)  # no strategy now: still continues
+    backbone = clf.model_.get_layer("mobilenetv2")
+    after = backbone.get_layer("Conv_1").get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    for a, b in zip(frozen, backbone.get_layer("Conv1").get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+class Watch(keras.callbacks.Callback):
+    """Record the model a callback sees, and stop after `stop_after` epochs."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__()
+        self.stop_after = stop_after
+        self.seen: list[tuple[str, int]] = []
+
+    def on_train_begin(self, logs=None):
+        self.seen.append((self.model.name, self.model.count_params()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append((self.model.name, self.model.count_params()))
+        if self.stop_after is not None and epoch + 1 >= self.stop_after:
+            self.model.stop_training = True
+
+
+def test_cache_features_choice_and_callbacks_see_the_full_model(data) -> None:
+    model = build_pretrained(
+        "mobilenetv2", input_shape=(SIZE, SIZE, 1), weights=None, head="gap"
+    )
+    watch = Watch(stop_after=2)
+    clf = Classifier(model, class_names=data.class_names)
+    clf.fit(data, epochs=5, verbose=0, callbacks=[watch], cache_features=True)
+    assert clf.feature_cache_used_
+    assert len(clf.history_["loss"]) == 2  # the callback's stop reached the head
+    assert set(watch.seen) == {(model.name, model.count_params())}
+    clf.fit(data, epochs=1, verbose=0, cache_features=False)
+    assert not clf.feature_cache_used_
+    with pytest.raises(ValueError, match="cache_features=True.*an augmenter"):
+        clf.fit(data, epochs=1, augmenter=Augmenter.xray(seed=0), cache_features=True)
+    with pytest.raises(ValueError, match="`cache_features` argument of fit"):
+        clf.fit(data, epochs=1, cache_features="always")
+    cnn = Classifier(build_cnn((SIZE, SIZE, 1)), class_names=data.class_names)
+    with pytest.raises(ValueError, match="no registered backbone"):
+        cnn.fit(data, epochs=1, cache_features=True)

@@ -14,8 +14,15 @@ from covidxray import (
     build_cnn,
     build_pretrained,
     list_backbones,
+    split_at_backbone,
 )
-from covidxray.models import BACKBONES, BackbonePreprocess, ChannelRepeat
+from covidxray.models import (
+    BACKBONES,
+    BackbonePreprocess,
+    ChannelRepeat,
+    get_backbone,
+    unfreeze_backbone,
+)
 
 
 def test_seed_cnn_has_422177_parameters_and_85x85_first_map() -> None:
@@ -64,9 +71,11 @@ def test_every_backbone_builds_and_trains_one_step(name: str) -> None:
         assert model.output_shape == (None, 1)
         assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
         x = rng.random((4, 32, 32, channels)).astype("float32")
-        if channels == 3:  # the 3-channel path: a forward pass is enough
-            out = np.asarray(model(x, training=False))
-            assert out.shape == (4, 1) and np.all((out >= 0) & (out <= 1))
+        if channels == 3:  # the 3-channel path: the split must reproduce the model
+            features, head = split_at_backbone(model)
+            np.testing.assert_allclose(
+                np.asarray(head(features(x))), np.asarray(model(x)), atol=1e-5
+            )
             continue
         model.compile(optimizer="adam", loss="binary_crossentropy")
         y = np.array(
@@ -164,3 +173,68 @@ def test_weights_from_file_and_missing_file(tmp_path: Path) -> None:
         build_pretrained(
             "mobilenet", input_shape=(32, 32, 3), weights=tmp_path / "nope.h5"
         )
+
+
+@pytest.mark.parametrize("head_kind", ["seed", "gap"])
+def test_split_at_backbone_shares_layers_and_reproduces_the_model(
+    head_kind: str,
+) -> None:
+    model = build_pretrained(
+        "mobilenetv2", input_shape=(48, 48, 1), weights=None, head=head_kind
+    )
+    features, head = split_at_backbone(model)
+    x = np.random.default_rng(2).random((3, 48, 48, 1)).astype("float32")
+    np.testing.assert_allclose(
+        np.asarray(head(features(x))), np.asarray(model(x)), atol=1e-5
+    )
+    assert features.layers[-1] is model.get_layer("mobilenetv2")
+    assert head.get_layer("output") is model.get_layer("output")
+    # Changing the model's head changes the split's head: one set of weights.
+    dense = model.get_layer("output")
+    dense.set_weights([w + 1.0 for w in dense.get_weights()])
+    np.testing.assert_allclose(
+        np.asarray(head(features(x))), np.asarray(model(x)), atol=1e-5
+    )
+
+
+def test_split_at_backbone_refuses_what_it_would_mis_wire() -> None:
+    with pytest.raises(ValueError, match="'seed_cnn' has no registered backbone"):
+        split_at_backbone(build_cnn((64, 64, 1)))
+    base = keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(48, 48, 3)
+    )
+    base.name = "mobilenetv2"
+    inputs = keras.Input((48, 48, 3))
+    maps = base(inputs)
+    pooled = keras.layers.Concatenate()(
+        [
+            keras.layers.GlobalAveragePooling2D()(maps),
+            keras.layers.GlobalMaxPooling2D()(maps),  # a second branch
+        ]
+    )
+    branched = keras.Model(inputs, keras.layers.Dense(1)(pooled), name="branched")
+    with pytest.raises(ValueError, match="'branched' is not a straight chain"):
+        split_at_backbone(branched)
+    seq = keras.Sequential(
+        [keras.Input((48, 48, 3)), base, keras.layers.GlobalAveragePooling2D()]
+    )
+    features, head = split_at_backbone(seq)
+    x = np.zeros((1, 48, 48, 3), "float32")
+    np.testing.assert_allclose(head(features(x)), seq(x), atol=1e-5)
+
+
+def test_get_backbone_and_unfreeze_backbone() -> None:
+    assert get_backbone("mobilenetv2").sizes == (96, 128, 160, 192, 224)
+    with pytest.raises(ValueError, match="Unknown backbone 'resnet9'. Valid names"):
+        get_backbone("resnet9")
+    model = build_pretrained("mobilenetv2", input_shape=(48, 48, 1), weights=None)
+    backbone = unfreeze_backbone(model, "all").get_layer("mobilenetv2")
+    trainable = [layer for layer in backbone.layers if layer.trainable]
+    assert backbone.trainable and trainable
+    assert not any(
+        isinstance(layer, keras.layers.BatchNormalization) for layer in trainable
+    )
+    with pytest.raises(ValueError, match="`n_layers` argument"):
+        unfreeze_backbone(model, 0)
+    with pytest.raises(ValueError, match="no registered backbone to unfreeze"):
+        unfreeze_backbone(build_cnn((48, 48, 1)))
