@@ -85,8 +85,9 @@ def test_shape_dtype_and_range_are_kept(channels: int, dtype: type) -> None:
     x = (x * 255).astype(np.uint8) if dtype == np.uint8 else x.astype(np.float32)
     out = np.asarray(Augmenter.seed_training(seed=0)(x))
     assert out.shape == x.shape and out.dtype == x.dtype
-    if dtype == np.float32:
-        assert out.min() >= 0.0 and out.max() <= 1.0
+    # seed_training's brightness range (0.2, 1.0) only darkens: on average by
+    # 40%, far beyond what the warp's edge filling can change.
+    assert out.astype(np.float64).mean() < 0.85 * x.astype(np.float64).mean()
     single = np.asarray(Augmenter.xray(seed=0)(x[0]))
     assert single.shape == x[0].shape
 

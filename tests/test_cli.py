@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from covidxray import Classifier
 from covidxray.cli import EXIT_DATA, EXIT_USAGE, EXIT_WEIGHTS, main
 from covidxray.datasets import make_synthetic
 
@@ -88,9 +90,13 @@ def test_train_evaluate_predict(
     )
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 2 + 8
-    assert all(
-        r["label"] in ("normal", "covid") and 0 <= r["probability"] <= 1 for r in rows
+    clf = Classifier.load(model_file)  # the command must agree with the API
+    files = [r["file"] for r in rows]
+    np.testing.assert_allclose(
+        [r["probability"] for r in rows], clf.predict_proba(files)[:, 1], atol=1e-6
     )
+    assert [r["label"] for r in rows] == list(clf.predict(files))
+    assert {r["probability_of"] for r in rows} == {"covid"}
     written = sorted(gradcam.iterdir())
     assert len(written) == 10
     with Image.open(written[0]) as img:

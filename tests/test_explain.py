@@ -5,9 +5,16 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
-from covidxray import Classifier, build_cnn, build_pretrained, grad_cam, overlay
+from covidxray import (
+    Classifier,
+    build_pretrained,
+    grad_cam,
+    overlay,
+    split_at_backbone,
+)
 
 SIZE = 48
 PATCH = 14
@@ -25,7 +32,7 @@ def patch_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return x, y.astype(np.int32), corners
 
 
-def test_grad_cam_peak_falls_inside_the_patch() -> None:
+def test_grad_cam_puts_most_of_its_mass_on_the_planted_square() -> None:
     keras.utils.set_random_seed(0)
     inputs = keras.Input((SIZE, SIZE, 1))
     h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
@@ -41,26 +48,53 @@ def test_grad_cam_peak_falls_inside_the_patch() -> None:
     clf.fit((x, y), epochs=8, verbose=0, batch_size=20)
     xt, yt, corners = patch_images(40, seed=1)
     assert (clf.predict(xt) == np.array(["clear", "patch"])[yt]).mean() > 0.9
-    heat = clf.explain(xt)
+    heat = clf.explain((xt * 255).round().astype(np.uint8))  # as a user passes them
     assert heat.shape == (40, SIZE, SIZE)
-    hits = []
+    margin = 3  # the map is computed at half resolution, then upsampled
+    inside, peaks = [], []
     for i in np.nonzero(yt)[0]:
-        r, c = np.unravel_index(np.argmax(heat[i]), heat[i].shape)
         top, left = corners[i]
-        hits.append(top - 1 <= r <= top + PATCH and left - 1 <= c <= left + PATCH)
-    assert np.mean(hits) >= 0.8, np.mean(hits)
+        box = np.zeros((SIZE, SIZE), bool)
+        box[
+            max(top - margin, 0) : top + PATCH + margin,
+            max(left - margin, 0) : left + PATCH + margin,
+        ] = True
+        inside.append(heat[i][box].sum() / heat[i].sum())
+        r, c = np.unravel_index(np.argmax(heat[i]), heat[i].shape)
+        peaks.append(bool(box[r, c]))
+    area = ((PATCH + 2 * margin) / SIZE) ** 2  # about 0.17 of the image
+    assert np.median(inside) > 0.5, (np.median(inside), area)
+    assert np.mean(peaks) >= 0.8, np.mean(peaks)
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_heatmap_shape_and_range_for_cnn_and_backbone(channels: int) -> None:
-    x = np.random.default_rng(0).random((2, 64, 64, channels)).astype(np.float32)
-    for model in (
-        build_cnn((64, 64, channels)),
-        build_pretrained("mobilenet", input_shape=(64, 64, channels), weights=None),
-    ):
-        heat = grad_cam(model, x)
-        assert heat.shape == (2, 64, 64) and heat.dtype == np.float32
-        assert heat.min() >= 0.0 and heat.max() <= 1.0
+def test_backbone_layers_are_tapped_through_the_split() -> None:
+    """Grad-CAM of a backbone's own layer (the tap path: stem, backbone inside,
+    head) must equal Grad-CAM computed directly on the split at the backbone."""
+    model = build_pretrained(
+        "mobilenetv2", input_shape=(64, 64, 1), weights=None, head="gap"
+    )
+    model.get_layer("output").set_weights([np.full((1280, 1), 0.01), np.zeros(1)])
+    x = np.random.default_rng(0).random((3, 64, 64, 1)).astype(np.float32)
+    last = model.get_layer("mobilenetv2").layers[-1].name
+    tapped = grad_cam(model, x, layer=last, class_index=1)
+    features, head = split_at_backbone(model)
+    tensor = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        maps = features(tensor, training=False)
+        tape.watch(maps)
+        score = head(maps, training=False)[:, 0]
+    grads = tape.gradient(score, maps)
+    cam = tf.nn.relu(
+        tf.reduce_sum(tf.reduce_mean(grads, axis=(1, 2), keepdims=True) * maps, -1)
+    )
+    cam = tf.image.resize(cam[..., None], (64, 64))[..., 0].numpy()
+    cam = cam / cam.reshape(3, -1).max(axis=1).reshape(3, 1, 1)
+    np.testing.assert_allclose(tapped, cam, atol=1e-4)
+    assert tapped.std() > 0.01  # a map, not a constant
+    default = grad_cam(model, x, class_index=1)  # the backbone's last map
+    np.testing.assert_allclose(default, tapped, atol=1e-6)
+    early = grad_cam(model, x, layer="block_3_expand_relu", class_index=1)
+    assert early.shape == (3, 64, 64) and not np.allclose(early, tapped, atol=1e-2)
 
 
 def test_layer_search_and_unknown_layer() -> None:

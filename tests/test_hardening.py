@@ -231,3 +231,65 @@ def test_save_on_a_full_or_read_only_disk_keeps_the_old_file(
     assert info.value.errno == 30  # EROFS: the folder is not writable
     assert path.read_bytes() == before
     assert Classifier.load(path).class_names == ["a", "b"]
+
+
+SAVE_MODES = {
+    "PNG": ("L", "RGB", "RGBA", "LA", "P", "I;16", "1"),
+    "BMP": ("L", "RGB", "P", "1"),
+    "TIFF": ("L", "RGB", "RGBA", "I;16", "1"),
+    "GIF": ("L", "P"),
+    "WEBP": ("RGB", "RGBA"),
+}
+
+
+def valid_image(
+    rng: np.random.Generator, mode: str, size: tuple[int, int]
+) -> tuple[Image.Image, np.ndarray]:
+    """A random image of `mode` and the RGB pixels it must decode to."""
+    w, h = size
+    if mode == "I;16":
+        raw = rng.integers(0, 65536, (h, w)).astype(np.uint16)
+        gray = np.round(raw / 65535.0 * 255.0).astype(np.uint8)  # full 16-bit range
+        return Image.fromarray(raw), np.repeat(gray[..., None], 3, axis=-1)
+    if mode == "1":
+        bits = rng.integers(0, 2, (h, w)).astype(bool)
+        gray = np.where(bits, 255, 0).astype(np.uint8)
+        return Image.fromarray(bits), np.repeat(gray[..., None], 3, axis=-1)
+    if mode == "P":
+        index = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        palette = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+        img = Image.fromarray(index, mode="P")
+        img.putpalette(palette.flatten().tolist())
+        return img, palette[index]
+    channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}[mode]
+    raw = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+    img = Image.fromarray(raw[..., 0] if channels == 1 else raw, mode=mode)
+    colour = raw[..., :3] if channels >= 3 else np.repeat(raw[..., :1], 3, axis=-1)
+    if channels in (2, 4):  # alpha: composited on black
+        alpha = raw[..., -1:].astype(np.float64) / 255.0
+        colour = np.round(colour * alpha).astype(np.uint8)
+    return img, colour
+
+
+@FUZZ
+@given(
+    st.sampled_from(
+        [(fmt, mode) for fmt, modes in SAVE_MODES.items() for mode in modes]
+    ),
+    st.integers(1, 40),
+    st.integers(1, 40),
+    st.integers(0, 2**32 - 1),
+)
+def test_fuzz_valid_images_decode_to_their_own_pixels(
+    fmt_mode: tuple[str, str], width: int, height: int, seed: int
+) -> None:
+    fmt, mode = fmt_mode
+    img, expected = valid_image(np.random.default_rng(seed), mode, (width, height))
+    buf = io.BytesIO()
+    img.save(buf, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    decoded, info = decode_file(f"valid.{fmt.lower()}", data=buf.getvalue())
+    assert decoded.mode in ("L", "RGB") and decoded.size == (width, height)
+    assert (info.width, info.height, info.format) == (width, height, fmt)
+    got = np.asarray(decoded.convert("RGB")).astype(int)
+    tolerance = 1 if mode in ("RGBA", "LA") else 0  # Pillow's compositing rounds
+    assert np.abs(got - expected.astype(int)).max() <= tolerance
