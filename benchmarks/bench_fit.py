@@ -7,7 +7,7 @@ features; the baseline `model.fit` runs the backbone on every batch of every
 epoch. Prints wall times and the ratio.
 
 Run by hand:
-    COVIDXRAY_SEED_DATA=../shared/datasets/seed-xray python benchmarks/bench_fit.py
+    COVIDXRAY_SEED_DATA=/path/to/seed-xray python benchmarks/bench_fit.py
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ caches float32 tensors with `.cache()`. Prints images/s for the first and a
 cached epoch, the growth of resident memory, and the ratios.
 
 Run by hand:
-    COVIDXRAY_SEED_DATA=../shared/datasets/seed-xray python benchmarks/bench_load.py
+    COVIDXRAY_SEED_DATA=/path/to/seed-xray python benchmarks/bench_load.py
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ writes). The seed CNN at 256 x 256, 50 repetitions after 5 warm-up calls.
 Prints median latencies in milliseconds and the ratios.
 
 Run by hand:
-    COVIDXRAY_SEED_DATA=../shared/datasets/seed-xray python benchmarks/bench_predict.py
+    COVIDXRAY_SEED_DATA=/path/to/seed-xray python benchmarks/bench_predict.py
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import time
 import numpy as np
 from _common import data_root
 
-from covidxray import Classifier, build_cnn
-from covidxray.data.decode import decode_file, image_to_array
+from covidxray import Classifier, Preprocessing, build_cnn
 
 SIZE, REPEATS = 256, 50
 root, name = data_root()
@@ -32,9 +31,11 @@ clf.fit(
 )
 
 
+PREP = Preprocessing((SIZE, SIZE))  # as predict_proba decodes
+
+
 def decode(path) -> np.ndarray:
-    img, _ = decode_file(path, draft_to=(SIZE, SIZE))  # as predict_proba decodes
-    return image_to_array(img, (SIZE, SIZE))[None].astype(np.float32) / 255.0
+    return PREP.load(path)[None].astype(np.float32) / 255.0
 
 
 def median_ms(fn) -> float:

@@ -601,8 +601,9 @@ def unfreeze_backbone(model: keras.Model, n_layers: int | str = "all") -> keras.
         >>> model = build_pretrained(
         ...     "mobilenetv2", input_shape=(64, 64, 1), weights=None)
         >>> backbone = unfreeze_backbone(model, 3).get_layer("mobilenetv2")
-        >>> [layer.name for layer in backbone.layers if layer.trainable]
-        ['Conv_1', 'out_relu']
+        >>> names = [layer.name for layer in backbone.layers if layer.trainable]
+        >>> names == ["Conv_1", "out_relu"]  # Conv_1_bn, a BatchNorm, stays frozen
+        True
     """
     backbone = find_backbone(model)
     if backbone is None:

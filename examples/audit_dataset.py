@@ -10,7 +10,7 @@ Description:
 
 How to run:
     pip install .
-    python examples/audit_dataset.py ../shared/datasets/seed-xray --out audit
+    python examples/audit_dataset.py /path/to/seed-xray --out audit
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Description:
 How to run:
     pip install ".[plots]"
     python examples/predict_and_explain.py --out explain
-    python examples/predict_and_explain.py ../shared/datasets/seed-xray --epochs 15
+    python examples/predict_and_explain.py /path/to/seed-xray --epochs 15
 """
 
 from __future__ import annotations
@@ -58,11 +58,14 @@ labels = loaded.predict(files)
 probabilities = loaded.predict_proba(files)[:, 1]
 heatmaps = loaded.explain(files)
 
+# The classifier's Preprocessing reads a file as the model saw it; map_back
+# puts a heatmap from the model's input back onto the decoded image.
+prep = loaded.preprocessing_
 for k, (path, label, p, heat) in enumerate(
     zip(files, labels, probabilities, heatmaps, strict=True)
 ):
-    image = data.images("test")[k]
-    overlay(image, heat).resize((256, 256)).save(out / f"gradcam_{k}.png")
+    image, _ = prep.decode(path)
+    overlay(image, prep.map_back(heat, image.size)).save(out / f"gradcam_{k}.png")
     print(f"{label:>8}  P({loaded.class_names[1]})={p:.3f}  {Path(path).name}")
 
 titles = [f"{label} {p:.2f}" for label, p in zip(labels, probabilities, strict=True)]

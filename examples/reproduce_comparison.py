@@ -14,7 +14,7 @@ Description:
 How to run:
     pip install .
     python examples/reproduce_comparison.py --quick               # smoke run
-    python examples/reproduce_comparison.py ../shared/datasets/seed-xray \\
+    python examples/reproduce_comparison.py /path/to/seed-xray \\
         --image-size 128 --epochs 5 --weights imagenet --out results
     # Offline: --weights none (random init) or --weights DIR (Keras .h5 files).
 """
