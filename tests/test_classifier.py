@@ -484,3 +484,43 @@ def test_cache_features_choice_and_callbacks_see_the_full_model(data) -> None:
     cnn = Classifier(build_cnn((SIZE, SIZE, 1)), class_names=data.class_names)
     with pytest.raises(ValueError, match="no registered backbone"):
         cnn.fit(data, epochs=1, cache_features=True)
+
+
+def rewrite_metadata(path: Path, target: Path, change) -> Path:
+    """Copy a classifier file with its covidxray.json changed by `change`."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(target, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "covidxray.json":
+                data = json.dumps(change(json.loads(data))).encode()
+            dst.writestr(item, data)
+    return target
+
+
+def test_file_format_1_still_loads_and_a_newer_one_is_refused(
+    fitted: Classifier, tmp_path: Path
+) -> None:
+    path = fitted.save(tmp_path / "v2.keras")
+
+    def as_version_1(meta: dict) -> dict:  # the flat layout of format 1
+        versions = meta.pop("provenance")
+        return {**meta, **versions, "format_version": 1}
+
+    old = Classifier.load(rewrite_metadata(path, tmp_path / "v1.keras", as_version_1))
+    assert old.preprocessing_ == fitted.preprocessing_
+    assert old.metadata_.provenance["covidxray_version"]
+    x = np.zeros((2, SIZE, SIZE, 1), np.uint8)
+    np.testing.assert_array_equal(old.predict_proba(x), fitted.predict_proba(x))
+
+    def from_the_future(meta: dict) -> dict:
+        return {**meta, "format_version": 99}
+
+    newer = rewrite_metadata(path, tmp_path / "v99.keras", from_the_future)
+    with pytest.raises(DataError, match="file format 99.*Upgrade covidxray"):
+        Classifier.load(newer)
+
+    def broken(meta: dict) -> dict:
+        return {**meta, "preprocessing": {"image_size": [SIZE, SIZE]}}
+
+    with pytest.raises(DataError, match="v0.keras' is invalid.*Missing: color_mode"):
+        Classifier.load(rewrite_metadata(path, tmp_path / "v0.keras", broken))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from covidxray import CovidXrayWarning, DataError, load_dataset
@@ -646,3 +648,36 @@ def test_large_jpegs_decode_reduced_but_consistently(tmp_path: Path) -> None:
     full = image_to_array(decode_file(path)[0], (64, 64))
     drafted = image_to_array(decode_file(path, draft_to=(64, 64))[0], (64, 64))
     assert np.abs(full.astype(int) - drafted.astype(int)).mean() < 3  # same picture
+
+
+def test_transform_hook_and_the_deprecated_augmenter_argument(
+    synthetic_root: Path,
+) -> None:
+    data = load_dataset(synthetic_root, image_size=(32, 32), batch_size=8)
+    seen = []
+
+    def invert(images, seed):  # any callable on uint8 batches with a seed
+        seen.append((images.dtype, tuple(seed.shape)))
+        return 255 - images  # uint8 out: scaled to [0, 1] by the pipeline
+
+    ds = data.as_tf_dataset("val", transform=invert, transform_seed=3)
+    x = np.concatenate([b.numpy() for b, _ in ds])
+    np.testing.assert_allclose(x, (255 - data.images("val")) / 255.0, atol=1e-6)
+    assert x.dtype == np.float32 and seen[0] == (tf.uint8, (2,))
+    with pytest.raises(ValueError, match="needs dtype='float32'"):
+        data.as_tf_dataset("val", transform=invert, dtype="uint8")
+    from covidxray import Augmenter
+
+    with pytest.warns(DeprecationWarning, match="`augmenter` argument"):
+        old = data.as_tf_dataset("val", augmenter=Augmenter.xray(seed=1))
+    new = data.as_tf_dataset(
+        "val",
+        transform=functools.partial(
+            Augmenter.xray(seed=1).augment, output_dtype="float32"
+        ),
+        transform_seed=1,
+    )
+    np.testing.assert_array_equal(
+        np.concatenate([b.numpy() for b, _ in old]),
+        np.concatenate([b.numpy() for b, _ in new]),
+    )

@@ -701,7 +701,9 @@ def with_transform(
     """
     import tensorflow as tf
 
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
+        2, drop_remainder=True
+    )
 
     def apply(
         batch: tuple[tf.Tensor, tf.Tensor], pair: tf.Tensor
