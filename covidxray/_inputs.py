@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ import tensorflow as tf
 from PIL import Image
 
 from ._validation import check_choice
+from .augment import Augmenter
 from .data.decode import COLOR_MODES, RESIZE_MODES, find_images
+from .data.labels import canon
 from .data.loader import XrayDataset, balanced_class_weights, with_transform
 from .data.preprocessing import Preprocessing
-from .errors import DataError
+from .data.records import Record
+from .errors import CovidXrayWarning, DataError
 
 __all__ = [
     "PREDICT_BATCH",
@@ -28,7 +32,7 @@ __all__ = [
     "array_batches",
     "class_weights",
     "image_batches",
-    "labelled_batches",
+    "load_for_evaluation",
     "probabilities",
     "resolve_preprocessing",
     "scores",
@@ -112,11 +116,10 @@ def array_batches(
 
 
 def _seeded_transform(augmenter: Any) -> Callable[[Any, Any], Any] | None:
-    """The stateless fast path of an `Augmenter`-like object, if it has one."""
-    augment = getattr(augmenter, "augment", None)
-    if not callable(augment):
+    """The stateless fast path of an `Augmenter`, or None for another callable."""
+    if not isinstance(augmenter, Augmenter):
         return None
-    return functools.partial(augment, output_dtype="float32")
+    return functools.partial(augmenter.augment, output_dtype="float32")
 
 
 def training_batches(
@@ -126,8 +129,10 @@ def training_batches(
     batch_size: int | None,
     augmenter: Any,
     seed: int | None,
-) -> tuple[tf.data.Dataset, tf.data.Dataset | None, np.ndarray | None]:
-    """Training and validation batches, and the training labels when known.
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None, np.ndarray | tf.data.Dataset]:
+    """Training and validation batches, and where the training labels are: an
+    array, or the batches before augmentation (read only if class weights
+    need them).
 
     An augmenter with a stateless `augment(images, seed)` method (an
     `Augmenter`) runs with one seed per batch from a stream seeded by its own
@@ -150,12 +155,14 @@ def training_batches(
             raise DataError(f"The training split of '{train.source}' is empty.")
         if validation_data is None:
             validation_data = train.as_tf_dataset("val", batch_size=batch_size)
-        labels: np.ndarray | None = train.labels("train")
+        labels: np.ndarray | tf.data.Dataset = train.labels("train")
     else:
         train_ds = array_batches(train, batch_size or 32, shuffle=True, seed=seed)
+        labels = (
+            np.asarray(train[1]).reshape(-1) if isinstance(train, tuple) else train_ds
+        )
         if transform is not None:
             train_ds = with_transform(train_ds, transform, transform_seed)
-        labels = None
     if augmenter is not None and transform is None:
         train_ds = train_ds.map(
             lambda x, y: (augmenter(x), y), num_parallel_calls=tf.data.AUTOTUNE
@@ -170,8 +177,7 @@ def training_batches(
 
 def class_weights(
     class_weight: str | Mapping[int, float] | None,
-    labels: np.ndarray | None,
-    train_ds: tf.data.Dataset,
+    labels: np.ndarray | tf.data.Dataset,
     n_classes: int,
 ) -> dict[int, float] | None:
     """Resolve `fit`'s `class_weight`: None, a dict, or `"balanced"`."""
@@ -180,50 +186,9 @@ def class_weights(
     if isinstance(class_weight, Mapping):
         return {int(k): float(v) for k, v in class_weight.items()}
     check_choice("class_weight", class_weight, ("balanced",), "fit")
-    if labels is None:
-        labels = np.concatenate([np.asarray(y).reshape(-1) for _, y in train_ds])
+    if isinstance(labels, tf.data.Dataset):
+        labels = np.concatenate([np.asarray(y).reshape(-1) for _, y in labels])
     return balanced_class_weights(labels, n_classes)
-
-
-def labelled_batches(
-    data: Any, *, split: str | None, where: str
-) -> tuple[tf.data.Dataset, dict[str, Any]]:
-    """Labelled batches to score, and what they are (`meta`).
-
-    Args:
-        data: An `XrayDataset`, a `tf.data` dataset of `(images, labels)`, or
-            `(x, y)` arrays.
-        split: For an `XrayDataset`: the split to use; None means its test
-            split, or its validation split when it has no test split.
-        where: The method asking, for error messages.
-    """
-    if not isinstance(data, XrayDataset):
-        if split is not None:
-            raise ValueError(
-                f"The `split` argument of {where} applies to an XrayDataset only. "
-                f"Received: split={split!r} with {type(data).__name__}."
-            )
-        return array_batches(data, PREDICT_BATCH, shuffle=False), {}
-    if split is None:
-        split = "test" if data.split_records("test") else "val"
-    ds = data.as_tf_dataset(split)
-    if ds is None:
-        hint = (
-            " Load the data with validation_split > 0, or pass validation data; "
-            "the test split is never used for it."
-            if split == "val"
-            else ""
-        )
-        raise DataError(
-            f"The {split} split of '{data.source}' is empty: no labelled images "
-            f"for {where}.{hint}"
-        )
-    meta = {
-        "data_fingerprint": data.fingerprint(),
-        "split": split,
-        "data_seed": data.seed,
-    }
-    return ds, meta
 
 
 def resolve_preprocessing(
@@ -257,29 +222,195 @@ def resolve_preprocessing(
         check_choice("color_mode", color_mode, COLOR_MODES, "Classifier")
     if resize is not None:
         check_choice("resize", resize, RESIZE_MODES, "Classifier")
-    default = Preprocessing.for_input_shape(input_shape)
+    height, width, channels = input_shape[-3:]
+    if not image_size:
+        if height is None or width is None:
+            raise ValueError(
+                f"The model's input shape {tuple(input_shape)} has no fixed size: "
+                "pass image_size= to Classifier, or fit on an XrayDataset."
+            )
+        image_size = (height, width)
+    if color_mode is None:
+        color_mode = "rgb" if channels == 3 else "grayscale"
     return Preprocessing(
-        tuple(image_size) if image_size else default.image_size,  # type: ignore[arg-type]
-        color_mode=color_mode or default.color_mode,
-        resize=resize or default.resize,
+        tuple(int(v) for v in image_size),  # type: ignore[arg-type]
+        color_mode=color_mode,
+        resize=resize or "stretch",
     )
 
 
 def scores(
-    predict_proba: Callable[[Any], np.ndarray],
+    clf: Any,
     data: Any,
+    *,
     split: str | None,
     where: str,
+    check_seen: bool = True,
+    include_seen: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Labels, probabilities and provenance (`meta`) of labelled data."""
-    ds, meta = labelled_batches(data, split=split, where=where)
+    """Labels, probabilities and what was scored (`meta`) for a fitted classifier.
+
+    Args:
+        clf: A fitted `Classifier` (its `predict_proba`, `preprocessing_`,
+            `class_names`, `positive_class` and `training_record_` are used).
+        data: An `XrayDataset`, a dataset folder or file (read with the
+            model's own preprocessing; one class is enough), a `tf.data`
+            dataset of `(images, labels)`, or `(x, y)` arrays.
+        split: For a dataset: `"train"`, `"val"`, `"test"` or `"all"`; None
+            means its test split, or all its images when it has none (an
+            external set).
+        where: The method asking, for messages.
+        check_seen: Leave out images the model saw in training or validation
+            (by content), unless `include_seen`.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        data = load_for_evaluation(clf, data)
+    if not isinstance(data, XrayDataset):
+        if split is not None:
+            raise ValueError(
+                f"The `split` argument of {where} applies to a dataset only. "
+                f"Received: split={split!r} with {type(data).__name__}."
+            )
+        return _array_scores(clf, array_batches(data, PREDICT_BATCH, shuffle=False))
+    records, meta = _pick_split(data, split, where)
+    if check_seen:
+        records = _unseen(clf, records, meta, include_seen, where)
+    labels = _model_labels(data, records, clf)
+    proba = np.concatenate(
+        [
+            clf.predict_proba(data.images_of(records[i : i + PREDICT_BATCH]))
+            for i in range(0, len(records), PREDICT_BATCH)
+        ]
+    )
+    meta["n"] = len(records)
+    return labels, proba, meta
+
+
+def _array_scores(
+    clf: Any, ds: tf.data.Dataset
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     probs, labels = [], []
     for x, y in ds:
-        probs.append(predict_proba(np.asarray(x)))
+        probs.append(clf.predict_proba(np.asarray(x)))
         labels.append(np.asarray(y).reshape(-1))
     if not probs:
-        raise ValueError(f"No labelled images for {where}.")
-    return np.concatenate(labels).astype(int), np.concatenate(probs), meta
+        raise ValueError("No labelled images to score.")
+    return np.concatenate(labels).astype(int), np.concatenate(probs), {}
+
+
+def load_for_evaluation(clf: Any, source: str | os.PathLike[str]) -> XrayDataset:
+    """Read a dataset as the model reads images: its `Preprocessing`, its
+    classes, no new splits, no deduplication (the training record decides what
+    was seen), and one class is enough."""
+    from .data.loader import load_dataset
+
+    prep = clf.preprocessing_
+    names = list(clf.class_names)
+    binary = len(names) == 2
+    positive = (clf.positive_class or names[1]) if binary else None
+    return load_dataset(
+        source,
+        image_size=prep.image_size,
+        color_mode=prep.color_mode,
+        resize=prep.resize,
+        positive_class=positive,
+        classes=None if binary else names,
+        validation_split=0.0,
+        deduplicate=False,
+        min_classes=1,
+    )
+
+
+def _pick_split(
+    data: XrayDataset, split: str | None, where: str
+) -> tuple[list[Record], dict[str, Any]]:
+    if split is None:
+        split = "test" if data.split_records("test") else "all"
+    check_choice("split", split, ("train", "val", "test", "all"), where)
+    records = list(data.records) if split == "all" else data.split_records(split)
+    if not records:
+        hint = (
+            " Load the data with validation_split > 0, or pass validation data; "
+            "the test split is never used for it."
+            if split == "val"
+            else ""
+        )
+        raise DataError(
+            f"The {split} split of '{data.source}' is empty: no labelled images "
+            f"for {where}.{hint}"
+        )
+    what = "external set: all" if split == "all" else f"{split} split:"
+    meta = {
+        "data_fingerprint": data.fingerprint(),
+        "source": data.source,
+        "split": split,
+        "data_seed": data.seed,
+        "n_total": len(records),
+        "scope": f"{what} {len(records)} images of '{data.source}'",
+    }
+    return records, meta
+
+
+def _unseen(
+    clf: Any,
+    records: list[Record],
+    meta: dict[str, Any],
+    include_seen: bool,
+    where: str,
+) -> list[Record]:
+    """Leave out (or count) the records whose content the model saw."""
+    record = getattr(clf, "training_record_", None)
+    if record is None:
+        warnings.warn(
+            f"This model has no record of its training images (it was saved by an "
+            f"older covidxray, or fitted on arrays), so {where} cannot check "
+            "whether the data overlap its training data.",
+            CovidXrayWarning,
+            stacklevel=3,
+        )
+        meta["seen_checked"] = False
+        return records
+    check = record.check(records)
+    meta.update(
+        seen_checked=True,
+        n_seen=len(check.exact),
+        seen_reason="the same file bytes or the same decoded pixels",
+        include_seen=include_seen,
+        n_near_seen=len(check.near),
+        near_seen_files=[records[i].path for i in check.near],
+    )
+    if include_seen:
+        return records
+    exact = set(check.exact)
+    kept = [r for i, r in enumerate(records) if i not in exact]
+    if not kept:
+        raise DataError(
+            f"All {len(records)} images to score ({meta['scope']}) were seen in "
+            f"training or validation ({meta['seen_reason']}). Evaluate on images "
+            "the model never saw, or pass include_seen=True (--include-seen) to "
+            "score them anyway."
+        )
+    return kept
+
+
+def _model_labels(data: XrayDataset, records: list[Record], clf: Any) -> np.ndarray:
+    """The model's class index of each record: by role (positive or not) for
+    two classes, by name for more."""
+    names = list(clf.class_names)
+    if len(names) == 2:
+        pos = names.index(clf.positive_class) if clf.positive_class else 1
+        return np.array(
+            [pos if r.label == data.positive_class else 1 - pos for r in records],
+            dtype=int,
+        )
+    index = {canon(n): i for i, n in enumerate(names)}
+    unknown = sorted({r.label for r in records if canon(r.label) not in index})
+    if unknown:
+        raise DataError(
+            f"The classes {unknown} of '{data.source}' are not among the model's "
+            f"classes {names}."
+        )
+    return np.array([index[canon(r.label)] for r in records], dtype=int)
 
 
 def probabilities(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from ._seen import TrainingRecord
 from ._version import __version__
 from .data.preprocessing import Preprocessing
 from .errors import DataError
@@ -28,13 +31,17 @@ __all__ = [
     "FORMAT_VERSION",
     "METADATA_NAME",
     "ModelMetadata",
+    "RECORD_NAME",
+    "load_classifier",
     "load_keras_model",
     "provenance",
     "read_metadata",
+    "read_training_record",
     "save_atomic",
 ]
 
 METADATA_NAME = "covidxray.json"
+RECORD_NAME = "covidxray_seen.bin"
 FORMAT = "covidxray.Classifier"
 #: 1: flat preprocessing dict, no schema. 2: this schema (reads version 1 too).
 FORMAT_VERSION = 2
@@ -62,6 +69,9 @@ class ModelMetadata:
         seed: Seed of the last `fit`.
         provenance: Versions of covidxray, TensorFlow and Keras that saved it.
         checkpoint: For a best-epoch checkpoint: epoch, monitor and value.
+        training: What it was trained on, when `fit` got an `XrayDataset`: the
+            data fingerprint, source, split settings and image counts. The
+            content record itself is the archive member `covidxray_seen.bin`.
     """
 
     class_names: tuple[str, ...]
@@ -72,6 +82,7 @@ class ModelMetadata:
     seed: int | None = None
     provenance: Mapping[str, str] = field(default_factory=provenance)
     checkpoint: Mapping[str, Any] | None = None
+    training: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document stored in the file."""
@@ -88,6 +99,8 @@ class ModelMetadata:
         }
         if self.checkpoint is not None:
             out["checkpoint"] = dict(self.checkpoint)
+        if self.training is not None:
+            out["training"] = dict(self.training)
         return out
 
     @classmethod
@@ -99,7 +112,11 @@ class ModelMetadata:
                 message names the file.
         """
         version = values.get("format_version", 1)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise DataError(
+                f"'{path}' has an invalid covidxray file format {version!r}."
+            )
+        if version > FORMAT_VERSION:
             raise DataError(
                 f"'{path}' was saved in covidxray file format {version!r}; this "
                 f"covidxray ({__version__}) reads formats 1 to {FORMAT_VERSION}. "
@@ -110,6 +127,13 @@ class ModelMetadata:
         if missing:
             raise DataError(
                 f"The covidxray metadata in '{path}' lacks {', '.join(missing)}."
+            )
+        names = [str(c) for c in values["class_names"]]
+        positive = values.get("positive_class")
+        if positive is not None and positive not in names:
+            raise DataError(
+                f"The covidxray metadata in '{path}' is invalid: positive_class "
+                f"{positive!r} is not one of the class names {names}."
             )
         try:
             versions = values.get("provenance") or {
@@ -124,11 +148,22 @@ class ModelMetadata:
                 seed=values.get("seed"),
                 provenance=dict(versions),
                 checkpoint=values.get("checkpoint"),
+                training=values.get("training"),
             )
         except (TypeError, ValueError) as exc:
             raise DataError(
                 f"The covidxray metadata in '{path}' is invalid: {exc}"
             ) from exc
+
+    def __getitem__(self, key: str) -> Any:
+        """Deprecated dict-style access (`metadata_["checkpoint"]`), kept from
+        when `Classifier.metadata_` was a dict."""
+        warnings.warn(
+            f"ModelMetadata[{key!r}] is deprecated; use its attributes.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.to_dict()[key]
 
     def with_checkpoint(self, epoch: int, monitor: str, value: float) -> ModelMetadata:
         """A copy that marks a best-epoch checkpoint."""
@@ -136,7 +171,12 @@ class ModelMetadata:
         return replace(self, checkpoint=info)
 
 
-def save_atomic(model: keras.Model, path: Path, metadata: ModelMetadata) -> Path:
+def save_atomic(
+    model: keras.Model,
+    path: Path,
+    metadata: ModelMetadata,
+    record: TrainingRecord | None = None,
+) -> Path:
     """Write `model` and `metadata` into one `.keras` file, atomically.
 
     The file is written beside the target under a temporary name and renamed
@@ -156,6 +196,8 @@ def save_atomic(model: keras.Model, path: Path, metadata: ModelMetadata) -> Path
         model.save(tmp_name)
         with zipfile.ZipFile(tmp_name, "a") as archive:
             archive.writestr(METADATA_NAME, json.dumps(metadata.to_dict(), indent=2))
+            if record is not None:
+                archive.writestr(RECORD_NAME, record.to_bytes())
         os.replace(tmp_name, path)
     except BaseException:
         try:
@@ -198,9 +240,49 @@ def read_metadata(path: Path) -> ModelMetadata:
     return ModelMetadata.from_dict(values, path)
 
 
+def read_training_record(path: Path, metadata: ModelMetadata) -> TrainingRecord | None:
+    """The content record of the images a model file was trained on, or None
+    for a file saved without one (by an older version, or after `fit` on
+    arrays)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if RECORD_NAME not in archive.namelist():
+                return None
+            data = archive.read(RECORD_NAME)
+        return TrainingRecord.from_bytes(data, metadata.training)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DataError(f"The training record in '{path}' is corrupted: {exc}") from exc
+
+
 def load_keras_model(path: Path) -> keras.Model:
     """Load the Keras model of a classifier file in safe mode (no code runs)."""
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:
         raise DataError(f"Could not load the Keras model in '{path}': {exc}") from exc
+
+
+def load_classifier(cls: Any, path: Path) -> Any:
+    """Build a fitted classifier of class `cls` from a classifier file: its
+    constructor arguments and learned attributes come from the metadata."""
+    meta = read_metadata(path)
+    model = load_keras_model(path)
+    prep = meta.preprocessing
+    clf = cls(
+        model,
+        class_names=list(meta.class_names),
+        positive_class=meta.positive_class,
+        threshold=meta.threshold,
+        learning_rate=meta.learning_rate,
+        image_size=prep.image_size,
+        color_mode=prep.color_mode,
+        resize=prep.resize,
+        seed=meta.seed,
+    )
+    clf.model_ = model
+    clf.classes_ = np.array(meta.class_names)
+    clf.threshold_ = meta.threshold
+    clf.preprocessing_ = prep
+    clf.metadata_ = meta
+    clf.training_record_ = read_training_record(path, meta)
+    return clf

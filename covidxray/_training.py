@@ -237,16 +237,25 @@ def _seed_generators(model: keras.Model) -> list[keras.random.SeedGenerator]:
     found: list[keras.random.SeedGenerator] = []
     seen: set[int] = set()
 
-    def visit(layer: keras.layers.Layer) -> None:
-        if id(layer) in seen:
+    def visit(item: Any) -> None:
+        if id(item) in seen:
             return
-        seen.add(id(layer))
-        for value in vars(layer).values():
-            if isinstance(value, keras.random.SeedGenerator) and id(value) not in seen:
-                seen.add(id(value))
-                found.append(value)
-        for inner in getattr(layer, "layers", ()):
-            visit(inner)
+        seen.add(id(item))
+        if isinstance(item, keras.random.SeedGenerator):
+            found.append(item)
+        elif isinstance(item, (list, tuple)):
+            for value in item:
+                visit(value)
+        elif isinstance(item, keras.layers.Layer):
+            # Nested models, sublayers held as attributes or in lists
+            # (custom blocks, attention), and their seed generators.
+            for value in vars(item).values():
+                if isinstance(value, (keras.layers.Layer, list, tuple)) or isinstance(
+                    value, keras.random.SeedGenerator
+                ):
+                    visit(value)
+            for inner in getattr(item, "layers", ()):
+                visit(inner)
 
     visit(model)
     return found
@@ -310,7 +319,12 @@ def use_feature_cache(
         reasons.append("a distribution strategy is used")
     if not reasons:
         try:
-            split_at_backbone(model)
+            features, _ = split_at_backbone(model)
+            if (
+                features.layers[1] is not backbone
+                and features.layers[1].trainable_weights
+            ):
+                reasons.append("layers before the backbone have trainable weights")
         except ValueError as exc:
             reasons.append(str(exc))
     if reasons and cache_features is True:
@@ -371,7 +385,6 @@ class FitResult:
 def train(
     model: keras.Model,
     *,
-    compile_model: Callable[[keras.Model], None],
     train_ds: tf.data.Dataset,
     val_ds: tf.data.Dataset | None,
     epochs: int,
@@ -406,7 +419,9 @@ def train(
     if cache_features:
         features, head = split_at_backbone(model)
         train_ds, val_ds = _feature_batches(features, train_ds, val_ds, seed)
-        compile_model(head)
+        # The head trains with the full model's optimizer, so a callback that
+        # changes `model.optimizer` (a learning-rate schedule) changes training.
+        compile_for(head, model.optimizer, 0.0)
         trainee = head
         user_callbacks = [ShowFullModel(c, model) for c in user_callbacks]
     history = trainee.fit(

@@ -18,10 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _inputs, _training
+from . import _inputs, _persist, _training
 from ._inputs import ImageInput
-from ._persist import ModelMetadata, load_keras_model, provenance, read_metadata
-from ._persist import save_atomic as _save_atomic
+from ._persist import ModelMetadata
+from ._seen import TrainingRecord, record_after_fit
 from ._validation import check_model_classes, check_positive_int
 from .data.loader import XrayDataset
 from .data.preprocessing import Preprocessing
@@ -56,12 +56,13 @@ class Classifier:
             training data's, else the model's input size.
         color_mode: `"grayscale"` or `"rgb"`; default from the data or model.
         resize: `"stretch"`, `"pad"` or `"crop"`; default from the data.
-        seed: Seed of `fit`'s own random streams: dropout, shuffles and the
-            augmenter's per-batch seeds (when the augmenter has no seed of its
-            own). The caller's global Python, NumPy and TensorFlow random state
-            is left as it was. The weights are initialised when the model is
-            built: call `keras.utils.set_random_seed` before building for
-            identical runs.
+        seed: Seed of `fit`'s own random streams: dropout, the shuffles of
+            arrays and cached features, and the augmenter's per-batch seeds
+            (when the augmenter has no seed of its own). An `XrayDataset`
+            shuffles with the seed it was loaded with. The caller's global
+            Python, NumPy and TensorFlow random state is left as it was. The
+            weights are initialised when the model is built: call
+            `keras.utils.set_random_seed` before building for identical runs.
 
     Example:
         >>> import tempfile
@@ -81,6 +82,7 @@ class Classifier:
     preprocessing_: Preprocessing
     history_: dict[str, list[float]]
     metadata_: ModelMetadata
+    training_record_: TrainingRecord | None
 
     def __init__(
         self,
@@ -115,7 +117,9 @@ class Classifier:
         return {k: getattr(self, k) for k in keys if k != "self"}
 
     def set_params(self, **params: Any) -> Classifier:
-        """Set constructor arguments (e.g. a lower `learning_rate` to fine-tune)."""
+        """Set constructor arguments (e.g. a lower `learning_rate` to fine-tune).
+
+        A new `model` makes the classifier unfitted: the next `fit` trains it."""
         valid = self.get_params()
         for key, value in params.items():
             if key not in valid:
@@ -123,6 +127,9 @@ class Classifier:
                     f"Unknown parameter {key!r} for Classifier. "
                     f"Valid: {', '.join(valid)}."
                 )
+            if key == "model" and value is not self.model:
+                for name in ("model_", "training_record_"):  # a new model: unfitted
+                    self.__dict__.pop(name, None)
             setattr(self, key, value)
         return self
 
@@ -222,9 +229,7 @@ class Classifier:
             augmenter=augmenter,
             seed=self.seed,
         )
-        weights = _inputs.class_weights(
-            class_weight, labels, train_ds, len(self.class_names)
-        )
+        weights = _inputs.class_weights(class_weight, labels, len(self.class_names))
         model = getattr(self, "model_", self.model)
         use_cache = _training.use_feature_cache(
             cache_features, model, augmenter=augmenter, strategy=strategy
@@ -234,9 +239,11 @@ class Classifier:
             _training.seed_streams(self.model_, self.seed)
             self.classes_ = np.array(list(self.class_names))
             self.threshold_, self.preprocessing_ = float(self.threshold), preprocessing
+            self.training_record_ = record_after_fit(
+                getattr(self, "training_record_", None), train
+            )
             result = _training.train(
                 self.model_,
-                compile_model=self._compile,
                 train_ds=train_ds,
                 val_ds=val_ds,
                 epochs=epochs,
@@ -255,9 +262,8 @@ class Classifier:
         return self
 
     def _save_checkpoint(self, path: Path, epoch: int, key: str, value: float) -> None:
-        _save_atomic(
-            self.model_, path, self._metadata().with_checkpoint(epoch, key, value)
-        )
+        meta = self._metadata().with_checkpoint(epoch, key, value)
+        _persist.save_atomic(self.model_, path, meta, self.training_record_)
 
     def unfreeze(self, n_layers: int | str = "all") -> Classifier:
         """Make the backbone of the fitted model trainable (BatchNorm stays frozen).
@@ -335,16 +341,22 @@ class Classifier:
         data: Any,
         *,
         split: str | None = None,
+        include_seen: bool = False,
         n_bootstrap: int = 1000,
         seed: int = 0,
     ) -> Evaluation:
-        """Metrics with 95% confidence intervals on labelled data.
+        """Metrics with 95% confidence intervals, on images the model never saw.
 
         Args:
-            data: An `XrayDataset`, `tf.data` of `(images, labels)`, or `(x, y)`
-                arrays.
-            split: For an `XrayDataset`: `"test"`, `"val"` or `"train"`; by
-                default its test split, or its val split when it has none.
+            data: An `XrayDataset`; a dataset folder or file, read with the
+                model's own preprocessing and classes (an external set, one
+                class is enough); `tf.data` of `(images, labels)`; or `(x, y)`.
+            split: For a dataset: `"test"`, `"val"`, `"train"` or `"all"`; by
+                default its test split, or all its images when it has none.
+            include_seen: Images whose content the model saw in training or
+                validation (the same bytes or decoded pixels) are left out and
+                counted in `meta`; True keeps them, and the report says so in
+                bold. Perceptual near-duplicates are flagged in `meta`, kept.
             n_bootstrap: Bootstrap resamples for the AUC intervals.
             seed: Seed of the bootstrap.
 
@@ -352,8 +364,10 @@ class Classifier:
             An `Evaluation`, with provenance in `meta`.
         """
         self._check_fitted()
-        y, proba, meta = _inputs.scores(self.predict_proba, data, split, "evaluate")
-        meta.update(provenance(), seed=self.seed)
+        y, proba, meta = _inputs.scores(
+            self, data, split=split, where="evaluate", include_seen=include_seen
+        )
+        meta.update(_persist.provenance(), seed=self.seed)
         return Evaluation.from_predictions(
             y,
             proba,
@@ -387,7 +401,7 @@ class Classifier:
             raise ValueError("tune_threshold applies to binary classifiers only.")
         split = "val" if isinstance(validation_data, XrayDataset) else None
         y, proba, _ = _inputs.scores(
-            self.predict_proba, validation_data, split, "tune_threshold"
+            self, validation_data, split=split, where="tune_threshold", check_seen=False
         )
         pos = self._positive_index()
         self.threshold_ = choose_threshold(y == pos, proba[:, pos], target)
@@ -403,6 +417,7 @@ class Classifier:
             preprocessing=self.preprocessing_,
             learning_rate=self.learning_rate,
             seed=self.seed,
+            training=self.training_record_.info if self.training_record_ else None,
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -414,7 +429,9 @@ class Classifier:
         Returns the path written.
         """
         self._check_fitted()
-        return _save_atomic(self.model_, Path(path), self._metadata())
+        return _persist.save_atomic(
+            self.model_, Path(path), self._metadata(), self.training_record_
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Classifier:
@@ -426,23 +443,4 @@ class Classifier:
             DataError: The file is missing, not a `.keras` archive, corrupted, or
                 a plain Keras model without covidxray metadata.
         """
-        meta = read_metadata(Path(path))
-        model = load_keras_model(Path(path))
-        prep = meta.preprocessing
-        clf = cls(
-            model,
-            class_names=list(meta.class_names),
-            positive_class=meta.positive_class,
-            threshold=meta.threshold,
-            learning_rate=meta.learning_rate,
-            image_size=prep.image_size,
-            color_mode=prep.color_mode,
-            resize=prep.resize,
-            seed=meta.seed,
-        )
-        clf.model_ = model
-        clf.classes_ = np.array(meta.class_names)
-        clf.threshold_ = meta.threshold
-        clf.preprocessing_ = prep
-        clf.metadata_ = meta
-        return clf
+        return _persist.load_classifier(cls, Path(path))

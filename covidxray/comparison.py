@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._version import __version__
 from .audit import audit
 from .data.layouts import is_synthetic
@@ -30,7 +32,13 @@ from .datasets import make_synthetic
 
 logger = logging.getLogger("covidxray")
 
-__all__ = ["DEFAULT_MODELS", "SEED_REPORTED", "Comparison", "run_comparison"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "SEED_REPORTED",
+    "Comparison",
+    "run_comparison",
+    "summarise",
+]
 
 #: The seed project's published figures (seed-README.txt); measured on leaky splits.
 SEED_REPORTED: dict[str, dict[str, float]] = {
@@ -50,27 +58,40 @@ _METRICS = ("accuracy", "sensitivity", "specificity", "ppv", "roc_auc")
 
 @dataclass
 class Comparison:
-    """Results of `run_comparison`: one row per model and split."""
+    """Results of `run_comparison`: one row per split, model and seed.
+
+    Attributes:
+        rows: Per split, model and seed: the metrics with their 95% intervals.
+        audit: What the audit of the data as given found.
+        meta: Settings, versions and data fingerprints.
+        summary: Per split and model: the mean and standard deviation of each
+            metric over the seeds (`sd` is NaN for one seed).
+    """
 
     rows: list[dict[str, Any]]
     audit: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
+    summary: list[dict[str, Any]] = field(default_factory=list)
 
     def to_markdown(self) -> str:
-        """The results as Markdown tables, one per split."""
-        lines = ["# Reproducing the published comparison", ""]
-        if self.meta.get("synthetic"):
+        """The results as Markdown: per split, the figures people compare
+        first, then the details."""
+        meta = self.meta
+        lines = []
+        if meta.get("synthetic"):
             lines += [
-                "> **SYNTHETIC DEMO DATA.** These numbers come from covidxray's "
-                "synthetic demo set, not from X-rays. They say nothing about "
-                "chest X-ray diagnosis.",
+                "**SYNTHETIC DEMO DATA.** These numbers come from covidxray's "
+                "synthetic demo set, not from X-rays. They say nothing about chest "
+                "X-ray diagnosis.",
                 "",
             ]
-        meta = self.meta
+        seeds = meta.get("seeds", [meta.get("seed")])
         lines += [
+            "# Reproducing the published comparison",
+            "",
             f"Data: `{meta.get('data')}`; image size {meta.get('image_size')}; "
             f"epochs {meta.get('epochs')}; weights: {meta.get('weights')}; "
-            f"seed {meta.get('seed')}.",
+            f"seeds {', '.join(str(s) for s in seeds)}.",
             "",
             f"Audit of the data as given: {self.audit.get('cross_split_duplicates')} "
             "test images are exact copies of training images; the metadata shortcut "
@@ -79,38 +100,64 @@ class Comparison:
         ]
         for split in SPLITS:
             rows = [r for r in self.rows if r["split"] == split]
-            if not rows:
-                continue
-            n = rows[0]["n_test"]
-            lines += [
-                f"## {split} split (test n = {n})",
-                "",
-                "| model | params | train s | accuracy | sensitivity | specificity "
-                "| PPV | ROC AUC | log loss | seed's accuracy | seed's loss |",
-                "|---|---|---|---|---|---|---|---|---|---|---|",
-            ]
-            for r in rows:
-                cells = [
-                    r["model"],
-                    f"{r['params']:,}",
-                    f"{r['train_seconds']:.0f}",
-                    *(_with_ci(r, m) for m in _METRICS),
-                    _fmt(r["test_loss"]),
-                    _fmt(r["seed_accuracy"], 2),
-                    _fmt(r["seed_loss"], 2),
-                ]
-                lines.append("| " + " | ".join(cells) + " |")
-            lines.append("")
+            if rows:
+                lines += self._split_tables(split, rows, len(seeds))
         lines += [
             "95% intervals: Wilson for proportions, bootstrap for ROC AUC. The seed's "
             "accuracy and loss were measured on a few batches of an overlapping "
-            "split.",
+            "split. The leaky split scores test images the models saw in training, "
+            "as the seed did.",
             "",
         ]
         return "\n".join(lines)
 
+    def _split_tables(
+        self, split: str, rows: list[dict[str, Any]], n_seeds: int
+    ) -> list[str]:
+        first = rows[0]
+        seen = first.get("n_seen_in_test", 0)
+        note = f", **{seen} of them seen in training**" if seen else ""
+        lines = [f"## {split} split (test n = {first['n_test']}{note})", ""]
+        header = "| model | sensitivity | specificity | ROC AUC | accuracy | PPV |"
+        rule = "|---|---|---|---|---|---|"
+        if n_seeds > 1:
+            lines += [f"Mean ± sd over {n_seeds} seeds:", "", header, rule]
+            for s in (r for r in self.summary if r["split"] == split):
+                cells = [s["model"]]
+                cells += [
+                    f"{_fmt(s[f'{m}_mean'])} ± {_fmt(s[f'{m}_sd'])}" for m in _METRICS
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines += ["", "Each seed:", ""]
+            header = header.replace("| model |", "| model | seed |")
+            rule += "---|"
+        lines += [header, rule]
+        for r in rows:
+            cells = [r["model"], *([str(r["seed"])] if n_seeds > 1 else [])]
+            cells += [_with_ci(r, m) for m in _METRICS]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "| model | params | train s | log loss | seed's accuracy | seed's loss |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            if r["seed"] != first["seed"]:
+                continue
+            cells = [
+                r["model"],
+                f"{r['params']:,}",
+                f"{r['train_seconds']:.0f}",
+                _fmt(r["test_loss"]),
+                _fmt(r["seed_accuracy"], 2),
+                _fmt(r["seed_loss"], 2),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        return [*lines, ""]
+
     def write(self, out_dir: str | os.PathLike[str]) -> list[Path]:
-        """Write results.md, results.csv and results.json into `out_dir`."""
+        """Write results.md, results.csv (one row per split, model and seed) and
+        results.json (with the summary) into `out_dir`."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.md").write_text(self.to_markdown())
@@ -119,9 +166,43 @@ class Comparison:
             writer = csv.DictWriter(fh, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.rows)
-        payload = {"meta": self.meta, "audit": self.audit, "rows": self.rows}
+        payload = {
+            "meta": self.meta,
+            "audit": self.audit,
+            "summary": self.summary,
+            "rows": self.rows,
+        }
         (out / "results.json").write_text(json.dumps(payload, indent=2, default=_json))
         return [out / "results.md", out / "results.csv", out / "results.json"]
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation of each metric over the seeds, per
+    split and model.
+
+    Example:
+        >>> rows = [{"split": "audited", "model": "cnn", "seed": s,
+        ...          **{m: v for m in _METRICS}} for s, v in ((0, 0.5), (1, 0.7))]
+        >>> s = summarise(rows)[0]
+        >>> s["n_seeds"], round(s["roc_auc_mean"], 3), round(s["roc_auc_sd"], 3)
+        (2, 0.6, 0.141)
+    """
+    out = []
+    keys = dict.fromkeys((r["split"], r["model"]) for r in rows)
+    for split, model in keys:
+        mine = [r for r in rows if r["split"] == split and r["model"] == model]
+        summary: dict[str, Any] = {"split": split, "model": model, "n_seeds": len(mine)}
+        for metric in _METRICS:
+            values = np.array([r[metric] for r in mine], dtype=float)
+            values = values[~np.isnan(values)]
+            summary[f"{metric}_mean"] = (
+                float(values.mean()) if len(values) else math.nan
+            )
+            summary[f"{metric}_sd"] = (
+                float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            )
+        out.append(summary)
+    return out
 
 
 def _json(value: Any) -> Any:
@@ -165,15 +246,18 @@ def run_comparison(
     image_size: int | None = None,
     quick: bool = False,
     seed: int = 0,
+    seeds: Sequence[int] | None = None,
     n_bootstrap: int | None = None,
     plots: bool = True,
 ) -> Comparison:
     """Train and evaluate the seed's models on the seed split and an audited split.
 
-    The seed split is the data as given (duplicates kept, no validation set).
-    The audited split removes every test image that also sits in train and
-    holds out 15% of train for validation. Both train the same way; only the
-    data differ, so the gap between them is what the leak was worth.
+    The seed split is the data as given (duplicates kept, no validation set),
+    scored as the seed scored it: test images that are copies of training
+    images included (the report says how many). The audited split removes
+    every test image that also sits in train and holds out 15% of train for
+    validation. Both train the same way; only the data differ, so the gap
+    between them is what the leak was worth.
 
     Args:
         data: A dataset folder (e.g. seed-xray). None uses the synthetic demo
@@ -192,6 +276,11 @@ def run_comparison(
         quick: A smoke run: 64 px, 2 epochs, two models, 200 bootstrap
             resamples, and a small synthetic set unless data is given.
         seed: Seed of splits, weights, augmentation and bootstrap.
+        seeds: Train and evaluate every model once per seed (each seed makes
+            its own splits, weights and augmentation); the result has a row
+            per seed and a mean and standard deviation per model. Default:
+            `[seed]`. One run is one sample: differences between runs can be
+            as large as the effect being measured.
         n_bootstrap: Bootstrap resamples for the ROC AUC intervals (1000, or
             200 with `quick`).
         plots: Also write ROC curves, confusion matrices and training curves
@@ -204,8 +293,6 @@ def run_comparison(
         WeightsUnavailableError: ImageNet weights were asked for and cannot be had.
         ValueError: An unknown model name.
     """
-    from .augment import Augmenter
-    from .classifier import Classifier
     from .models import list_backbones
 
     models = list(models or (QUICK_MODELS if quick else DEFAULT_MODELS))
@@ -258,58 +345,30 @@ def run_comparison(
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     curves: dict[str, dict[str, Any]] = {split: {} for split in SPLITS}
-    fingerprints = {}
-    for split, options in SPLITS.items():
-        dataset = load_dataset(
-            root,
-            image_size=(size, size),
-            color_mode="rgb",
-            batch_size=32,
-            seed=seed,
-            **options,  # type: ignore[arg-type]
-        )
-        fingerprints[split] = dataset.fingerprint()
-        for name in models:
-            model = _build(name, size, weights, seed)
-            is_cnn = name == "cnn"
-            clf = Classifier(
-                model,
-                class_names=dataset.class_names,
-                learning_rate=1e-3 if is_cnn else 1e-4,
-                seed=seed,
+    fingerprints: dict[str, str] = {}
+    run_seeds = [int(s) for s in (seeds if seeds is not None else [seed])]
+    if not run_seeds:
+        raise ValueError("The `seeds` argument of run_comparison needs a seed.")
+    for run_seed in run_seeds:
+        for split, options in SPLITS.items():
+            dataset = load_dataset(
+                root,
+                image_size=(size, size),
+                color_mode="rgb",
+                batch_size=32,
+                seed=run_seed,
+                **options,  # type: ignore[arg-type]
             )
-            clf.fit(
-                dataset,
-                epochs=n_epochs,
-                class_weight=None,
-                augmenter=Augmenter.seed_training(seed=seed) if is_cnn else None,
-                batch_size=32 if is_cnn else 8,
-            )
-            evaluation = clf.evaluate(dataset, n_bootstrap=n_bootstrap, seed=seed)
-            curves[split][name] = evaluation
-            row: dict[str, Any] = {
-                "split": split,
-                "model": name,
-                "params": int(model.count_params()),
-                "train_seconds": round(clf.fit_seconds_, 2),
-                "feature_cache": bool(clf.feature_cache_used_),
-                "n_train": len(dataset.split_records("train")),
-                "n_test": int(len(evaluation.y_true)),
-                "test_loss": evaluation.metrics["log_loss"],
-            }
-            for metric in _METRICS:
-                row[metric] = evaluation.metrics[metric]
-                lo, hi = evaluation.ci.get(metric, (math.nan, math.nan))
-                row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = lo, hi
-            reported = SEED_REPORTED.get(name, {})
-            row["seed_accuracy"] = reported.get("accuracy", math.nan)
-            row["seed_loss"] = reported.get("loss", math.nan)
-            rows.append(row)
-            logger.info(
-                "%s / %s: %s", split, name, {m: round(row[m], 3) for m in _METRICS}
-            )
-            if plots:
-                _plot_model(out, split, name, clf, evaluation)
+            fingerprints.setdefault(split, dataset.fingerprint())
+            for name in models:
+                clf, evaluation = _train_and_score(
+                    name, dataset, split, size, weights, n_epochs, run_seed, n_bootstrap
+                )
+                rows.append(_row(split, name, run_seed, clf, dataset, evaluation))
+                if run_seed == run_seeds[0]:
+                    curves[split][name] = evaluation
+                    if plots:
+                        _plot_model(out, split, name, clf, evaluation)
     if plots:
         _plot_roc(out, curves)
     import tensorflow as tf
@@ -320,7 +379,8 @@ def run_comparison(
         "image_size": size,
         "epochs": n_epochs,
         "weights": str(weights),
-        "seed": seed,
+        "seed": run_seeds[0],
+        "seeds": run_seeds,
         "models": list(models),
         "data_fingerprints": fingerprints,
         "covidxray_version": __version__,
@@ -328,9 +388,82 @@ def run_comparison(
         "python": sys.version.split()[0],
         "command": " ".join(sys.argv),
     }
-    result = Comparison(rows=rows, audit=audit_summary, meta=meta)
+    result = Comparison(
+        rows=rows, audit=audit_summary, meta=meta, summary=summarise(rows)
+    )
     result.write(out)
     return result
+
+
+def _train_and_score(
+    name: str,
+    dataset: Any,
+    split: str,
+    size: int,
+    weights: Any,
+    epochs: int,
+    seed: int,
+    n_bootstrap: int,
+) -> tuple[Any, Any]:
+    """Train one model the seed's way on one split; score its test split (the
+    leaky split with the images seen in training, as the seed did)."""
+    from .augment import Augmenter
+    from .classifier import Classifier
+
+    is_cnn = name == "cnn"
+    clf = Classifier(
+        _build(name, size, weights, seed),
+        class_names=dataset.class_names,
+        learning_rate=1e-3 if is_cnn else 1e-4,
+        seed=seed,
+    )
+    clf.fit(
+        dataset,
+        epochs=epochs,
+        class_weight=None,
+        augmenter=Augmenter.seed_training(seed=seed) if is_cnn else None,
+        batch_size=32 if is_cnn else 8,
+    )
+    evaluation = clf.evaluate(
+        dataset,
+        split="test",
+        include_seen=split == "seed (leaky)",
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
+    return clf, evaluation
+
+
+def _row(
+    split: str, name: str, seed: int, clf: Any, dataset: Any, evaluation: Any
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "split": split,
+        "model": name,
+        "seed": seed,
+        "params": int(clf.model_.count_params()),
+        "train_seconds": round(clf.fit_seconds_, 2),
+        "feature_cache": bool(clf.feature_cache_used_),
+        "n_train": len(dataset.split_records("train")),
+        "n_test": int(len(evaluation.y_true)),
+        "n_seen_in_test": int(evaluation.meta.get("n_seen", 0)),
+        "test_loss": evaluation.metrics["log_loss"],
+    }
+    for metric in _METRICS:
+        row[metric] = evaluation.metrics[metric]
+        lo, hi = evaluation.ci.get(metric, (math.nan, math.nan))
+        row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = lo, hi
+    reported = SEED_REPORTED.get(name, {})
+    row["seed_accuracy"] = reported.get("accuracy", math.nan)
+    row["seed_loss"] = reported.get("loss", math.nan)
+    logger.info(
+        "%s / %s / seed %d: %s",
+        split,
+        name,
+        seed,
+        {m: round(row[m], 3) for m in _METRICS},
+    )
+    return row
 
 
 def _slug(text: str) -> str:

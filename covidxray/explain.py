@@ -36,43 +36,45 @@ class _Fitted(Protocol):
     def preprocess(self, images: Any) -> np.ndarray: ...
 
 
-def _spatial_layers(model: keras.Model) -> list[tuple[bool, keras.layers.Layer]]:
-    """(inside the backbone?, layer) for every layer with a 4-D output, in order."""
-    backbone = find_backbone(model)
-    found: list[tuple[bool, keras.layers.Layer]] = []
+def _spatial_layers(
+    model: keras.Model,
+) -> list[tuple[keras.Model | None, keras.layers.Layer]]:
+    """(nested model or None, layer) for every layer with a 4-D output, in order."""
+    found: list[tuple[keras.Model | None, keras.layers.Layer]] = []
     for layer in model.layers:
-        if backbone is not None and layer is backbone:
+        if isinstance(layer, keras.Model):
             found.extend(
-                (True, inner)
+                (layer, inner)
                 for inner in layer.layers[1:]
                 if len(inner.output.shape) == 4
             )
         elif (
             not isinstance(layer, keras.layers.InputLayer)
-            and not isinstance(layer, keras.Model)
             and len(layer.output.shape) == 4
         ):
-            found.append((False, layer))
+            found.append((None, layer))
     return found
 
 
 def _pick_layer(
     model: keras.Model, layer: str | None
-) -> tuple[bool, keras.layers.Layer]:
+) -> tuple[keras.Model | None, keras.layers.Layer]:
     candidates = _spatial_layers(model)
     if layer is None:
-        nested = [c for c in candidates if c[0]]
+        nested = [c for c in candidates if c[0] is not None]
         if nested:  # a backbone: its last feature map, as Keras' Grad-CAM example does
-            return nested[-1]
+            backbone = find_backbone(model)
+            registered = [c for c in nested if c[0] is backbone]
+            return (registered or nested)[-1]
         convs = [c for c in candidates if isinstance(c[1], _CONV_TYPES)]
         if not convs:
             raise ValueError(
                 f"The model '{model.name}' has no convolutional layer for Grad-CAM."
             )
         return convs[-1]
-    for inside, candidate in candidates:
+    for parent, candidate in candidates:
         if candidate.name == layer:
-            return inside, candidate
+            return parent, candidate
     names = [c.name for _, c in candidates]
     raise ValueError(
         f"Unknown layer {layer!r} for Grad-CAM. Layers with a spatial output "
@@ -83,14 +85,16 @@ def _pick_layer(
 Forward = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 
-def _forward(model: keras.Model, inside: bool, conv: keras.layers.Layer) -> Forward:
+def _forward(
+    model: keras.Model, parent: keras.Model | None, conv: keras.layers.Layer
+) -> Forward:
     """A function x -> (activations of `conv`, model output)."""
-    if not inside:
+    if parent is None:
         both = keras.Model(model.inputs, [conv.output, model.output])
         return lambda x: both(x, training=False)
-    # A layer of the nested backbone: split the model there (one place checks
-    # that the model is a straight chain), then tap the backbone's inside.
-    features, head = split_at_backbone(model)
+    # A layer of a nested model (a backbone): split the model there (one place
+    # checks that the model is a straight chain), then tap the nested inside.
+    features, head = split_at_backbone(model, parent)
     backbone = features.layers[-1]
     stem = features.layers[1] if len(features.layers) == 3 else None
     tap = keras.Model(backbone.inputs, [conv.output, backbone.output])
@@ -177,8 +181,8 @@ def grad_cam(
     else:
         x = classifier_or_model.preprocess(images)  # NotFittedError if unfitted
         model = classifier_or_model.model_
-    inside, conv = _pick_layer(model, layer)
-    forward = _forward(model, inside, conv)
+    parent, conv = _pick_layer(model, layer)
+    forward = _forward(model, parent, conv)
     if len(x) == 0:
         return np.zeros((0, *x.shape[1:3]), np.float32)
     return np.concatenate(

@@ -131,6 +131,9 @@ class Evaluation:
         confusion_matrix: Rows are true classes, columns predicted classes.
         support: Images per true class.
         per_class: One-vs-rest metrics per class (multi-class only).
+        unavailable: Metrics that these data cannot measure, with the reason
+            (a positives-only set has no specificity); their value is NaN in
+            `metrics` and null in `to_dict`.
         meta: Provenance: library and TensorFlow versions, seed, data fingerprint.
 
     Example:
@@ -155,6 +158,7 @@ class Evaluation:
     y_true: np.ndarray = field(repr=False)
     y_score: np.ndarray = field(repr=False)
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> float:
@@ -252,6 +256,10 @@ class Evaluation:
             metrics["balanced_accuracy"] = metrics["sensitivity"]
             onehot = np.eye(k)[y]
             metrics["brier"] = float(np.mean(np.sum((full - onehot) ** 2, axis=1)))
+        unavailable = _unavailable(names, y, pos if k == 2 else None)
+        for key in unavailable:
+            metrics[key] = math.nan
+            ci.pop(key, None)
         correct = int(np.sum(pred == y))
         metrics["accuracy"] = correct / len(y)
         ci["accuracy"] = wilson_interval(correct, len(y))
@@ -269,6 +277,7 @@ class Evaluation:
             y_true=y,
             y_score=full,
             per_class=per_class,
+            unavailable=unavailable,
             meta=dict(meta or {}),
         )
 
@@ -287,13 +296,18 @@ class Evaluation:
                 c: {k: _clean(v) for k, v in m.items()}
                 for c, m in self.per_class.items()
             },
+            "unavailable": dict(self.unavailable),
             "meta": self.meta,
         }
 
     def to_markdown(self) -> str:
         """A Markdown table of the metrics with their 95% intervals."""
-        lines = ["| metric | value | 95% CI |", "|---|---|---|"]
+        lines = [f"{line}  " for line in _scope_lines(self.meta)]
+        lines += ["| metric | value | 95% CI |", "|---|---|---|"]
         for key, value in self.metrics.items():
+            if key in self.unavailable:
+                lines.append(f"| {key} | n/a | {self.unavailable[key]} |")
+                continue
             lo, hi = self.ci.get(key, (math.nan, math.nan))
             interval = "" if math.isnan(lo) else f"{lo:.3f} - {hi:.3f}"
             lines.append(f"| {key} | {value:.3f} | {interval} |")
@@ -303,6 +317,59 @@ class Evaluation:
             "    " + " ".join(f"{v:6d}" for v in row) for row in self.confusion_matrix
         ]
         return "\n".join(lines) + "\n"
+
+
+_NEEDS_NEGATIVES = ("specificity", "ppv", "npv", "f1", "roc_auc", "pr_auc")
+_NEEDS_POSITIVES = ("sensitivity", "ppv", "npv", "f1", "roc_auc", "pr_auc")
+
+
+def _unavailable(
+    names: tuple[str, ...], y: np.ndarray, pos: int | None
+) -> dict[str, str]:
+    """The metrics that data with a class missing cannot measure, and why."""
+    present = set(np.unique(y).tolist())
+    if pos is None:  # multi-class: the AUCs of an absent class are undefined
+        missing = [n for i, n in enumerate(names) if i not in present]
+        if not missing:
+            return {}
+        reason = f"no images of {', '.join(missing)} in the data"
+        return {key: reason for key in ("roc_auc", "pr_auc")}
+    if pos not in present:
+        reason = f"no {names[pos]} images in the data"
+        keys = _NEEDS_POSITIVES
+    elif 1 - pos not in present:
+        reason = f"no {names[1 - pos]} images in the data"
+        keys = _NEEDS_NEGATIVES
+    else:
+        return {}
+    return {key: reason for key in (*keys, "balanced_accuracy")}
+
+
+def _scope_lines(meta: dict[str, Any]) -> list[str]:
+    """What was scored, for the top of a report."""
+    lines = []
+    if meta.get("scope"):
+        lines.append(str(meta["scope"]))
+    if meta.get("include_seen") and meta.get("n_seen"):
+        lines.append(
+            f"**Includes {meta['n_seen']} images seen in training or validation: "
+            "these numbers are inflated.**"
+        )
+    elif meta.get("n_seen"):
+        lines.append(
+            f"Left out {meta['n_seen']} images seen in training or validation "
+            f"({meta.get('seen_reason', 'same content')})."
+        )
+    if meta.get("n_near_seen"):
+        lines.append(
+            f"{meta['n_near_seen']} images look like training images (perceptual "
+            "hash) and were kept: check them (`meta['near_seen_files']`)."
+        )
+    if meta.get("seen_checked") is False:
+        lines.append(
+            "The model has no record of its training images: overlap unchecked."
+        )
+    return lines + ([""] if lines else [])
 
 
 def _clean(value: float) -> float | None:

@@ -512,7 +512,9 @@ def _chain(model: keras.Model) -> list[tuple[layers.Layer, dict[str, Any]]]:
     return chain
 
 
-def split_at_backbone(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+def split_at_backbone(
+    model: keras.Model, backbone: keras.Model | None = None
+) -> tuple[keras.Model, keras.Model]:
     """Split a model at its registered backbone: `features, head`.
 
     `features` runs the layers up to and including the backbone: its layers
@@ -525,6 +527,8 @@ def split_at_backbone(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     Args:
         model: A straight chain of layers with one nested registered backbone,
             as `build_pretrained` makes.
+        backbone: Split at this nested model instead (one of `model.layers`),
+            registered or not.
 
     Returns:
         `(features, head)`, two `keras.Model`s.
@@ -546,14 +550,13 @@ def split_at_backbone(model: keras.Model) -> tuple[keras.Model, keras.Model]:
         True
     """
     chain = _chain(model)
-    index = next(
-        (
-            i
-            for i, (layer, _) in enumerate(chain)
-            if isinstance(layer, keras.Model) and layer.name in BACKBONES
-        ),
-        None,
-    )
+    target = backbone if backbone is not None else find_backbone(model)
+    index = next((i for i, (layer, _) in enumerate(chain) if layer is target), None)
+    if index is None and backbone is not None:
+        raise ValueError(
+            f"The `backbone` argument of split_at_backbone must be one of the "
+            f"layers of '{model.name}'. Received: {backbone.name!r}."
+        )
     if index is None:
         raise ValueError(
             f"The model '{model.name}' has no registered backbone to split at: "

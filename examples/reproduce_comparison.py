@@ -50,7 +50,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--image-size", type=int, help="square input size (default 256)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="seeds per model (seed, seed+1, ...): mean, sd and every seed's row",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run in well under a minute"
     )
@@ -74,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             image_size=args.image_size,
             quick=args.quick,
             seed=args.seed,
+            seeds=range(args.seed, args.seed + args.seeds),
         )
     except WeightsUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -79,7 +79,9 @@ def test_same_seed_same_images_other_seed_other_images() -> None:
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8])
-def test_shape_dtype_and_range_are_kept(channels: int, dtype: type) -> None:
+def test_shape_and_dtype_are_kept_and_brightness_darkens(
+    channels: int, dtype: type
+) -> None:
     rng = np.random.default_rng(0)
     x = rng.random((3, 24, 20, channels))
     x = (x * 255).astype(np.uint8) if dtype == np.uint8 else x.astype(np.float32)

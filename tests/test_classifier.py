@@ -524,3 +524,54 @@ def test_file_format_1_still_loads_and_a_newer_one_is_refused(
 
     with pytest.raises(DataError, match="v0.keras' is invalid.*Missing: color_mode"):
         Classifier.load(rewrite_metadata(path, tmp_path / "v0.keras", broken))
+
+
+class FreezeLearning(keras.callbacks.Callback):
+    """Set the optimizer's learning rate to 0, as a schedule callback would."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate.assign(0.0)
+
+
+def test_callbacks_change_the_optimizer_that_trains_the_cached_head(data) -> None:
+    model = build_pretrained(
+        "mobilenetv2", input_shape=(SIZE, SIZE, 1), weights=None, head="gap"
+    )
+    before = [w.copy() for w in model.get_layer("output").get_weights()]
+    clf = Classifier(model, class_names=data.class_names, learning_rate=0.1)
+    clf.fit(data, epochs=2, verbose=0, callbacks=[FreezeLearning()])
+    assert clf.feature_cache_used_
+    for a, b in zip(before, model.get_layer("output").get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the head did not move at rate 0
+
+
+def test_auto_cache_leaves_a_trainable_stem_to_train() -> None:
+    backbone = build_pretrained(
+        "mobilenetv2", input_shape=(48, 48, 3), weights=None, head="gap"
+    ).get_layer("mobilenetv2")
+    inputs = keras.Input((48, 48, 1))
+    stem = keras.layers.Conv2D(3, 1, name="stem")(inputs)  # learns a colour mix
+    h = keras.layers.GlobalAveragePooling2D()(backbone(stem))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(h))
+    clf = Classifier(model, class_names=["a", "b"])
+    clf.fit(tiny_data(16), epochs=1, verbose=0)
+    assert not clf.feature_cache_used_
+    with pytest.raises(ValueError, match="layers before the backbone have trainable"):
+        clf.fit(tiny_data(16), epochs=1, verbose=0, cache_features=True)
+
+
+def test_a_model_without_a_fixed_size_and_a_new_model_by_set_params() -> None:
+    inputs = keras.Input((None, None, 1))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    flexible = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(h))
+    with pytest.raises(ValueError, match="no fixed size: pass image_size="):
+        Classifier(flexible, class_names=["a", "b"]).fit(tiny_data(8), verbose=0)
+    clf = Classifier(flexible, class_names=["a", "b"], image_size=(48, 48))
+    clf.fit(tiny_data(8), epochs=1, verbose=0)
+    assert clf.preprocessing_ == Preprocessing((48, 48), "grayscale", "stretch")
+    assert clf.predict(Image.new("L", (90, 60))).shape == (1,)
+    clf.set_params(model=build_cnn((48, 48, 1)))
+    with pytest.raises(NotFittedError):
+        clf.predict(tiny_data(1)[0])
+    clf.fit(tiny_data(8), epochs=1, verbose=0)
+    assert clf.model_ is clf.model and clf.model_.name == "seed_cnn"

@@ -176,14 +176,41 @@ def test_compare_quick_writes_results(
 ) -> None:
     out = tmp_path / "cmp"
     assert (
-        main(["compare", str(root), "--quick", "--models", "cnn", "--out", str(out)])
+        main(
+            [
+                "compare",
+                str(root),
+                "--quick",
+                "--models",
+                "cnn",
+                "--seeds",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
         == 0
     )
     data = json.loads((out / "results.json").read_text())
-    assert [(r["split"], r["model"]) for r in data["rows"]] == [
-        ("seed (leaky)", "cnn"),
-        ("audited", "cnn"),
+    assert [(r["split"], r["model"], r["seed"]) for r in data["rows"]] == [
+        ("seed (leaky)", "cnn", 0),
+        ("audited", "cnn", 0),
+        ("seed (leaky)", "cnn", 1),
+        ("audited", "cnn", 1),
     ]
+    audited = [r for r in data["rows"] if r["split"] == "audited"]
+    summary = next(s for s in data["summary"] if s["split"] == "audited")
+    aucs = [r["roc_auc"] for r in audited]
+    assert summary["n_seeds"] == 2
+    assert summary["roc_auc_mean"] == pytest.approx(np.mean(aucs))
+    assert summary["roc_auc_sd"] == pytest.approx(np.std(aucs, ddof=1))
+    # the leaky split scores the 2 leaked copies, as the seed did, and says so
+    assert data["rows"][0]["n_seen_in_test"] == 2
+    report = (out / "results.md").read_text()
+    assert (
+        "Mean ± sd over 2 seeds" in report
+        and "**2 of them seen in training**" in report
+    )
     assert data["audit"]["cross_split_duplicates"] == 2
     meta = data["meta"]
     assert (
@@ -197,7 +224,7 @@ def test_compare_quick_writes_results(
     assert meta["synthetic"]  # the folder holds make_synthetic's SYNTHETIC.txt
     assert "SYNTHETIC DEMO DATA" in (out / "results.md").read_text()
     assert data["rows"][0]["n_test"] == 18 and data["rows"][1]["n_test"] == 16
-    assert (out / "results.csv").read_text().startswith("split,model,params")
+    assert (out / "results.csv").read_text().startswith("split,model,seed,params")
     assert (out / "roc_audited.png").is_file() and (
         out / "history_cnn_seed_leaky.png"
     ).is_file()

@@ -49,6 +49,7 @@ def make_label_map(
     classes: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
     positive_class: str | None = None,
     keep_names: bool = True,
+    single_class: bool = False,
 ) -> LabelMap:
     """Decide the classes from the distinct findings of a dataset.
 
@@ -56,7 +57,9 @@ def make_label_map(
     `positive_class`) are positive, all others negative. With two plain findings
     (two class folders) and `keep_names`, their own names are kept; otherwise
     the classes are `non-<positive>` and `<positive>`. Class index 1 is always
-    the positive class.
+    the positive class. With `single_class`, findings of one side only are
+    allowed (an external set of positives only): the classes are then
+    `non-<positive>` and `<positive>`.
 
     With `classes`, each finding goes to the first class that one of its
     segments matches, most specific segment first (`Pneumonia/Viral/COVID-19` is
@@ -78,7 +81,7 @@ def make_label_map(
     if not distinct:
         raise DataError("The dataset has no labelled images.")
     if classes is None:
-        return _binary(distinct, positive_class, keep_names)
+        return _binary(distinct, positive_class, keep_names, single_class)
     if isinstance(classes, str):
         raise TypeError(
             "The `classes` argument of load_dataset must be a list of class names or "
@@ -131,7 +134,10 @@ def _pick_positive(names: Sequence[str], positive_class: str | None) -> str | No
 
 
 def _binary(
-    distinct: Sequence[str], positive_class: str | None, keep_names: bool
+    distinct: Sequence[str],
+    positive_class: str | None,
+    keep_names: bool,
+    single_class: bool = False,
 ) -> LabelMap:
     def is_positive(finding: str) -> bool:
         segments = _segments(finding)
@@ -141,12 +147,12 @@ def _binary(
 
     positives = [f for f in distinct if is_positive(f)]
     negatives = [f for f in distinct if not is_positive(f)]
-    if positive_class is not None and not positives:
+    if positive_class is not None and not positives and not single_class:
         raise DataError(
             "The `positive_class` argument of load_dataset must match one of the "
             f"findings {list(distinct)}. Received: {positive_class!r}."
         )
-    if not positives or not negatives:
+    if (not positives or not negatives) and not single_class:
         wanted = repr(positive_class) if positive_class else "a COVID-like name"
         raise DataError(
             "Binary labels need a positive and a negative class. Found the findings "

@@ -155,6 +155,7 @@ def load_dataset(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     cache_memory_limit: int = DEFAULT_CACHE_MEMORY_LIMIT,
     num_workers: int | None = None,
+    min_classes: int = 2,
 ) -> XrayDataset:
     """Read a chest X-ray dataset in its own layout into an `XrayDataset`.
 
@@ -194,13 +195,18 @@ def load_dataset(
         max_pixels: Refuse larger images (decompression bombs).
         cache_memory_limit: Largest in-memory cache, in bytes.
         num_workers: Threads that decode while scanning.
+        min_classes: The fewest classes the readable images may hold. 1 reads
+            a single-class set (external positives only, say) for evaluation;
+            for two classes its classes are then `non-<positive>` and
+            `<positive>`.
 
     Returns:
         The `XrayDataset`.
 
     Raises:
         DataError: A file or folder is missing, unreadable or wrong (with
-            `on_error="raise"`), or the data has fewer than two classes.
+            `on_error="raise"`), or the data has fewer than `min_classes`
+            classes.
         ValueError: An argument has a value that is not allowed.
 
     Example:
@@ -227,6 +233,7 @@ def load_dataset(
     )
     check_fractions(validation_split, test_split)
     check_positive_int("batch_size", batch_size, "load_dataset")
+    check_choice("min_classes", min_classes, (1, 2), "load_dataset")
     root = Path(source)
     if not root.exists():
         raise DataError(f"The dataset source '{root}' does not exist.")
@@ -246,6 +253,7 @@ def load_dataset(
         classes=classes,
         positive_class=positive_class,
         keep_names=layout_name in ("folder", "manifest"),
+        single_class=min_classes < 2,
     )
     dropped = Counter(ctx.dropped)
     kept_entries = []
@@ -285,10 +293,12 @@ def load_dataset(
             stacklevel=2,
         )
     present = {r.label for r in records}
-    if len(present) < 2:
+    if len(present) < min_classes:
         raise DataError(
             f"Found only the class(es) {sorted(present)} among the readable images of "
-            f"'{root}'; at least two classes are needed."
+            f"'{root}'; at least {min_classes} classes are needed. To evaluate on a "
+            "set with one class, pass it to Classifier.evaluate, or load it with "
+            "min_classes=1."
         )
 
     removed: list[tuple[Record, Record]] = []
@@ -445,10 +455,13 @@ class XrayDataset:
 
     def images(self, split: str) -> np.ndarray:
         """The uint8 pixels of one split, shape (N, H, W, C), in record order."""
-        recs = self.split_records(split)
-        if not recs:
+        return self.images_of(self.split_records(split))
+
+    def images_of(self, records: Sequence[Record]) -> np.ndarray:
+        """The uint8 pixels of some of this dataset's records, (N, H, W, C)."""
+        if not records:
             return np.zeros((0, *self.preprocessing.input_shape), np.uint8)
-        return np.stack([self._pixels_of(r.path) for r in recs])
+        return np.stack([self._pixels_of(r.path) for r in records])
 
     def _pixels_of(self, path: str) -> np.ndarray:
         if self._pixels is not None:

@@ -10,6 +10,7 @@ time exactly as it was read at training time.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -201,6 +202,17 @@ class Preprocessing:
             (width, height), Image.Resampling.BILINEAR
         )
         return np.asarray(resized, dtype=np.float32)
+
+    def __getitem__(self, key: str) -> Any:
+        """Deprecated dict-style access (`preprocessing_["image_size"]`), kept
+        from when `Classifier.preprocessing_` was a dict."""
+        warnings.warn(
+            f"Preprocessing[{key!r}] is deprecated; use the attribute "
+            f"`.{key}` (a Preprocessing is no longer a dict).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.to_dict()[key]
 
     # ------------------------------------------------------------------ storing
 
