@@ -273,6 +273,7 @@ def scores(
             )
         return _array_scores(clf, array_batches(data, PREDICT_BATCH, shuffle=False))
     records, meta = _pick_split(data, split, where)
+    _model_labels(data, records, clf)  # classes the model lacks: an error first
     if check_seen:
         records = _unseen(clf, records, meta, include_seen, where)
     labels = _model_labels(data, records, clf)
@@ -308,7 +309,7 @@ def load_for_evaluation(clf: Any, source: str | os.PathLike[str]) -> XrayDataset
     names = list(clf.class_names)
     binary = len(names) == 2
     positive = (clf.positive_class or names[1]) if binary else None
-    return load_dataset(
+    data = load_dataset(
         source,
         image_size=prep.image_size,
         color_mode=prep.color_mode,
@@ -319,6 +320,13 @@ def load_for_evaluation(clf: Any, source: str | os.PathLike[str]) -> XrayDataset
         deduplicate=False,
         min_classes=1,
     )
+    unknown = sorted(k.removeprefix("finding ") for k in data.dropped if "finding" in k)
+    if unknown:
+        raise DataError(
+            f"The classes {unknown} of '{source}' are not among the model's "
+            f"classes {names}."
+        )
+    return data
 
 
 def _pick_split(

@@ -10,6 +10,8 @@ import pytest
 from covidxray.datasets import make_synthetic
 
 SEED_ENV = "COVIDXRAY_SEED_DATA"
+EXTERNAL_ENV = "COVIDXRAY_EXTERNAL_DATA"
+IEEE8023_ENV = "COVIDXRAY_IEEE8023_DATA"
 
 
 @pytest.fixture(scope="session")
@@ -36,13 +38,24 @@ def leaky_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+def real_folder(variable: str) -> Path:
+    """The folder a variable names, or skip when it is unset."""
+    value = os.environ.get(variable)
+    if not value:
+        pytest.skip(f"{variable} is not set; real-data tests are skipped.")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.fail(f"{variable}={value!r} is not a folder.")
+    return path
+
+
 @pytest.fixture(scope="session")
 def seed_data() -> Path:
     """The real seed-xray folder, or skip when COVIDXRAY_SEED_DATA is unset."""
-    value = os.environ.get(SEED_ENV)
-    if not value:
-        pytest.skip(f"{SEED_ENV} is not set; real-data tests are skipped.")
-    path = Path(value)
-    if not path.is_dir():
-        pytest.fail(f"{SEED_ENV}={value!r} is not a folder.")
-    return path
+    return real_folder(SEED_ENV)
+
+
+@pytest.fixture(scope="session")
+def external_data() -> Path:
+    """hannover-covid (COVID only, another hospital), or skip."""
+    return real_folder(EXTERNAL_ENV)

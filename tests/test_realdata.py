@@ -62,3 +62,49 @@ def test_deduplicate_leaves_no_leak(seed_data: Path) -> None:
     rest = {r.sha256 for r in ds.records if r.split != "test"}
     assert not test & rest
     assert ds.counts()["test"] == {"non": 1473, "covid": 60}
+
+
+@pytest.fixture(scope="module")
+def quick_model(seed_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed CNN trained briefly on seed-xray (64 px), saved with its record."""
+    import keras
+
+    from covidxray import Classifier, build_cnn
+
+    keras.utils.set_random_seed(0)
+    data = load_dataset(seed_data, image_size=(64, 64), batch_size=64)
+    clf = Classifier(build_cnn((64, 64, 1)), class_names=data.class_names)
+    clf.fit(data, epochs=1, verbose=0)
+    return clf.save(tmp_path_factory.mktemp("real") / "seed_cnn.keras")
+
+
+def test_external_positives_only_set_is_scored_whole(
+    quick_model: Path, external_data: Path
+) -> None:
+    from covidxray import Classifier
+
+    ev = Classifier.load(quick_model).evaluate(external_data, n_bootstrap=0)
+    assert len(ev.y_true) == 243 and set(ev.y_true.tolist()) == {1}
+    assert ev.meta["scope"].startswith("external set: all 243 images")
+    assert ev.meta["n_seen"] == 0  # another hospital: nothing seen in training
+    low, high = ev.ci["sensitivity"]
+    assert low <= ev.metrics["sensitivity"] <= high and high - low < 0.15
+    assert ev.to_dict()["metrics"]["specificity"] is None
+    assert ev.unavailable["specificity"] == "no non images in the data"
+
+
+def test_evaluating_on_the_training_folder_is_refused(
+    quick_model: Path, seed_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from covidxray.cli import EXIT_DATA, main
+
+    assert main(["evaluate", str(quick_model), str(seed_data / "train")]) == EXIT_DATA
+    message = capsys.readouterr().err
+    assert "All 1113 images to score" in message and "seen in training" in message
+    # The test split as given holds 37 copies of training images: left out.
+    assert main(["evaluate", str(quick_model), str(seed_data), "--json"]) == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    assert result["meta"]["n_total"] == 1570 and result["meta"]["n_seen"] == 37
+    assert result["n"] == 1533
