@@ -54,6 +54,8 @@ SPLITS = {
     "audited": {"deduplicate": True, "validation_split": 0.15},
 }
 _METRICS = ("accuracy", "sensitivity", "specificity", "ppv", "roc_auc")
+#: The order of the report's first table: the figures people compare first.
+_SHOWN = ("sensitivity", "specificity", "roc_auc", "accuracy", "ppv")
 
 
 @dataclass
@@ -125,7 +127,7 @@ class Comparison:
             for s in (r for r in self.summary if r["split"] == split):
                 cells = [s["model"]]
                 cells += [
-                    f"{_fmt(s[f'{m}_mean'])} ± {_fmt(s[f'{m}_sd'])}" for m in _METRICS
+                    f"{_fmt(s[f'{m}_mean'])} ± {_fmt(s[f'{m}_sd'])}" for m in _SHOWN
                 ]
                 lines.append("| " + " | ".join(cells) + " |")
             lines += ["", "Each seed:", ""]
@@ -134,7 +136,7 @@ class Comparison:
         lines += [header, rule]
         for r in rows:
             cells = [r["model"], *([str(r["seed"])] if n_seeds > 1 else [])]
-            cells += [_with_ci(r, m) for m in _METRICS]
+            cells += [_with_ci(r, m) for m in _SHOWN]
             lines.append("| " + " | ".join(cells) + " |")
         lines += [
             "",

@@ -211,6 +211,10 @@ def test_compare_quick_writes_results(
         "Mean ± sd over 2 seeds" in report
         and "**2 of them seen in training**" in report
     )
+    first = data["rows"][0]  # the columns say what they hold (leaky, seed 0)
+    line = next(x for x in report.splitlines() if x.startswith("| cnn | 0 |"))
+    assert line.split(" | ")[2].startswith(f"{first['sensitivity']:.3f}")
+    assert line.split(" | ")[4].startswith(f"{first['roc_auc']:.3f}")
     assert data["audit"]["cross_split_duplicates"] == 2
     meta = data["meta"]
     assert (

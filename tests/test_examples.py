@@ -57,3 +57,25 @@ def test_predict_and_explain(tmp_path: Path) -> None:
     assert "SYNTHETIC" in out
     written = {p.name for p in (tmp_path / "x").iterdir()}
     assert {"model.keras", "gradcam_grid.png", "gradcam_0.png"} <= written
+
+
+@pytest.mark.slow
+def test_external_validation(tmp_path: Path) -> None:
+    out = run(
+        "external_validation.py",
+        "--out",
+        str(tmp_path / "ext"),
+        "--epochs",
+        "1",
+        "--image-size",
+        "48",
+        "--seeds",
+        "2",
+        cwd=tmp_path,
+    )
+    assert "SYNTHETIC" in out
+    report = (tmp_path / "ext" / "external.md").read_text()
+    # the positives-only external set: 12 images, specificity not measurable
+    rows = [line for line in report.splitlines() if line.startswith("| positives |")]
+    assert len(rows) == 2 and all("| 12 |" in r and "| n/a |" in r for r in rows)
+    assert (tmp_path / "ext" / "seed_cnn_1.keras").is_file()
