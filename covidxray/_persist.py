@@ -32,6 +32,7 @@ __all__ = [
     "METADATA_NAME",
     "ModelMetadata",
     "RECORD_NAME",
+    "check_model_path",
     "load_classifier",
     "load_keras_model",
     "provenance",
@@ -171,6 +172,39 @@ class ModelMetadata:
         return replace(self, checkpoint=info)
 
 
+def check_model_path(path: str | os.PathLike[str], where: str) -> Path:
+    """Check, before any work, that a classifier file can be written at `path`:
+    a `.keras` name, in a folder that exists and is writable.
+
+    Raises:
+        ValueError: The message names the user's path and what is wrong.
+
+    Examples:
+        >>> check_model_path("missing-folder/m.keras", "save")
+        Traceback (most recent call last):
+        ...
+        ValueError: Cannot write 'missing-folder/m.keras' (save): the folder ...
+    """
+    target = Path(path)
+    if target.suffix != ".keras":
+        raise ValueError(
+            f"The path given to {where} must end in '.keras'. Received: '{path}'."
+        )
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(
+            f"Cannot write '{path}' ({where}): the folder '{folder}' does not "
+            "exist. Create it first."
+        )
+    if target.is_dir():
+        raise ValueError(f"Cannot write '{path}' ({where}): it is a folder.")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(
+            f"Cannot write '{path}' ({where}): the folder '{folder}' is not writable."
+        )
+    return target
+
+
 def save_atomic(
     model: keras.Model,
     path: Path,
@@ -183,10 +217,7 @@ def save_atomic(
     over it, so a failed save (full disk, read-only folder, interruption)
     leaves an earlier file intact and no temporary file behind.
     """
-    if path.suffix != ".keras":
-        raise ValueError(
-            f"The `path` argument of save must end in '.keras'. Received: '{path}'."
-        )
+    check_model_path(path, "save")
     folder = path.parent if str(path.parent) else Path(".")
     handle, tmp_name = tempfile.mkstemp(
         prefix=f".{path.stem}-", suffix=".keras", dir=folder

@@ -6,11 +6,14 @@ import sys
 import time
 from typing import TextIO
 
+#: Set to False to turn every progress bar off (the command line's --quiet).
+BARS = True
+
 
 class Progress:
     """Draw `label: done/total` on a terminal; do nothing otherwise.
 
-    Example:
+    Examples:
         >>> import io
         >>> bar = Progress(10, "Scanning", stream=io.StringIO(), min_total=1)
         >>> bar.enabled  # a StringIO is not a terminal
@@ -30,7 +33,7 @@ class Progress:
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         isatty = getattr(self.stream, "isatty", lambda: False)
-        self.enabled = total >= min_total and bool(isatty())
+        self.enabled = BARS and total >= min_total and bool(isatty())
         self.done = 0
         self._last = 0.0
 

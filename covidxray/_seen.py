@@ -69,7 +69,7 @@ class SeenCheck:
 class TrainingRecord:
     """The content signatures of the images a model was trained and validated on.
 
-    Example:
+    Examples:
         >>> from covidxray.data.records import Record
         >>> rec = Record("a.png", "covid", "train", None, None, "covid",
         ...              "ab" * 32, "cd" * 20, "0f" * 32, 8, 8, "L", "PNG", 10)

@@ -20,7 +20,7 @@ __all__ = [
 def check_choice(name: str, value: Any, allowed: Sequence[Any], where: str) -> None:
     """Raise a ValueError naming the argument, the allowed values and the value.
 
-    Example:
+    Examples:
         >>> check_choice("color_mode", "rgba", ("grayscale", "rgb"), "load_dataset")
         Traceback (most recent call last):
         ...
@@ -38,7 +38,7 @@ def check_choice(name: str, value: Any, allowed: Sequence[Any], where: str) -> N
 def check_positive_int(name: str, value: Any, where: str) -> int:
     """Return `value` if it is a positive integer (not a bool), else raise.
 
-    Example:
+    Examples:
         >>> check_positive_int("epochs", 0, "fit")
         Traceback (most recent call last):
         ...
@@ -56,7 +56,7 @@ Received: 0.
 def check_image_size(value: Any, where: str) -> tuple[int, int]:
     """Return `(height, width)` as ints from a pair of positive integers.
 
-    Example:
+    Examples:
         >>> check_image_size([64, 48], "Preprocessing")
         (64, 48)
     """

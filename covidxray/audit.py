@@ -295,7 +295,7 @@ def audit(
     Returns:
         The `AuditReport`.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from covidxray import audit
         >>> from covidxray.datasets import make_synthetic

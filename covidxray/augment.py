@@ -110,7 +110,7 @@ class Augmenter:
     values stay in [0, 1]. Call it on a batch, map it over a `tf.data` dataset
     of `(images, labels)`, or put `as_layer()` in a model.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from covidxray import Augmenter
         >>> aug = Augmenter.seed_training()

@@ -64,7 +64,7 @@ class Classifier:
             weights are initialised when the model is built: call
             `keras.utils.set_random_seed` before building for identical runs.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from covidxray import Classifier, build_cnn, load_dataset
         >>> from covidxray.datasets import make_synthetic
@@ -219,6 +219,8 @@ class Classifier:
         check_model_classes(self.model, self.class_names)
         self._positive_index()
         check_positive_int("epochs", epochs, "fit")
+        if checkpoint is not None:  # before any work, not after it
+            _persist.check_model_path(checkpoint, "fit(checkpoint=...)")
         preprocessing = _inputs.resolve_preprocessing(
             train, self.model.input_shape, self.image_size, self.color_mode, self.resize
         )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import _progress
 from ._version import __version__
 from .errors import DataError, WeightsUnavailableError
 
@@ -42,7 +43,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import keras
 
     from . import Augmenter, Classifier, build_cnn, build_pretrained, load_dataset
+    from ._persist import check_model_path
 
+    check_model_path(args.out, "--out")  # before scanning and training
+    if args.checkpoint:
+        check_model_path(args.checkpoint, "--checkpoint")
     size = args.image_size or (256 if args.model == "cnn" else 224)
     data = load_dataset(
         args.data,
@@ -76,6 +81,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         augmenter=augmenter,
         early_stopping=args.early_stopping,
         checkpoint=args.checkpoint,
+        verbose=0 if args.quiet else "auto",
     )
     clf.save(args.out)
     if data.split_records("val"):
@@ -178,6 +184,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         quick=args.quick,
         seed=args.seed,
         seeds=range(args.seed, args.seed + args.seeds),
+        verbose=0 if args.quiet else "auto",
     )
     print(result.to_markdown())
     return EXIT_OK
@@ -194,7 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"covidxray {__version__}"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log details too (debug level)"
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress: no scan bar, no epoch lines, only results and errors",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("audit", help="find duplicates, patient overlap and shortcuts")
@@ -287,8 +302,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `covidxray` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.verbose:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Progress a person can follow: on a terminal, the scan's bar and Keras'
+    # epoch bars; in a log file or a pipe, one line per epoch (the library's
+    # INFO messages). --quiet turns both off.
+    level = logging.WARNING if args.quiet else logging.INFO
+    if args.verbose and not args.quiet:
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    library = logging.getLogger("covidxray")
+    library.addHandler(handler)
+    library.setLevel(level)
+    _progress.BARS = not args.quiet
     try:
         code: Any = args.func(args)
     except WeightsUnavailableError as exc:
@@ -297,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, ValueError, OSError) as exc:
         print(f"covidxray {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_DATA
+    finally:
+        library.removeHandler(handler)
+        _progress.BARS = True
     return int(code)
 
 

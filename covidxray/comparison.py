@@ -182,7 +182,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and sample standard deviation of each metric over the seeds, per
     split and model.
 
-    Example:
+    Examples:
         >>> rows = [{"split": "audited", "model": "cnn", "seed": s,
         ...          **{m: v for m in _METRICS}} for s, v in ((0, 0.5), (1, 0.7))]
         >>> s = summarise(rows)[0]
@@ -251,6 +251,7 @@ def run_comparison(
     seeds: Sequence[int] | None = None,
     n_bootstrap: int | None = None,
     plots: bool = True,
+    verbose: str | int = "auto",
 ) -> Comparison:
     """Train and evaluate the seed's models on the seed split and an audited split.
 
@@ -287,6 +288,8 @@ def run_comparison(
             200 with `quick`).
         plots: Also write ROC curves, confusion matrices and training curves
             (needs matplotlib).
+        verbose: Keras' verbosity while training; `"auto"` shows progress bars
+            on a terminal only (each epoch is also logged at INFO level).
 
     Returns:
         The `Comparison`; its files are already written.
@@ -364,7 +367,15 @@ def run_comparison(
             fingerprints.setdefault(split, dataset.fingerprint())
             for name in models:
                 clf, evaluation = _train_and_score(
-                    name, dataset, split, size, weights, n_epochs, run_seed, n_bootstrap
+                    name,
+                    dataset,
+                    split,
+                    size,
+                    weights,
+                    n_epochs,
+                    run_seed,
+                    n_bootstrap,
+                    verbose,
                 )
                 rows.append(_row(split, name, run_seed, clf, dataset, evaluation))
                 if run_seed == run_seeds[0]:
@@ -406,6 +417,7 @@ def _train_and_score(
     epochs: int,
     seed: int,
     n_bootstrap: int,
+    verbose: str | int = "auto",
 ) -> tuple[Any, Any]:
     """Train one model the seed's way on one split; score its test split (the
     leaky split with the images seen in training, as the seed did)."""
@@ -425,6 +437,7 @@ def _train_and_score(
         class_weight=None,
         augmenter=Augmenter.seed_training(seed=seed) if is_cnn else None,
         batch_size=32 if is_cnn else 8,
+        verbose=verbose,
     )
     evaluation = clf.evaluate(
         dataset,

@@ -37,7 +37,7 @@ def synthetic_xray(
     With `opacities=True`, bright patchy blobs are added inside the lungs: the
     pattern that marks the positive class.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> img = synthetic_xray(np.random.default_rng(0), (64, 48), opacities=True)
         >>> img.shape, img.dtype.name
@@ -104,7 +104,7 @@ def make_synthetic(
     Returns:
         The dataset folder.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from covidxray.datasets import make_synthetic
         >>> root = make_synthetic(

@@ -20,7 +20,7 @@ class DataError(ValueError):
 
     It names the file or argument, what was expected and what was found.
 
-    Example:
+    Examples:
         >>> from covidxray import DataError
         >>> issubclass(DataError, ValueError)
         True
@@ -30,7 +30,7 @@ class DataError(ValueError):
 class NotFittedError(ValueError):
     """A `Classifier` was used before `fit` or `load`.
 
-    Example:
+    Examples:
         >>> from covidxray import NotFittedError
         >>> issubclass(NotFittedError, ValueError)
         True
@@ -43,7 +43,7 @@ class WeightsUnavailableError(RuntimeError):
     The message names the backbone, the Keras weight file, the folder to put it
     in, and the `weights=` alternatives.
 
-    Example:
+    Examples:
         >>> from covidxray import WeightsUnavailableError
         >>> issubclass(WeightsUnavailableError, RuntimeError)
         True
@@ -53,7 +53,7 @@ class WeightsUnavailableError(RuntimeError):
 class CovidXrayWarning(UserWarning):
     """Base class of the warnings covidxray emits (skipped files, shortcuts...).
 
-    Example:
+    Examples:
         >>> from covidxray import CovidXrayWarning
         >>> issubclass(CovidXrayWarning, UserWarning)
         True

@@ -165,7 +165,7 @@ def grad_cam(
             convolutional layer, or a backbone layer in a model that is not a
             straight chain.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from covidxray import build_cnn, grad_cam
         >>> model = build_cnn((64, 64, 1))
@@ -225,7 +225,7 @@ def overlay(
     Returns:
         An RGB PIL image of the image's size.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from covidxray import overlay
         >>> out = overlay(np.zeros((32, 32)), np.ones((8, 8)), alpha=0.5)

@@ -17,7 +17,7 @@ _Z95 = 1.959963984540054
 def wilson_interval(successes: int, total: int, z: float = _Z95) -> tuple[float, float]:
     """Wilson score interval of a proportion (95% by default).
 
-    Example:
+    Examples:
         >>> lo, hi = wilson_interval(90, 100)
         >>> round(lo, 4), round(hi, 4)
         (0.8256, 0.9448)
@@ -136,7 +136,7 @@ class Evaluation:
             `metrics` and null in `to_dict`.
         meta: Provenance: library and TensorFlow versions, seed, data fingerprint.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from covidxray import Evaluation
         >>> ev = Evaluation.from_predictions(
@@ -393,7 +393,7 @@ def choose_threshold(
             is at least x; `{"specificity": x}` the lowest threshold whose
             specificity is at least x.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y = np.array([False, False, True, True])
         >>> choose_threshold(y, np.array([0.1, 0.4, 0.35, 0.8]))

@@ -44,7 +44,7 @@ PREPROCESS_MODES = ("caffe", "tf", "torch", "raw255", "none")
 class ChannelRepeat(layers.Layer):
     """Repeat a 1-channel image to `channels` channels (identity otherwise).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> tuple(ChannelRepeat()(np.zeros((2, 4, 4, 1), "float32")).shape)
         (2, 4, 4, 3)
@@ -81,7 +81,7 @@ class BackbonePreprocess(layers.Layer):
     - `"raw255"`: scale to [0, 255]; the backbone normalises itself (EfficientNet).
     - `"none"`: leave as is.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> x = np.full((1, 2, 2, 3), 0.5, "float32")
         >>> float(BackbonePreprocess("tf")(x)[0, 0, 0, 0])
@@ -223,7 +223,7 @@ def get_backbone(name: str) -> Backbone:
     Raises:
         ValueError: Unknown name; the message lists the registered ones.
 
-    Example:
+    Examples:
         >>> get_backbone("densenet201").preprocessing
         'torch'
     """
@@ -237,7 +237,7 @@ def get_backbone(name: str) -> Backbone:
 def list_backbones() -> list[str]:
     """Names of the registered backbones, sorted.
 
-    Example:
+    Examples:
         >>> from covidxray import list_backbones
         >>> "resnet50" in list_backbones() and "densenet201" in list_backbones()
         True
@@ -277,7 +277,7 @@ def build_cnn(
     Returns:
         An uncompiled `keras.Model`.
 
-    Example:
+    Examples:
         >>> from covidxray import build_cnn
         >>> build_cnn((256, 256, 3)).count_params()
         422177
@@ -396,7 +396,7 @@ def build_pretrained(
         WeightsUnavailableError: The ImageNet weights could not be downloaded
             or the given file does not exist.
 
-    Example:
+    Examples:
         >>> from covidxray import build_pretrained
         >>> model = build_pretrained(
         ...     "mobilenetv2", input_shape=(64, 64, 1), weights=None)
@@ -460,7 +460,7 @@ def find_backbone(model: keras.Model) -> keras.Model | None:
     """The registered backbone nested in `model` (a sub-model named after a
     `list_backbones()` entry, as `build_pretrained` makes), or None.
 
-    Example:
+    Examples:
         >>> find_backbone(build_cnn((64, 64, 1))) is None
         True
     """
@@ -538,7 +538,7 @@ def split_at_backbone(
             straight chain (a skip connection or a second input around the
             backbone would be silently mis-wired by splitting).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> model = build_pretrained(
         ...     "mobilenetv2", input_shape=(64, 64, 1), weights=None, head="gap")
@@ -600,7 +600,7 @@ def unfreeze_backbone(model: keras.Model, n_layers: int | str = "all") -> keras.
     Raises:
         ValueError: No registered backbone, or a bad `n_layers`.
 
-    Example:
+    Examples:
         >>> model = build_pretrained(
         ...     "mobilenetv2", input_shape=(64, 64, 1), weights=None)
         >>> backbone = unfreeze_backbone(model, 3).get_layer("mobilenetv2")

@@ -49,7 +49,7 @@ def plot_history(
         history: A `Classifier` (its `history_`) or a dict of lists per metric.
         path: Save the figure there as a PNG.
 
-    Example:
+    Examples:
         >>> from covidxray.plots import plot_history
         >>> fig = plot_history({"loss": [0.7, 0.5], "val_loss": [0.72, 0.6]})
         >>> len(fig.axes)
@@ -84,7 +84,7 @@ def plot_roc(
         curves: Name to an `Evaluation` or to `(y_true, p_positive)`.
         path: Save the figure there as a PNG.
 
-    Example:
+    Examples:
         >>> from covidxray.plots import plot_roc
         >>> fig = plot_roc({"model": ([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])})
         >>> fig.axes[0].get_legend().get_texts()[0].get_text()
@@ -122,7 +122,7 @@ def plot_confusion_matrix(
 ) -> Figure:
     """The confusion matrix of an `Evaluation`, counts in each cell.
 
-    Example:
+    Examples:
         >>> from covidxray import Evaluation
         >>> from covidxray.plots import plot_confusion_matrix
         >>> ev = Evaluation.from_predictions(
@@ -163,7 +163,7 @@ def plot_gradcam_grid(
 ) -> Figure:
     """A grid of images with their Grad-CAM heatmaps overlaid.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from covidxray.plots import plot_gradcam_grid
         >>> fig = plot_gradcam_grid(np.zeros((3, 16, 16, 1)), np.ones((3, 16, 16)))

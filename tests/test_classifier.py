@@ -575,3 +575,11 @@ def test_a_model_without_a_fixed_size_and_a_new_model_by_set_params() -> None:
         clf.predict(tiny_data(1)[0])
     clf.fit(tiny_data(8), epochs=1, verbose=0)
     assert clf.model_ is clf.model and clf.model_.name == "seed_cnn"
+
+
+def test_fit_checks_the_checkpoint_path_before_training(tmp_path: Path) -> None:
+    clf = Classifier(build_cnn((48, 48, 1)), class_names=["a", "b"])
+    target = tmp_path / "missing" / "best.keras"
+    with pytest.raises(ValueError, match=r"Cannot write '.*missing/best.keras' \(fit"):
+        clf.fit(tiny_data(8), epochs=1, checkpoint=target)
+    assert not hasattr(clf, "model_")  # nothing was trained

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from covidxray import Classifier
-from covidxray.cli import EXIT_DATA, EXIT_USAGE, EXIT_WEIGHTS, main
+from covidxray.cli import EXIT_DATA, EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS, main
 from covidxray.datasets import make_synthetic
 
 
@@ -244,3 +244,43 @@ def test_console_script_help() -> None:
     assert result.returncode == 0
     for command in ("audit", "train", "evaluate", "predict", "compare"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("model.h5", "must end in '.keras'. Received: '{}'"),
+        ("missing/model.keras", "Cannot write '{}' .* the folder '.*missing' does"),
+    ],
+)
+def test_train_checks_its_output_before_any_work(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    out: str,
+    message: str,
+) -> None:
+    import re
+
+    target = str(tmp_path / out)
+    # The data folder does not exist either: the output is checked first, so
+    # the error is about the output, before any scanning or training.
+    code = main(["train", str(tmp_path / "no-data"), "--out", target, "--epochs", "50"])
+    assert code == EXIT_DATA
+    assert re.search(message.format(re.escape(target)), capsys.readouterr().err)
+    assert not any(tmp_path.rglob("*.keras"))
+
+
+def test_train_logs_one_line_per_epoch_unless_quiet(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["train", str(root), "--epochs", "2", "--image-size", "48"]
+    assert main([*common, "--out", str(tmp_path / "a.keras")]) == EXIT_OK
+    err = capsys.readouterr().err  # a pipe, not a terminal: lines, not bars
+    assert [
+        line.split(":")[0] for line in err.splitlines() if line.startswith("Epoch")
+    ] == [
+        "Epoch 1",
+        "Epoch 2",
+    ]
+    assert main(["--quiet", *common, "--out", str(tmp_path / "b.keras")]) == EXIT_OK
+    assert "Epoch" not in capsys.readouterr().err

@@ -144,7 +144,7 @@ def perceptual_hash(img: Image.Image) -> str:
     bits; different chest X-rays, which look much alike, differ in many more
     than a 64-bit hash would show. Compare hashes with `hamming`.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from PIL import Image
         >>> from covidxray.datasets import synthetic_xray
@@ -255,7 +255,7 @@ def decode_file(
         DataError: The file is missing, empty, not an image, truncated, or too
             large. The message names the file.
 
-    Example:
+    Examples:
         >>> import tempfile, os
         >>> from PIL import Image
         >>> folder = tempfile.mkdtemp()
@@ -316,7 +316,7 @@ def image_to_array(
     Returns:
         A `uint8` array of shape `(height, width, channels)`.
 
-    Example:
+    Examples:
         >>> from PIL import Image
         >>> img = Image.new("L", (200, 100), 255)
         >>> arr = image_to_array(img, (64, 64), resize="pad")

@@ -66,7 +66,7 @@ def make_label_map(
     COVID-19, `Pneumonia/Bacterial/Strep` is pneumonia). Findings that match no
     class map to None and are dropped.
 
-    Example:
+    Examples:
         >>> m = make_label_map(["covid", "non"])
         >>> m.class_names, m.positive_class
         (('non', 'covid'), 'covid')

@@ -459,7 +459,7 @@ def read_folders(source: Path, ctx: ReadContext) -> list[Entry]:
 def is_synthetic(directory: str | os.PathLike[str]) -> bool:
     """Whether a folder holds synthetic demo data (it holds SYNTHETIC.txt).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from covidxray.datasets import make_synthetic
         >>> is_synthetic(make_synthetic(tempfile.mkdtemp(), n_per_class=1,

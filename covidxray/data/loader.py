@@ -209,7 +209,7 @@ def load_dataset(
             classes.
         ValueError: An argument has a value that is not allowed.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from covidxray import load_dataset
         >>> from covidxray.datasets import make_synthetic
@@ -382,7 +382,7 @@ class XrayDataset:
         layout: The layout that was read.
         source: The path it was read from.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from covidxray import load_dataset
         >>> from covidxray.datasets import make_synthetic
@@ -481,7 +481,7 @@ class XrayDataset:
     def class_weights(self) -> dict[int, float]:
         """Balanced class weights of the training split: n / (k * n_class).
 
-        Example:
+        Examples:
             >>> from covidxray import Preprocessing
             >>> from covidxray.data.loader import XrayDataset
             >>> from covidxray.data.records import Record
@@ -596,7 +596,7 @@ class XrayDataset:
         Returns:
             A dataset of `(images, labels)`, or None when the split is empty.
 
-        Example:
+        Examples:
             >>> import functools, tempfile
             >>> from covidxray import Augmenter, load_dataset
             >>> from covidxray.datasets import make_synthetic

@@ -45,7 +45,7 @@ class Preprocessing:
         resize: `"stretch"` ignores the aspect ratio; `"pad"` keeps it and pads
             with black; `"crop"` keeps it and crops the centre.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from covidxray import Preprocessing
         >>> prep = Preprocessing((64, 48), color_mode="rgb", resize="pad")
@@ -87,7 +87,7 @@ class Preprocessing:
     ) -> Preprocessing:
         """The preprocessing that fits a model's `(height, width, channels)`.
 
-        Example:
+        Examples:
             >>> Preprocessing.for_input_shape((96, 96, 3))
             Preprocessing(image_size=(96, 96), color_mode='rgb', resize='stretch')
         """
@@ -175,7 +175,7 @@ class Preprocessing:
             A float32 array (height, width): with `"pad"` the padding is cut
             off, with `"crop"` the parts the model never saw are 0.
 
-        Example:
+        Examples:
             >>> import numpy as np
             >>> prep = Preprocessing((4, 4), resize="pad")
             >>> heat = np.zeros((4, 4), np.float32)

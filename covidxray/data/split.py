@@ -159,7 +159,7 @@ def assign_splits(
     from the training pool. Splits are stratified
     by class, group whole patients, and depend only on `seed`.
 
-    Example:
+    Examples:
         >>> from covidxray.data.records import Record
         >>> recs = [
         ...     Record(f"{i}.png", "covid" if i % 2 else "non", "train", f"p{i // 4}",
