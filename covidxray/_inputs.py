@@ -20,8 +20,13 @@ from PIL import Image
 from ._validation import check_choice
 from .augment import Augmenter
 from .data.decode import COLOR_MODES, RESIZE_MODES, find_images
-from .data.labels import canon
-from .data.loader import XrayDataset, balanced_class_weights, with_transform
+from .data.labels import canon, is_covid_name
+from .data.loader import (
+    NO_CLASS,
+    XrayDataset,
+    balanced_class_weights,
+    with_transform,
+)
 from .data.preprocessing import Preprocessing
 from .data.records import Record
 from .errors import CovidXrayWarning, DataError
@@ -273,7 +278,9 @@ def scores(
             )
         return _array_scores(clf, array_batches(data, PREDICT_BATCH, shuffle=False))
     records, meta = _pick_split(data, split, where)
-    _model_labels(data, records, clf)  # classes the model lacks: an error first
+    every = _model_labels(data, records, clf)  # classes the model lacks: an error
+    found = {r.finding: clf.class_names[i] for r, i in zip(records, every, strict=True)}
+    meta["classes_found"] = dict(sorted(found.items()))  # finding -> model's class
     if check_seen:
         records = _unseen(clf, records, meta, include_seen, where)
     labels = _model_labels(data, records, clf)
@@ -296,7 +303,8 @@ def _array_scores(
         labels.append(np.asarray(y).reshape(-1))
     if not probs:
         raise ValueError("No labelled images to score.")
-    return np.concatenate(labels).astype(int), np.concatenate(probs), {}
+    meta = {"seen_checked": False}  # arrays carry no content hashes to compare
+    return np.concatenate(labels).astype(int), np.concatenate(probs), meta
 
 
 def load_for_evaluation(clf: Any, source: str | os.PathLike[str]) -> XrayDataset:
@@ -309,6 +317,8 @@ def load_for_evaluation(clf: Any, source: str | os.PathLike[str]) -> XrayDataset
     names = list(clf.class_names)
     binary = len(names) == 2
     positive = (clf.positive_class or names[1]) if binary else None
+    if positive is not None and is_covid_name(positive):
+        positive = None  # the COVID rule training used: 'COVID-19, ARDS' counts
     data = load_dataset(
         source,
         image_size=prep.image_size,
@@ -320,7 +330,9 @@ def load_for_evaluation(clf: Any, source: str | os.PathLike[str]) -> XrayDataset
         deduplicate=False,
         min_classes=1,
     )
-    unknown = sorted(k.removeprefix("finding ") for k in data.dropped if "finding" in k)
+    unknown = sorted(
+        k.removeprefix(NO_CLASS) for k in data.dropped if k.startswith(NO_CLASS)
+    )
     if unknown:
         raise DataError(
             f"The classes {unknown} of '{source}' are not among the model's "
@@ -374,13 +386,22 @@ def _unseen(
             f"older covidxray, or fitted on arrays), so {where} cannot check "
             "whether the data overlap its training data.",
             CovidXrayWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         meta["seen_checked"] = False
         return records
     check = record.check(records)
+    complete = bool(record.info.get("complete", True))
+    if not complete:
+        warnings.warn(
+            "This model was also trained on arrays or tf.data, which leave no "
+            f"record: {where} can only leave out images from its recorded datasets.",
+            CovidXrayWarning,
+            stacklevel=4,
+        )
     meta.update(
         seen_checked=True,
+        record_complete=complete,
         n_seen=len(check.exact),
         seen_reason="the same file bytes or the same decoded pixels",
         include_seen=include_seen,

@@ -50,9 +50,15 @@ def signature(record: Record) -> bytes:
     )
 
 
+_BITS = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
 def _popcount(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64, without unpacking to one byte per bit."""
+    if hasattr(np, "bitwise_count"):  # NumPy 2
+        return np.bitwise_count(values)
     as_bytes = values.view(np.uint8).reshape(*values.shape, 8)
-    return np.unpackbits(as_bytes, axis=-1).sum(axis=-1)
+    return _BITS[as_bytes].sum(axis=-1, dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -115,10 +121,17 @@ class TrainingRecord:
             )
         return cls(np.frombuffer(data, np.uint8), info)
 
-    def check(self, records: Sequence[Record], chunk: int = 512) -> SeenCheck:
-        """The indices of `records` whose content the model saw: exact copies
-        (same bytes or same decoded pixels) and near-duplicates (perceptual hash
-        within `NEAR_BITS` bits)."""
+    def check(self, records: Sequence[Record], chunk: int = 4_000_000) -> SeenCheck:
+        """The indices of `records` whose content the model saw.
+
+        Args:
+            records: The images to check.
+            chunk: Pairs compared at once (memory: about 9 bytes a pair).
+
+        Returns:
+            A `SeenCheck`: exact copies (same bytes or same decoded pixels) and
+            near-duplicates (perceptual hashes within `NEAR_BITS` bits).
+        """
         if not records or not len(self):
             return SeenCheck()
         mine = TrainingRecord.from_records(records).signatures
@@ -131,38 +144,59 @@ class TrainingRecord:
         ]
         known = np.ascontiguousarray(self.signatures[:, 8:16]).view(np.uint64)[:, 0]
         theirs = np.ascontiguousarray(mine[:, 8:16]).view(np.uint64)[:, 0]
-        near: list[int] = []
+        close = np.zeros(len(theirs), bool)
+        step = max(1, int(np.sqrt(chunk)))  # both sides in blocks: bounded memory
+        for i in range(0, len(theirs), step):
+            for j in range(0, len(known), step):
+                block = theirs[i : i + step, None] ^ known[None, j : j + step]
+                close[i : i + step] |= (_popcount(block) <= NEAR_BITS).any(axis=1)
         done = set(exact)
-        for start in range(0, len(theirs), chunk):
-            block = theirs[start : start + chunk, None] ^ known[None, :]
-            close = (_popcount(block) <= NEAR_BITS).any(axis=1)
-            near.extend(
-                start + i for i in np.nonzero(close)[0] if start + i not in done
-            )
+        near = [int(i) for i in np.nonzero(close)[0] if int(i) not in done]
         return SeenCheck(exact=exact, near=near)
 
 
 def record_after_fit(
-    previous: TrainingRecord | None, data: Any
+    previous: TrainingRecord | None, data: Any, *, fitted_before: bool
 ) -> TrainingRecord | None:
-    """The record of a model after a `fit` on `data`: the previous record plus
-    the training and validation images of an `XrayDataset`. A fit on arrays or
-    `tf.data` cannot be recorded; the record then says it is incomplete."""
+    """The record of a model after a `fit` on `data`.
+
+    Args:
+        previous: The record before this fit, if any.
+        data: What this fit trained on.
+        fitted_before: Whether the model had been trained before this fit
+            (on anything: a fit on arrays leaves no record).
+
+    Returns:
+        The previous record plus the training and validation images of an
+        `XrayDataset`, one entry per dataset in `info["datasets"]`. A model
+        that also saw arrays or `tf.data` gets `info["complete"] = False`.
+    """
+    earlier_complete = (
+        previous.info.get("complete", True) if previous else not fitted_before
+    )
     if not isinstance(data, XrayDataset):
         if previous is None:
             return None
         return TrainingRecord(previous.signatures, {**previous.info, "complete": False})
     seen = data.split_records("train") + data.split_records("val")
-    info = {
+    entry = {
         "data_fingerprint": data.fingerprint(),
         "source": data.source,
         "layout": data.layout,
         "seed": data.seed,
         "counts": data.counts(),
         "images": len(seen),
+    }
+    record = TrainingRecord.from_records(seen)
+    if previous is not None:
+        record = previous.merged(record)
+    datasets = [*(previous.info.get("datasets", []) if previous else []), entry]
+    record.info = {
+        "datasets": datasets,
+        "data_fingerprint": entry["data_fingerprint"],
+        "images": len(record),
         "bytes_per_image": RECORD_BYTES,
         "near_bits": NEAR_BITS,
-        "complete": True if previous is None else previous.info.get("complete", True),
+        "complete": earlier_complete,
     }
-    record = TrainingRecord.from_records(seen, info)
-    return record if previous is None else previous.merged(record)
+    return record

@@ -109,8 +109,6 @@ class Classifier:
         self.resize = resize
         self.seed = seed
 
-    # ------------------------------------------------------------------ params
-
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments, as scikit-learn's `get_params`."""
         keys = inspect.signature(Classifier.__init__).parameters
@@ -132,8 +130,6 @@ class Classifier:
                     self.__dict__.pop(name, None)
             setattr(self, key, value)
         return self
-
-    # ------------------------------------------------------------------ checks
 
     @property
     def _binary(self) -> bool:
@@ -159,8 +155,6 @@ class Classifier:
 
     def _compile(self, model: keras.Model) -> None:
         _training.compile_for(model, self.optimizer, self.learning_rate)
-
-    # ------------------------------------------------------------------ fit
 
     def fit(
         self,
@@ -232,6 +226,7 @@ class Classifier:
             seed=self.seed,
         )
         weights = _inputs.class_weights(class_weight, labels, len(self.class_names))
+        fitted_before = hasattr(self, "model_")
         model = getattr(self, "model_", self.model)
         use_cache = _training.use_feature_cache(
             cache_features, model, augmenter=augmenter, strategy=strategy
@@ -242,7 +237,9 @@ class Classifier:
             self.classes_ = np.array(list(self.class_names))
             self.threshold_, self.preprocessing_ = float(self.threshold), preprocessing
             self.training_record_ = record_after_fit(
-                getattr(self, "training_record_", None), train
+                getattr(self, "training_record_", None),
+                train,
+                fitted_before=fitted_before,
             )
             result = _training.train(
                 self.model_,
@@ -281,8 +278,6 @@ class Classifier:
         """
         unfreeze_backbone(getattr(self, "model_", self.model), n_layers)
         return self
-
-    # ------------------------------------------------------------------ predict
 
     def preprocess(self, x: ImageInput) -> np.ndarray:
         """Inputs as the model takes them: float32 (N, H, W, C) in [0, 1].
@@ -336,8 +331,6 @@ class Classifier:
 
         return grad_cam(self, x, layer=layer, class_index=class_index)
 
-    # ------------------------------------------------------------------ evaluate
-
     def evaluate(
         self,
         data: Any,
@@ -389,9 +382,9 @@ class Classifier:
         """Choose the decision threshold on validation data and set `threshold_`.
 
         Args:
-            validation_data: An `XrayDataset` (its validation split, never its
-                test split; a ValueError if it has none), or validation batches
-                or `(x, y)` arrays.
+            validation_data: An `XrayDataset` or a dataset folder (its
+                validation split, never its test split; a ValueError if it has
+                none), or validation batches or `(x, y)` arrays.
             target: `"youden"` maximises sensitivity + specificity - 1;
                 `{"sensitivity": 0.95}` (or `{"specificity": ...}`) gives the
                 highest (lowest) threshold that reaches that value.
@@ -401,15 +394,14 @@ class Classifier:
         self._check_fitted()
         if not self._binary:
             raise ValueError("tune_threshold applies to binary classifiers only.")
-        split = "val" if isinstance(validation_data, XrayDataset) else None
+        dataset = isinstance(validation_data, (XrayDataset, str, os.PathLike))
+        split = "val" if dataset else None
         y, proba, _ = _inputs.scores(
             self, validation_data, split=split, where="tune_threshold", check_seen=False
         )
         pos = self._positive_index()
         self.threshold_ = choose_threshold(y == pos, proba[:, pos], target)
         return self.threshold_
-
-    # ------------------------------------------------------------------ save/load
 
     def _metadata(self) -> ModelMetadata:
         return ModelMetadata(

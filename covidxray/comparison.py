@@ -364,7 +364,7 @@ def run_comparison(
                 seed=run_seed,
                 **options,  # type: ignore[arg-type]
             )
-            fingerprints.setdefault(split, dataset.fingerprint())
+            fingerprints.setdefault(split, dataset.fingerprint())  # the first seed's
             for name in models:
                 clf, evaluation = _train_and_score(
                     name,
@@ -462,6 +462,7 @@ def _row(
         "n_train": len(dataset.split_records("train")),
         "n_test": int(len(evaluation.y_true)),
         "n_seen_in_test": int(evaluation.meta.get("n_seen", 0)),
+        "data_fingerprint": dataset.fingerprint(),
         "test_loss": evaluation.metrics["log_loss"],
     }
     for metric in _METRICS:

@@ -333,7 +333,8 @@ def _unavailable(
         if not missing:
             return {}
         reason = f"no images of {', '.join(missing)} in the data"
-        return {key: reason for key in ("roc_auc", "pr_auc")}
+        every = ("sensitivity", "specificity", "ppv", "npv", "f1", "roc_auc", "pr_auc")
+        return {key: reason for key in (*every, "balanced_accuracy")}
     if pos not in present:
         reason = f"no {names[pos]} images in the data"
         keys = _NEEDS_POSITIVES

@@ -246,11 +246,17 @@ def list_backbones() -> list[str]:
 
 
 def keras_cache_dir() -> Path:
-    """The folder where Keras caches downloaded weights (`$KERAS_HOME/models`)."""
-    base = os.environ.get("KERAS_HOME") or os.path.join(
-        os.path.expanduser("~"), ".keras"
-    )
-    return Path(base) / "models"
+    """The folder where Keras caches downloaded weights (`$KERAS_HOME/models`).
+
+    Keras reads `KERAS_HOME` once, when it is imported; this asks Keras for
+    the folder it settled on, and falls back to the environment."""
+    try:
+        from keras.src.backend import config as keras_config
+
+        base = str(keras_config.keras_home())
+    except (ImportError, AttributeError):  # pragma: no cover - other Keras layouts
+        base = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    return Path(os.path.expanduser(base)) / "models"
 
 
 def build_cnn(

@@ -59,3 +59,9 @@ def seed_data() -> Path:
 def external_data() -> Path:
     """hannover-covid (COVID only, another hospital), or skip."""
     return real_folder(EXTERNAL_ENV)
+
+
+@pytest.fixture(scope="session")
+def ieee8023_data() -> Path:
+    """ieee8023-2020-06 (both classes from one source), or skip."""
+    return real_folder(IEEE8023_ENV)

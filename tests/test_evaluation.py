@@ -152,7 +152,10 @@ def test_classes_the_model_does_not_have_are_refused(tmp_path: Path) -> None:
     )
     x = np.zeros((3, SIZE, SIZE, 1), np.float32)
     clf.fit((x, np.array([0, 1, 2])), epochs=1, verbose=0)
-    with pytest.raises(DataError, match=r"\['dog'\] .* not among the model's"):
+    with pytest.raises(
+        DataError,
+        match=r"\['dog'\] .* not among the model's classes \['cat', 'covid', 'owl'\]",
+    ):
         clf.evaluate(tmp_path / "three", n_bootstrap=0)
 
 
@@ -172,3 +175,71 @@ def test_tune_threshold_never_reads_the_test_split(
     test_paths = {r.path for r in data.split_records("test")}
     val_paths = {r.path for r in data.split_records("val")}
     assert read and set(read) == val_paths and not set(read) & test_paths
+
+
+def test_the_seen_check_is_the_same_in_any_chunk_size(trained, root: Path) -> None:
+    clf, _, _ = trained
+    data = load_dataset(root, image_size=(SIZE, SIZE), deduplicate=False)
+    records = data.records
+    whole = clf.training_record_.check(records)
+    pairwise = clf.training_record_.check(records, chunk=1)
+    assert whole == pairwise and len(whole.exact) == 43  # 40 train + 3 leaked
+
+
+def test_negatives_only_and_covid_findings_by_the_training_rule(
+    trained, tmp_path: Path
+) -> None:
+    clf, _, _ = trained
+    external = make_synthetic(
+        tmp_path / "neg", n_per_class=6, image_size=(64, 64), seed=3
+    )
+    shutil.rmtree(external / "covid")
+    ev = clf.evaluate(external, n_bootstrap=0)
+    assert len(ev.y_true) == 6 and set(ev.y_true.tolist()) == {0}
+    assert np.isnan(ev.metrics["sensitivity"]) and not np.isnan(
+        ev.metrics["specificity"]
+    )
+    assert ev.unavailable["sensitivity"] == "no covid images in the data"
+    # A finding named like COVID with more words is positive, as in training.
+    (external / "normal").rename(external / "COVID-19, ARDS")
+    ev = clf.evaluate(external, n_bootstrap=0)
+    assert set(ev.y_true.tolist()) == {1}
+    assert ev.meta["classes_found"] == {"COVID-19, ARDS": "covid"}
+
+
+def test_a_second_fit_keeps_a_record_of_both_datasets(trained, tmp_path: Path) -> None:
+    _, data, _ = trained
+    other = load_dataset(
+        make_synthetic(
+            tmp_path / "more", n_per_class=5, image_size=(SIZE, SIZE), seed=8
+        ),
+        image_size=(SIZE, SIZE),
+    )
+    clf = Classifier(build_cnn((SIZE, SIZE, 1)), class_names=data.class_names)
+    clf.fit(data, epochs=1, verbose=0).fit(other, epochs=1, verbose=0)
+    record = clf.training_record_
+    assert len(record) == 40 + 10 and record.info["complete"]
+    assert [d["images"] for d in record.info["datasets"]] == [40, 10]
+    assert len(record.check(other.records).exact) == 10
+    # arrays leave no record: the record says it is incomplete, and warns
+    clf.fit((other.images("train"), other.labels("train")), epochs=1, verbose=0)
+    assert clf.training_record_.info["complete"] is False
+    with pytest.warns(CovidXrayWarning, match="also trained on arrays"):
+        ev = clf.evaluate(other, split="all", include_seen=True, n_bootstrap=0)
+    assert ev.meta["record_complete"] is False
+
+
+def test_a_file_without_a_record_still_evaluates_with_a_warning(
+    trained, root: Path, tmp_path: Path
+) -> None:
+    _, _, path = trained
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            if item.filename != "covidxray_seen.bin":  # as an older version saved
+                dst.writestr(item, src.read(item.filename))
+    loaded = Classifier.load(old)
+    assert loaded.training_record_ is None
+    with pytest.warns(CovidXrayWarning, match="no record of its training images"):
+        ev = loaded.evaluate(root, n_bootstrap=0)
+    assert len(ev.y_true) == 19 and "overlap unchecked" in ev.to_markdown()

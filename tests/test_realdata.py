@@ -108,3 +108,20 @@ def test_evaluating_on_the_training_folder_is_refused(
     result = json.loads(capsys.readouterr().out)
     assert result["meta"]["n_total"] == 1570 and result["meta"]["n_seen"] == 37
     assert result["n"] == 1533
+
+
+def test_ieee8023_both_classes_from_one_source(
+    quick_model: Path, ieee8023_data: Path
+) -> None:
+    from covidxray import Classifier
+
+    ev = Classifier.load(quick_model).evaluate(ieee8023_data, n_bootstrap=0)
+    found = ev.meta["classes_found"]
+    assert found["COVID-19"] == "covid" and found["COVID-19, ARDS"] == "covid"
+    assert found["No Finding"] == "non" and found["SARS"] == "non"
+    # Some seed-xray training images are in this collection, byte for byte or
+    # resized: exact copies are left out, resized ones flagged.
+    assert ev.meta["n_total"] == len(ev.y_true) + ev.meta["n_seen"]
+    assert ev.meta["n_seen"] >= 1 and ev.meta["n_near_seen"] >= 50
+    assert ev.support["covid"] == 426 - ev.meta["n_seen"]
+    assert ev.support["non"] == ev.meta["n_total"] - 426

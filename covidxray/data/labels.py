@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..errors import DataError
 
-__all__ = ["LabelMap", "canon", "make_label_map"]
+__all__ = ["LabelMap", "canon", "is_covid_name", "make_label_map"]
 
 _COVID = re.compile(r"covid|sarscov2|ncov")
 _ALIASES = [
@@ -21,6 +21,17 @@ _ALIASES = [
 def canon(text: str) -> str:
     """Lower case, letters and digits only: 'COVID-19' and 'covid19' match."""
     return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def is_covid_name(name: str) -> bool:
+    """Whether a class or finding name means COVID-19, as the binary rule reads
+    names ('COVID-19', 'covid', 'SARS-CoV-2', 'COVID-19, ARDS').
+
+    Examples:
+        >>> is_covid_name("COVID-19, ARDS"), is_covid_name("SARS")
+        (True, False)
+    """
+    return bool(_COVID.search(canon(name)))
 
 
 def _same(a: str, b: str) -> bool:

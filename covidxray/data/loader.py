@@ -41,6 +41,8 @@ logger = logging.getLogger("covidxray")
 __all__ = ["Transform", "XrayDataset", "load_dataset", "with_transform"]
 
 DEFAULT_CACHE_MEMORY_LIMIT = 2 * 1024**3
+#: How `XrayDataset.dropped` names findings that map to no class.
+NO_CLASS = "no class for finding "
 
 
 class _Problems:
@@ -259,7 +261,7 @@ def load_dataset(
     kept_entries = []
     for entry in entries:
         if label_map.mapping[entry.finding] is None:
-            dropped[f"finding {entry.finding}"] += 1
+            dropped[f"{NO_CLASS}{entry.finding}"] += 1
         else:
             kept_entries.append(entry)
     if dropped:
