@@ -48,7 +48,9 @@ SEED_REPORTED: dict[str, dict[str, float]] = {
     "densenet201": {"accuracy": 0.96, "loss": 0.07},
 }
 DEFAULT_MODELS: tuple[str, ...] = ("cnn", "mobilenetv2", "resnet101v2", "densenet201")
-QUICK_MODELS: tuple[str, ...] = ("cnn", "mobilenetv2")
+QUICK_MODELS: tuple[str, ...] = DEFAULT_MODELS  # all four families, at 64 px
+#: The rows of a set scored whole by each audited-split model.
+EXTERNAL = "external"
 SPLITS = {
     "seed (leaky)": {"deduplicate": False, "validation_split": 0.0},
     "audited": {"deduplicate": True, "validation_split": 0.15},
@@ -100,7 +102,7 @@ class Comparison:
             f"probe reaches ROC AUC {_fmt(self.audit.get('shortcut_auc'))}.",
             "",
         ]
-        for split in SPLITS:
+        for split in (*SPLITS, EXTERNAL):
             rows = [r for r in self.rows if r["split"] == split]
             if rows:
                 lines += self._split_tables(split, rows, len(seeds))
@@ -119,13 +121,19 @@ class Comparison:
         first = rows[0]
         seen = first.get("n_seen_in_test", 0)
         note = f", **{seen} of them seen in training**" if seen else ""
-        lines = [f"## {split} split (test n = {first['n_test']}{note})", ""]
+        title = f"{split} split (test n = {first['n_test']}{note})"
+        if split == EXTERNAL:
+            title = (
+                f"external set, scored whole by the audited models (n = "
+                f"{first['n_test']}): `{self.meta.get('external')}`"
+            )
+        lines = [f"## {title}", ""]
         header = "| model | sensitivity | specificity | ROC AUC | accuracy | PPV |"
         rule = "|---|---|---|---|---|---|"
         if n_seeds > 1:
             lines += [f"Mean ± sd over {n_seeds} seeds:", "", header, rule]
             for s in (r for r in self.summary if r["split"] == split):
-                cells = [s["model"]]
+                cells = [_label({**s, "weights": self.meta.get("weights")})]
                 cells += [
                     f"{_fmt(s[f'{m}_mean'])} ± {_fmt(s[f'{m}_sd'])}" for m in _SHOWN
                 ]
@@ -135,7 +143,7 @@ class Comparison:
             rule += "---|"
         lines += [header, rule]
         for r in rows:
-            cells = [r["model"], *([str(r["seed"])] if n_seeds > 1 else [])]
+            cells = [_label(r), *([str(r["seed"])] if n_seeds > 1 else [])]
             cells += [_with_ci(r, m) for m in _SHOWN]
             lines.append("| " + " | ".join(cells) + " |")
         lines += [
@@ -207,6 +215,13 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _label(row: dict[str, Any]) -> str:
+    """The model's name, with "random weights" for a backbone without them."""
+    if row["model"] != "cnn" and str(row.get("weights")) in ("None", "none"):
+        return f"{row['model']} (random weights)"
+    return str(row["model"])
+
+
 def _json(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else str(value)
 
@@ -251,6 +266,7 @@ def run_comparison(
     seeds: Sequence[int] | None = None,
     n_bootstrap: int | None = None,
     plots: bool = True,
+    external: str | os.PathLike[str] | None = None,
     verbose: str | int = "auto",
 ) -> Comparison:
     """Train and evaluate the seed's models on the seed split and an audited split.
@@ -264,7 +280,10 @@ def run_comparison(
 
     Args:
         data: A dataset folder (e.g. seed-xray). None uses the synthetic demo
-            set, with 3 leaked copies, and says so in every output.
+            set, which carries the seed data's traps: 3 test images are copies
+            of training images, and every COVID image carries a source cue (a
+            frame and a burnt-in marker, another file format and size). It
+            says so in every output.
         out_dir: Where results.md, results.csv, results.json and plots go.
         models: `"cnn"` and backbone names (`list_backbones()`); by default the
             seed's four (`cnn`, `mobilenetv2`, `resnet101v2`, `densenet201`), or
@@ -276,8 +295,9 @@ def run_comparison(
         epochs: Epochs for every model (default 10: the seed's 100 epochs of
             1/10 of the data for the CNN, and 10 for the backbones).
         image_size: Square input size (default 256, as the seed).
-        quick: A smoke run: 64 px, 2 epochs, two models, 200 bootstrap
-            resamples, and a small synthetic set unless data is given.
+        quick: A first look in about a minute: 64 px, 6 epochs, the four
+            model families, 200 bootstrap resamples, and a small synthetic set
+            unless data is given.
         seed: Seed of splits, weights, augmentation and bootstrap.
         seeds: Train and evaluate every model once per seed (each seed makes
             its own splits, weights and augmentation); the result has a row
@@ -290,6 +310,10 @@ def run_comparison(
             (needs matplotlib).
         verbose: Keras' verbosity while training; `"auto"` shows progress bars
             on a terminal only (each epoch is also logged at INFO level).
+        external: A set from another source, scored whole by each model
+            trained on the audited split (its rows are the `"external"`
+            split). With the synthetic demo set, a clean control set is made:
+            the same images without the source cue.
 
     Returns:
         The `Comparison`; its files are already written.
@@ -315,17 +339,27 @@ def run_comparison(
     elif isinstance(weights, str) and weights.lower() == "none":
         weights = None
     size = int(image_size or (64 if quick else 256))
-    n_epochs = int(epochs or (2 if quick else 10))
+    n_epochs = int(epochs or (6 if quick else 10))
     synthetic = data is None
     if synthetic:
+        folder = Path(tempfile.mkdtemp(prefix="covidxray-synthetic-"))
+        side = (max(size, 64), max(size, 64))
         root = make_synthetic(
-            tempfile.mkdtemp(prefix="covidxray-synthetic-"),
-            n_per_class=24 if quick else 80,
-            test_per_class=12 if quick else 40,
+            folder / "demo",
+            n_per_class=60 if quick else 120,
+            test_per_class=15 if quick else 40,
             leaked=3,
-            image_size=(max(size, 64), max(size, 64)),
+            image_size=side,
             seed=seed,
+            source_cue=True,
         )
+        if external is None:  # the same kind of images, without the cue
+            external = make_synthetic(
+                folder / "clean-control",
+                n_per_class=15 if quick else 40,
+                image_size=side,
+                seed=seed + 1,
+            )
         logger.info("No data given: using the SYNTHETIC demo set at '%s'.", root)
     else:
         root = Path(data)  # type: ignore[arg-type]
@@ -377,7 +411,16 @@ def run_comparison(
                     n_bootstrap,
                     verbose,
                 )
-                rows.append(_row(split, name, run_seed, clf, dataset, evaluation))
+                rows.append(
+                    _row(split, name, run_seed, clf, dataset, evaluation, weights)
+                )
+                if external is not None and split == "audited":
+                    outside = clf.evaluate(
+                        external, n_bootstrap=n_bootstrap, seed=run_seed
+                    )
+                    rows.append(
+                        _row(EXTERNAL, name, run_seed, clf, dataset, outside, weights)
+                    )
                 if run_seed == run_seeds[0]:
                     curves[split][name] = evaluation
                     if plots:
@@ -395,6 +438,7 @@ def run_comparison(
         "seed": run_seeds[0],
         "seeds": run_seeds,
         "models": list(models),
+        "external": None if external is None else str(external),
         "data_fingerprints": fingerprints,
         "covidxray_version": __version__,
         "tensorflow_version": tf.__version__,
@@ -450,12 +494,19 @@ def _train_and_score(
 
 
 def _row(
-    split: str, name: str, seed: int, clf: Any, dataset: Any, evaluation: Any
+    split: str,
+    name: str,
+    seed: int,
+    clf: Any,
+    dataset: Any,
+    evaluation: Any,
+    weights: Any,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "split": split,
         "model": name,
         "seed": seed,
+        "weights": "-" if name == "cnn" else str(weights),
         "params": int(clf.model_.count_params()),
         "train_seconds": round(clf.fit_seconds_, 2),
         "feature_cache": bool(clf.feature_cache_used_),

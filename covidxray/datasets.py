@@ -76,6 +76,19 @@ def synthetic_xray(
     return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
+def _with_cue(pixels: np.ndarray) -> np.ndarray:
+    """A bright frame and a burnt-in marker block (like 'PORTABLE' or 'L'),
+    the kind of mark one source prints on all its images."""
+    out = pixels.copy()
+    height, width = out.shape
+    edge = max(2, round(0.06 * min(height, width)))
+    out[:edge, :] = out[-edge:, :] = 250
+    out[:, :edge] = out[:, -edge:] = 250
+    top, left = 2 * edge, 2 * edge
+    out[top : top + 2 * edge, left : left + 4 * edge] = 255
+    return out
+
+
 def make_synthetic(
     directory: str | os.PathLike[str],
     *,
@@ -84,6 +97,7 @@ def make_synthetic(
     seed: int = 0,
     test_per_class: int = 0,
     leaked: int = 0,
+    source_cue: bool = False,
 ) -> Path:
     """Write a small synthetic demo set in the folder-per-class layout.
 
@@ -93,6 +107,12 @@ def make_synthetic(
     `train/<class>/` and `test/<class>/`, and `leaked` copies of training COVID
     images are put into `test/covid/` as well, to imitate the seed's leaky split.
 
+    With `source_cue`, the `covid` images also carry the marks of another
+    source, as seed-xray's do: a bright frame and a burnt-in marker in the
+    pixels, and a different file (RGB JPEG, a quarter larger, where `normal`
+    images are grayscale PNG). A model can then learn the source instead of
+    the opacities; a set made without the cue is the clean control.
+
     Args:
         directory: Folder to write into (created if needed).
         n_per_class: Training images per class.
@@ -100,6 +120,7 @@ def make_synthetic(
         seed: Seed of the random generator; the same seed writes the same files.
         test_per_class: Test images per class. 0 writes no train/test level.
         leaked: Training COVID images also copied into the test split.
+        source_cue: Mark every `covid` image with the cues of another source.
 
     Returns:
         The dataset folder.
@@ -135,12 +156,19 @@ def make_synthetic(
         for cls in ("covid", "normal"):
             folder = root / split / cls
             folder.mkdir(parents=True, exist_ok=True)
+            cued = source_cue and cls == "covid"
+            size = [round(v * 1.25) for v in image_size] if cued else image_size
             for k in range(count):
-                pixels = synthetic_xray(rng, image_size, opacities=cls == "covid")
-                name = f"synthetic_{split + '_' if split else ''}{cls}_{k:04d}.png"
-                Image.fromarray(pixels, mode="L").save(folder / name)
+                pixels = synthetic_xray(rng, size, opacities=cls == "covid")
+                stem = f"synthetic_{split + '_' if split else ''}{cls}_{k:04d}"
+                if cued:
+                    image = Image.fromarray(_with_cue(pixels)).convert("RGB")
+                    image.save(folder / f"{stem}.jpg", quality=92)
+                else:
+                    Image.fromarray(pixels, mode="L").save(folder / f"{stem}.png")
+    ext = "jpg" if source_cue else "png"
     for k in range(leaked):
-        name = f"synthetic_train_covid_{k:04d}.png"
+        name = f"synthetic_train_covid_{k:04d}.{ext}"
         shutil.copyfile(root / "train" / "covid" / name, root / "test" / "covid" / name)
     (root / NOTICE_NAME).write_text(_NOTICE.format(seed=seed))
     return root
