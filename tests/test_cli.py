@@ -228,7 +228,9 @@ def test_compare_quick_writes_results(
     assert meta["synthetic"]  # the folder holds make_synthetic's SYNTHETIC.txt
     assert "SYNTHETIC DEMO DATA" in (out / "results.md").read_text()
     assert data["rows"][0]["n_test"] == 18 and data["rows"][1]["n_test"] == 16
-    assert (out / "results.csv").read_text().startswith("split,model,seed,params")
+    assert (
+        (out / "results.csv").read_text().startswith("split,model,seed,weights,params")
+    )
     assert (out / "roc_audited.png").is_file() and (
         out / "history_cnn_seed_leaky.png"
     ).is_file()
