@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _inputs, _persist, _training
+from . import _inputs, _persist, _scoring, _training
 from ._inputs import ImageInput
 from ._persist import ModelMetadata
 from ._seen import TrainingRecord, record_after_fit
@@ -359,7 +359,7 @@ class Classifier:
             An `Evaluation`, with provenance in `meta`.
         """
         self._check_fitted()
-        y, proba, meta = _inputs.scores(
+        y, proba, meta = _scoring.scores(
             self, data, split=split, where="evaluate", include_seen=include_seen
         )
         meta.update(_persist.provenance(), seed=self.seed)
@@ -396,7 +396,7 @@ class Classifier:
             raise ValueError("tune_threshold applies to binary classifiers only.")
         dataset = isinstance(validation_data, (XrayDataset, str, os.PathLike))
         split = "val" if dataset else None
-        y, proba, _ = _inputs.scores(
+        y, proba, _ = _scoring.scores(
             self, validation_data, split=split, where="tune_threshold", check_seen=False
         )
         pos = self._positive_index()
