@@ -59,12 +59,14 @@ def scores(
             )
         return _array_scores(clf, array_batches(data, PREDICT_BATCH, shuffle=False))
     records, meta = _pick_split(data, split, where)
-    every = _model_labels(data, records, clf)  # classes the model lacks: an error
-    found = {r.finding: clf.class_names[i] for r, i in zip(records, every, strict=True)}
+    labels = _model_labels(data, records, clf)  # classes the model lacks: an error
+    found = {
+        r.finding: clf.class_names[i] for r, i in zip(records, labels, strict=True)
+    }
     meta["classes_found"] = dict(sorted(found.items()))  # finding -> model's class
     if check_seen:
-        records = _unseen(clf, records, meta, include_seen, where)
-    labels = _model_labels(data, records, clf)
+        kept = _unseen(clf, records, meta, include_seen, where)
+        records, labels = [records[i] for i in kept], labels[kept]
     proba = np.concatenate(
         [
             clf.predict_proba(data.images_of(records[i : i + PREDICT_BATCH]))
@@ -97,7 +99,7 @@ def load_for_evaluation(clf: Any, source: str | os.PathLike[str]) -> XrayDataset
     prep = clf.preprocessing_
     names = list(clf.class_names)
     binary = len(names) == 2
-    positive = (clf.positive_class or names[1]) if binary else None
+    positive = names[clf.positive_index] if binary else None
     if positive is not None and is_covid_name(positive):
         positive = None  # the COVID rule training used: 'COVID-19, ARDS' counts
     data = load_dataset(
@@ -158,8 +160,9 @@ def _unseen(
     meta: dict[str, Any],
     include_seen: bool,
     where: str,
-) -> list[Record]:
-    """Leave out (or count) the records whose content the model saw."""
+) -> list[int]:
+    """The positions of the records to score: those whose content the model
+    did not see (all of them with `include_seen`, or without a record)."""
     record = getattr(clf, "training_record_", None)
     if record is None:
         warnings.warn(
@@ -170,7 +173,7 @@ def _unseen(
             stacklevel=4,
         )
         meta["seen_checked"] = False
-        return records
+        return list(range(len(records)))
     check = record.check(records)
     complete = bool(record.info.get("complete", True))
     if not complete:
@@ -190,9 +193,9 @@ def _unseen(
         near_seen_files=[records[i].path for i in check.near],
     )
     if include_seen:
-        return records
+        return list(range(len(records)))
     exact = set(check.exact)
-    kept = [r for i, r in enumerate(records) if i not in exact]
+    kept = [i for i in range(len(records)) if i not in exact]
     if not kept:
         raise DataError(
             f"All {len(records)} images to score ({meta['scope']}) were seen in "
@@ -208,7 +211,7 @@ def _model_labels(data: XrayDataset, records: list[Record], clf: Any) -> np.ndar
     two classes, by name for more."""
     names = list(clf.class_names)
     if len(names) == 2:
-        pos = names.index(clf.positive_class) if clf.positive_class else 1
+        pos = clf.positive_index
         return np.array(
             [pos if r.label == data.positive_class else 1 - pos for r in records],
             dtype=int,

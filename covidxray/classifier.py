@@ -135,7 +135,10 @@ class Classifier:
     def _binary(self) -> bool:
         return len(self.class_names) == 2
 
-    def _positive_index(self) -> int:
+    @property
+    def positive_index(self) -> int:
+        """The index in `class_names` of the positive class of a binary task:
+        `positive_class`, or 1 by default. A ValueError if it is not a class."""
         names = list(self.class_names)
         if self.positive_class is None:
             return 1
@@ -211,7 +214,7 @@ class Classifier:
             self.
         """
         check_model_classes(self.model, self.class_names)
-        self._positive_index()
+        _ = self.positive_index  # a positive_class that is no class: an error
         check_positive_int("epochs", epochs, "fit")
         if checkpoint is not None:  # before any work, not after it
             _persist.check_model_path(checkpoint, "fit(checkpoint=...)")
@@ -316,7 +319,7 @@ class Classifier:
         """Class names from `predict_proba`'s output, as `predict` decides them."""
         self._check_fitted()
         if self._binary:
-            pos = self._positive_index()
+            pos = self.positive_index
             index = np.where(proba[:, pos] >= self.threshold_, pos, 1 - pos)
         else:
             index = np.argmax(proba, axis=1)
@@ -367,7 +370,7 @@ class Classifier:
             y,
             proba,
             class_names=list(self.class_names),
-            positive_class=self.class_names[self._positive_index()]
+            positive_class=self.class_names[self.positive_index]
             if self._binary
             else None,
             threshold=self.threshold_,
@@ -399,7 +402,7 @@ class Classifier:
         y, proba, _ = _scoring.scores(
             self, validation_data, split=split, where="tune_threshold", check_seen=False
         )
-        pos = self._positive_index()
+        pos = self.positive_index
         self.threshold_ = choose_threshold(y == pos, proba[:, pos], target)
         return self.threshold_
 

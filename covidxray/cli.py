@@ -132,7 +132,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     out = Path(args.gradcam) if args.gradcam else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    positive = clf.class_names.index(clf.positive_class) if clf.positive_class else 1
+    positive = clf.positive_index
     results: list[dict[str, Any]] = []
     # A chunk at a time: each file is decoded once, with the model's own
     # preprocessing, and memory does not grow with the number of files.

@@ -81,25 +81,6 @@ class Preprocessing:
         """`(height, width, channels)`: the shape of one image the model takes."""
         return (*self.image_size, self.channels)
 
-    @classmethod
-    def for_input_shape(
-        cls, input_shape: Sequence[int | None], *, resize: str = "stretch"
-    ) -> Preprocessing:
-        """The preprocessing that fits a model's `(height, width, channels)`.
-
-        Examples:
-            >>> Preprocessing.for_input_shape((96, 96, 3))
-            Preprocessing(image_size=(96, 96), color_mode='rgb', resize='stretch')
-        """
-        height, width, channels = input_shape[-3:]
-        if height is None or width is None or channels not in (1, 3):
-            raise ValueError(
-                "The model's input shape must be (height, width, 1 or 3) with a "
-                f"fixed height and width. Received: {tuple(input_shape)!r}."
-            )
-        color = "grayscale" if channels == 1 else "rgb"
-        return cls((int(height), int(width)), color_mode=color, resize=resize)
-
     # ------------------------------------------------------------------ reading
 
     def decode(
