@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from .data.decode import array_to_image
+from .data.decode import _canonical, array_to_image
 from .models import find_backbone, split_at_backbone
 
 __all__ = ["grad_cam", "overlay"]
@@ -237,7 +237,7 @@ def overlay(
             f"The `alpha` argument of overlay must be in [0, 1]. Received: {alpha!r}."
         )
     base = image if isinstance(image, Image.Image) else array_to_image(image)
-    base = base.convert("RGB")
+    base = _canonical(base).convert("RGB")
     heat = np.asarray(heatmap, dtype=np.float32)
     if heat.ndim != 2:
         raise ValueError(

@@ -1,7 +1,11 @@
 """Decoding one image file into canonical pixels, with the hashes the audit needs.
 
-Everything here works on one image at a time, with Pillow and numpy only, so it
-can run in threads while records are scanned and again at prediction time.
+Everything here works on one image at a time, with Pillow and numpy only (and
+pydicom for DICOM), so it can run in threads while records are scanned and again
+at prediction time.
+
+Integer images deeper than 8 bits are brought to 8 bits by their real range,
+the *window*: see `to_uint8` and the "Image files" section of the datasets guide.
 """
 
 from __future__ import annotations
@@ -24,16 +28,26 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DICOM_EXTENSIONS",
     "IMAGE_EXTENSIONS",
+    "PERCENTILE_WINDOW",
     "ColorMode",
     "ImageInfo",
     "ResizeMode",
+    "Window",
+    "check_window",
     "decode_file",
     "image_to_array",
     "perceptual_hash",
+    "to_uint8",
 ]
 
 ColorMode = Literal["grayscale", "rgb"]
 ResizeMode = Literal["stretch", "pad", "crop"]
+#: How raw pixel values become 8 bits: `"auto"`, `"percentile"`, or a fixed
+#: `(low, high)` pair of raw values. See `to_uint8`.
+Window = str | tuple[float, float]
+#: The percentiles of `window="percentile"`: below the first is black, above the
+#: second white.
+PERCENTILE_WINDOW = (0.5, 99.5)
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg",
@@ -66,13 +80,147 @@ class ImageInfo:
     sha256: str
     pixel_hash: str
     phash: str
+    bit_depth: int = 8
 
 
 def _is_dicom(path: str, data: bytes) -> bool:
     return path.lower().endswith(DICOM_EXTENSIONS) or data[128:132] == b"DICM"
 
 
-def _read_dicom(path: str, data: bytes) -> tuple[Image.Image, str]:
+def check_window(window: Any, where: str) -> Window:
+    """Validate a `window` argument; returns `"auto"`, `"percentile"` or a
+    `(low, high)` tuple of floats.
+
+    Examples:
+        >>> check_window([0, 4095], "load_dataset")
+        (0.0, 4095.0)
+        >>> check_window("median", "load_dataset")
+        Traceback (most recent call last):
+        ...
+        ValueError: The `window` argument of load_dataset must be 'auto', \
+'percentile' or a (low, high) pair with low < high. Received: 'median'.
+    """
+    if isinstance(window, str) and window in ("auto", "percentile"):
+        return window
+    if not isinstance(window, str) and isinstance(window, Sequence):
+        pair = tuple(window)
+        if (
+            len(pair) == 2
+            and all(isinstance(v, (int, float, np.number)) for v in pair)
+            and all(np.isfinite(v) for v in pair)
+            and pair[0] < pair[1]
+        ):
+            return (float(pair[0]), float(pair[1]))
+    raise ValueError(
+        f"The `window` argument of {where} must be 'auto', 'percentile' or a "
+        f"(low, high) pair with low < high. Received: {window!r}."
+    )
+
+
+def _percentiles(arr: np.ndarray, q: Sequence[float]) -> tuple[float, float]:
+    """Percentiles of an image; a histogram for small non-negative integers."""
+    if arr.dtype.kind in "ui" and arr.size and arr.min() >= 0 and arr.max() < 2**16:
+        counts = np.cumsum(np.bincount(arr.ravel()))
+        ranks = [
+            min(arr.size - 1, int(np.floor(p / 100.0 * (arr.size - 1)))) for p in q
+        ]
+        lo, hi = (int(np.searchsorted(counts, r, side="right")) for r in ranks)
+        return float(lo), float(hi)
+    lo, hi = np.percentile(arr, q)
+    return float(lo), float(hi)
+
+
+def _scale(arr: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map `low` to 0 and `high` to 255, clipping; a lookup table for uint16."""
+    span = high - low if high > low else 1.0
+    if arr.dtype == np.uint16 or arr.dtype == np.uint8:
+        values = np.arange(int(arr.max(initial=0)) + 1, dtype=np.float64)
+        lut = np.round(np.clip((values - low) / span, 0.0, 1.0) * 255.0)
+        return lut.astype(np.uint8)[arr]
+    out = np.clip((arr.astype(np.float64) - low) / span, 0.0, 1.0)
+    return np.round(out * 255.0).astype(np.uint8)
+
+
+def to_uint8(
+    arr: np.ndarray, window: Window = "auto", bits: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Bring raw pixel values to 8 bits.
+
+    `window="auto"` keeps 8-bit data as it is. Deeper integer data is scaled by
+    its real range: `bits` significant bits when the file declares them (a PNG
+    `sBIT` chunk, DICOM `BitsStored`), else the smallest of 10, 12, 14 or 16
+    bits that holds the image's largest value; so a 12-bit image in a 16-bit
+    PNG fills 0-255 instead of 0-16. Float data is scaled from its minimum to
+    its maximum. `"percentile"` maps the image's own `PERCENTILE_WINDOW`
+    percentiles to black and white (any bit depth); `(low, high)` maps those
+    raw values to black and white.
+
+    Args:
+        arr: Raw pixel values, (H, W) or (H, W, C).
+        window: `"auto"`, `"percentile"` or `(low, high)`.
+        bits: Significant bits the file declares, if any.
+
+    Returns:
+        The uint8 array and the bit depth the data was taken to have.
+
+    Examples:
+        >>> import numpy as np
+        >>> ramp = np.linspace(0, 4095, 8).astype(np.uint16)  # 12-bit data
+        >>> to_uint8(ramp)[0].tolist(), to_uint8(ramp)[1]
+        ([0, 36, 73, 109, 146, 182, 219, 255], 12)
+        >>> to_uint8(ramp, window=(0, 2047))[0].tolist()
+        [0, 73, 146, 219, 255, 255, 255, 255]
+    """
+    if arr.dtype.kind == "f":
+        arr = np.nan_to_num(arr.astype(np.float64))
+    top = float(arr.max(initial=0))
+    if bits is None:
+        if arr.dtype == np.uint8:
+            bits = 8
+        elif arr.dtype.kind in "ui" and arr.min(initial=0) >= 0 and top < 2**16:
+            bits = next(b for b in (8, 10, 12, 14, 16) if top < 2**b)
+        else:
+            bits = arr.dtype.itemsize * 8
+    if window == "percentile":
+        low, high = _percentiles(arr, PERCENTILE_WINDOW)
+        if high <= low:  # a flat image
+            high = low + 1.0
+        return _scale(arr, low, high), bits
+    if isinstance(window, tuple):
+        return _scale(arr, window[0], window[1]), bits
+    if arr.dtype == np.uint8 and bits == 8:
+        return arr, bits
+    if arr.dtype.kind == "f" or arr.min(initial=0) < 0 or top >= 2**bits:
+        low = float(arr.min(initial=0))
+        return _scale(arr, low, top if top > low else low + 1.0), bits
+    return _scale(arr, 0.0, float(2**bits - 1)), bits
+
+
+def _dicom_tools() -> tuple[Any, Any]:
+    try:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:  # pydicom 2
+        from pydicom.pixel_data_handlers.util import (  # type: ignore[no-redef]
+            apply_modality_lut,
+            apply_voi_lut,
+        )
+    return apply_modality_lut, apply_voi_lut
+
+
+def _read_dicom(
+    path: str, data: bytes, max_pixels: int, window: Window
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, int]:
+    """Read a DICOM image with pydicom's own tools.
+
+    The steps are pydicom's: the modality LUT (rescale slope and intercept),
+    then the VOI LUT or window the file gives (`window="auto"`; another
+    `window` replaces it), then MONOCHROME1 is inverted so that bright is high.
+
+    Returns:
+        The stored values, the 8-bit image with `window`, the 8-bit image with
+        the file's own window, the photometric interpretation and the bits
+        stored.
+    """
     try:
         import pydicom
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -80,25 +228,83 @@ def _read_dicom(path: str, data: bytes) -> tuple[Image.Image, str]:
             f"'{path}' is a DICOM file, and reading DICOM needs pydicom. "
             'Install it with: pip install "covidxray[dicom]"'
         ) from exc
+    apply_modality_lut, apply_voi_lut = _dicom_tools()
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-        arr = np.asarray(ds.pixel_array, dtype=np.float64)
+        rows, cols = int(ds.Rows), int(ds.Columns)
     except Exception as exc:
         raise DataError(f"Could not read the DICOM file '{path}': {exc}") from exc
-    if arr.ndim != 2:
+    if rows * cols > max_pixels:
+        raise DataError(
+            f"'{path}' is {cols}x{rows} = {rows * cols:,} pixels, over the limit of "
+            f"max_pixels={max_pixels:,}. Raise max_pixels if the image is genuine."
+        )
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise DataError(
+            f"'{path}' is a multi-frame DICOM file ({frames} frames); covidxray "
+            "reads single radiographs. Export the frame you want as its own file."
+        )
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        stored = np.asarray(ds.pixel_array)
+    except Exception as exc:
+        if syntax is not None and syntax.is_compressed:
+            raise DataError(
+                f"'{path}' is compressed ({syntax.name}) and no installed decoder "
+                "reads it. Install one, e.g. pip install pylibjpeg "
+                "pylibjpeg-libjpeg pylibjpeg-openjpeg (or python-gdcm). "
+                f"pydicom said: {exc}"
+            ) from exc
+        raise DataError(f"Could not decode the pixels of '{path}': {exc}") from exc
+    if stored.ndim != 2:
         raise DataError(
             f"Expected a single-frame grayscale DICOM image in '{path}'. "
-            f"Received pixel data of shape {arr.shape}."
+            f"Received pixel data of shape {stored.shape}."
         )
-    bits = int(getattr(ds, "BitsStored", 0) or arr.dtype.itemsize * 8)
-    if int(getattr(ds, "PixelRepresentation", 0)) == 1:
-        arr = arr + 2 ** (bits - 1)  # signed: shift to 0 .. 2**bits - 1
-    arr = np.clip(arr / float(2**bits - 1), 0.0, 1.0)
+    bits = int(getattr(ds, "BitsStored", 0) or stored.dtype.itemsize * 8)
+    signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
+    lowest = -(2 ** (bits - 1)) if signed else 0
+    extremes = np.array([lowest, lowest + 2**bits - 1])
+    try:
+        values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+        # The output range of each step is what pydicom maps the extremes to.
+        ends = np.asarray(apply_modality_lut(extremes, ds), dtype=np.float64)
+        voi = values
+        if "WindowCenter" in ds or "VOILUTSequence" in ds:
+            voi = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
+            if "VOILUTSequence" in ds:
+                lut_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+                ends = np.array([0.0, float(2**lut_bits - 1)])
+            else:
+                ends = np.asarray(apply_voi_lut(np.array([-1e12, 1e12]), ds), float)
+    except Exception as exc:
+        raise DataError(
+            f"Could not apply the modality or VOI LUT of '{path}': {exc}"
+        ) from exc
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
-    if photometric == "MONOCHROME1":
-        arr = 1.0 - arr  # MONOCHROME1 stores bright as low values
-    img = Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L")
-    return img, photometric
+
+    def shown(gray: np.ndarray) -> np.ndarray:
+        # MONOCHROME1 stores bright as low values
+        return 255 - gray if photometric == "MONOCHROME1" else gray
+
+    auto = shown(_scale(voi, float(ends.min()), float(ends.max())))
+    gray = auto if window == "auto" else shown(to_uint8(values, window)[0])
+    return stored, gray, auto, photometric, bits
+
+
+def _png_significant_bits(data: bytes) -> int | None:
+    """The largest channel's significant bits from a PNG's sBIT chunk, if any."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"sBIT" and 1 <= length <= 4:
+            return max(data[pos + 8 : pos + 8 + length])
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        pos += 12 + length
+    return None
 
 
 def _composite_on_black(img: Image.Image) -> Image.Image:
@@ -107,32 +313,49 @@ def _composite_on_black(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
-def _canonical(img: Image.Image) -> Image.Image:
-    """Return an 8-bit 'L' or 'RGB' image, whatever the file's mode was."""
+def _raw_pixels(img: Image.Image) -> np.ndarray:
+    """The image's own values: uint8 (H, W) or (H, W, 3), or deeper integers or
+    floats (H, W); transparency composited on black. Equal RGB channels become
+    one, so a gray picture saved as RGB is the same pixels as saved as gray."""
     mode = img.mode
-    if mode in ("L", "RGB"):
-        return img
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(img)
+        if mode == "F":
+            return arr.astype(np.float32)
+        arr = arr.astype(np.int64)
+        if arr.min(initial=0) >= 0 and arr.max(initial=0) < 2**16:
+            return arr.astype(np.uint8 if arr.max(initial=0) < 256 else np.uint16)
+        return arr.astype(np.int32)
+    if mode == "L":
+        return np.asarray(img)
+    if mode in ("LA", "La"):
+        return np.asarray(_composite_on_black(img).convert("L"))
     if mode == "1":
-        return img.convert("L")
-    if mode == "P":
-        if "transparency" in img.info:
-            return _composite_on_black(img)
-        return img.convert("RGB")
-    if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
-        out = _composite_on_black(img)
-        return out.convert("L") if mode in ("LA", "La") else out
-    if mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(img, dtype=np.float64)
-        full = 65535.0 if arr.max(initial=0) > 255 or mode.startswith("I;16") else 255.0
-        arr = np.clip(arr / full, 0.0, 1.0)
-        return Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L")
-    if mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-        arr = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo)
-        arr = np.nan_to_num(arr)
-        return Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L")
-    return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+        return np.asarray(img.convert("L"))
+    if mode == "P" and "transparency" not in img.info:
+        img = img.convert("RGB")
+    elif mode in ("P", "PA", "RGBA", "RGBa"):
+        img = _composite_on_black(img)
+    elif mode != "RGB":
+        img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    arr = np.asarray(img)
+    if (arr[:, :, 0] == arr[:, :, 1]).all() and (arr[:, :, 1] == arr[:, :, 2]).all():
+        return np.ascontiguousarray(arr[:, :, 0])
+    return arr
+
+
+def _pixel_hash(arr: np.ndarray) -> str:
+    digest = hashlib.blake2b(f"{arr.dtype.str}{arr.shape}".encode(), digest_size=20)
+    digest.update(np.ascontiguousarray(arr).tobytes())
+    return digest.hexdigest()
+
+
+def _canonical(img: Image.Image, window: Window = "auto") -> Image.Image:
+    """Return an 8-bit 'L' or 'RGB' image, whatever the file's mode was."""
+    if img.mode in ("L", "RGB") and window == "auto":
+        return img
+    gray, _ = to_uint8(_raw_pixels(img), window)
+    return Image.fromarray(gray)
 
 
 def perceptual_hash(img: Image.Image) -> str:
@@ -182,7 +405,7 @@ _DCT64 = _dct_matrix(64)
 
 
 def _open_pil(
-    path: str, data: bytes, max_pixels: int, draft_to: Sequence[int] | None = None
+    path: str, data: bytes, max_pixels: int
 ) -> tuple[Image.Image, str, str, tuple[int, int]]:
     try:
         with warnings.catch_warnings():
@@ -199,14 +422,7 @@ def _open_pil(
                 )
             fmt = img.format or "UNKNOWN"
             mode = img.mode
-            if draft_to is not None and fmt == "JPEG":
-                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the image is
-                # at least that much larger than needed: same DCT data, same
-                # pixels for byte-different copies, several times faster.
-                side = max(128, *(int(v) for v in draft_to))
-                img.draft(img.mode, (side, side))
             img.load()
-            loaded_size = img.size
             oriented: Image.Image = ImageOps.exif_transpose(img)
     except DataError:
         raise
@@ -224,9 +440,15 @@ def _open_pil(
         ) from exc
     if oriented.width < 1 or oriented.height < 1:
         raise DataError(f"'{path}' has no pixels ({oriented.width}x{oriented.height}).")
-    if oriented.size != loaded_size:  # EXIF rotation swapped the sides
-        width, height = height, width
-    return oriented, mode, fmt, (width, height)
+    return oriented, mode, fmt, oriented.size
+
+
+def _container_bits(mode: str) -> int:
+    if mode == "1":
+        return 1
+    if mode.startswith("I;16"):
+        return 16
+    return 32 if mode in ("I", "F") else 8
 
 
 def decode_file(
@@ -234,26 +456,31 @@ def decode_file(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     data: bytes | None = None,
-    draft_to: Sequence[int] | None = None,
+    window: Window = "auto",
 ) -> tuple[Image.Image, ImageInfo]:
     """Read and fully decode one image file.
+
+    The file is decoded at full resolution, and its pixel hash is taken on
+    those pixels before any resizing or windowing: a PNG copy of a JPEG's
+    pixels has the same hash as the JPEG, whatever the `image_size` asked for.
 
     Args:
         path: The file (JPEG, PNG 8/16-bit, BMP, GIF, WebP, TIFF or DICOM).
         max_pixels: Refuse images with more pixels than this before decoding.
         data: The file's bytes, if already read.
-        draft_to: The `(height, width)` the image will be resized to. Large
-            JPEGs are then decoded at a reduced scale (never below this size,
-            nor below 128 px); the returned image is smaller, `ImageInfo` still
-            gives the file's own size.
+        window: How raw values become 8 bits (see `to_uint8`): `"auto"`,
+            `"percentile"` or `(low, high)`. For DICOM, `"auto"` applies the
+            file's own modality and VOI LUTs.
 
     Returns:
         The image as an 8-bit 'L' or 'RGB' Pillow image, with EXIF orientation
-        applied and transparency composited on black, and its `ImageInfo`.
+        applied and transparency composited on black, and its `ImageInfo`
+        (`bit_depth`: the significant bits the file declares, else the bits
+        per sample of its format).
 
     Raises:
         DataError: The file is missing, empty, not an image, truncated, or too
-            large. The message names the file.
+            large, or a DICOM file cannot be decoded. The message names the file.
 
     Examples:
         >>> import tempfile, os
@@ -261,10 +488,11 @@ def decode_file(
         >>> folder = tempfile.mkdtemp()
         >>> Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(f"{folder}/a.png")
         >>> img, info = decode_file(f"{folder}/a.png")
-        >>> img.mode, img.size, info.mode, info.format
-        ('RGB', (40, 30), 'RGBA', 'PNG')
+        >>> img.mode, img.size, info.mode, info.format, info.bit_depth
+        ('RGB', (40, 30), 'RGBA', 'PNG', 8)
     """
     path = os.fspath(path)
+    window = check_window(window, "decode_file")
     if data is None:
         try:
             with open(path, "rb") as fh:
@@ -276,23 +504,26 @@ def decode_file(
     if not data:
         raise DataError(f"'{path}' is empty (0 bytes); expected an image file.")
     if _is_dicom(path, data):
-        img, mode = _read_dicom(path, data)
+        raw, gray, auto_gray, mode, bits = _read_dicom(path, data, max_pixels, window)
         fmt = "DICOM"
-        size = img.size
     else:
-        pil, mode, fmt, size = _open_pil(path, data, max_pixels, draft_to)
-        img = _canonical(pil)
-    digest = hashlib.blake2b(f"{img.mode}{img.size}".encode(), digest_size=20)
-    digest.update(img.tobytes())
+        pil, mode, fmt, _ = _open_pil(path, data, max_pixels)
+        raw = _raw_pixels(pil)
+        declared = _png_significant_bits(data) if fmt == "PNG" else None
+        gray, _ = to_uint8(raw, window, declared)
+        auto_gray = gray if window == "auto" else to_uint8(raw, "auto", declared)[0]
+        bits = declared or _container_bits(mode)
+    img = Image.fromarray(gray)
     info = ImageInfo(
-        width=size[0],
-        height=size[1],
+        width=img.width,
+        height=img.height,
         mode=mode,
         format=fmt,
         n_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
-        pixel_hash=digest.hexdigest(),
-        phash=perceptual_hash(img),
+        pixel_hash=_pixel_hash(raw),
+        phash=perceptual_hash(Image.fromarray(auto_gray)),
+        bit_depth=bits,
     )
     return img, info
 
@@ -362,7 +593,10 @@ def _resized(img: Image.Image, width: int, height: int, resize: str) -> Image.Im
 
 
 def array_to_image(array: Any) -> Image.Image:
-    """Turn a (H, W) or (H, W, C) uint8 or float [0, 1] array into an image."""
+    """Turn a (H, W) or (H, W, C) uint8 or float [0, 1] array into an image.
+
+    A 2-D array of deeper integers (uint16, int32) keeps its values, in a
+    16- or 32-bit image, so that `to_uint8`'s window applies to it."""
     arr = np.asarray(array)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[:, :, 0]
@@ -371,6 +605,10 @@ def array_to_image(array: Any) -> Image.Image:
             "Expected an image array of shape (H, W), (H, W, 1), (H, W, 3) or "
             f"(H, W, 4). Received shape {arr.shape}."
         )
+    if arr.ndim == 2 and arr.dtype.kind in "ui" and arr.dtype != np.uint8:
+        if arr.dtype == np.uint16:
+            return Image.fromarray(arr)
+        return Image.fromarray(arr.astype(np.int32))
     if arr.dtype != np.uint8:
         if np.issubdtype(arr.dtype, np.floating):
             arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0)

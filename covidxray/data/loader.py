@@ -6,9 +6,7 @@ import functools
 import hashlib
 import logging
 import os
-import tempfile
 import warnings
-import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +18,8 @@ import numpy as np
 from .._progress import Progress
 from .._validation import check_choice, check_image_size, check_positive_int
 from ..errors import CovidXrayWarning, DataError
-from .decode import COLOR_MODES, DEFAULT_MAX_PIXELS, RESIZE_MODES, ImageInfo
+from .cache import CacheFile, temporary_store
+from .decode import COLOR_MODES, DEFAULT_MAX_PIXELS, RESIZE_MODES, ImageInfo, Window
 from .labels import make_label_map
 from .layouts import LAYOUTS, ReadContext, detect_layout, is_synthetic
 from .preprocessing import Preprocessing
@@ -64,37 +63,128 @@ class _Problems:
 
 
 def _allocate(
-    shape: tuple[int, ...], cache: bool | str | os.PathLike[str], limit: int
+    shape: tuple[int, ...],
+    cache: bool,
+    limit: int,
+    folder: str | os.PathLike[str] | None,
 ) -> np.ndarray | None:
-    """The uint8 pixel store: in memory, or a memory-mapped file when too large."""
-    if cache is False:
+    """The uint8 pixel store: in memory, or a temporary memory-mapped file in
+    `folder` when larger than `limit` bytes."""
+    if not cache:
         return None
-    nbytes = int(np.prod(shape))
-    if cache is True and nbytes <= limit:
+    if int(np.prod(shape)) <= limit:
         return np.zeros(shape, dtype=np.uint8)
-    if cache is True:
-        handle, name = tempfile.mkstemp(prefix="covidxray-cache-", suffix=".u8")
-        os.close(handle)
-        logger.info(
-            "The image cache needs %.1f MB, over cache_memory_limit=%.1f MB; "
-            "using the file cache '%s'.",
-            nbytes / 1e6,
-            limit / 1e6,
-            name,
+    logger.info(
+        "The image cache needs %.1f MB, over cache_memory_limit=%.1f MB; "
+        "using a file cache.",
+        np.prod(shape) / 1e6,
+        limit / 1e6,
+    )
+    return temporary_store(shape, folder)
+
+
+def _file_hashes(
+    entries: Sequence[Entry], problems: _Problems, num_workers: int | None
+) -> list[str | None]:
+    """SHA-256 of each file's bytes (None for a file that cannot be read)."""
+
+    def work(entry: Entry) -> str | DataError:
+        try:
+            with open(entry.path, "rb") as fh:
+                return hashlib.sha256(fh.read()).hexdigest()
+        except OSError as exc:
+            return DataError(f"Could not read '{entry.path}': {exc.strerror or exc}.")
+
+    out: list[str | None] = []
+    with ThreadPoolExecutor(max_workers=_workers(num_workers)) as pool:
+        for entry, result in zip(entries, pool.map(work, entries), strict=True):
+            if isinstance(result, DataError):
+                problems.add(entry.path, result)
+                out.append(None)
+            else:
+                out.append(result)
+    return out
+
+
+def _workers(num_workers: int | None) -> int:
+    return num_workers or min(8, (os.cpu_count() or 1) + 1)
+
+
+def _fill(
+    entries: Sequence[Entry],
+    cache: bool | str | os.PathLike[str],
+    problems: _Problems,
+    prep: Preprocessing,
+    *,
+    max_pixels: int,
+    num_workers: int | None,
+    memory_limit: int,
+    cache_dir: str | os.PathLike[str] | None,
+) -> tuple[np.ndarray | None, list[ImageInfo | None], list[int]]:
+    """The pixel store, what the scan measured per entry (None: unreadable),
+    and each entry's row in the store."""
+    shape = (len(entries), *prep.input_shape)
+    if not isinstance(cache, (str, os.PathLike)):
+        store = _allocate(shape, cache, memory_limit, cache_dir)
+        infos = _scan(
+            entries,
+            store,
+            problems,
+            prep,
+            max_pixels=max_pixels,
+            num_workers=num_workers,
         )
-        store = np.memmap(name, dtype=np.uint8, mode="w+", shape=shape)
-        weakref.finalize(store, _remove_quietly, name)
-        return store
-    path = Path(cache)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return np.memmap(path, dtype=np.uint8, mode="w+", shape=shape)
-
-
-def _remove_quietly(name: str) -> None:
+        return store, infos, list(range(len(entries)))
+    cache_file = CacheFile(
+        cache, {"preprocessing": prep.to_dict(), "max_pixels": max_pixels}
+    )
+    if os.path.exists(cache):
+        checked = _Problems("skip")  # unreadable files are reported once, below
+        hashes = _file_hashes(entries, checked, num_workers)
+        reused = cache_file.reuse(hashes)
+        if reused is not None:
+            pixels, rows, found = reused
+            kept: list[ImageInfo | None] = []
+            reasons = dict(checked.skipped)
+            for entry, outcome in zip(entries, found, strict=True):
+                if isinstance(outcome, ImageInfo):
+                    kept.append(outcome)
+                    continue
+                reason = outcome or reasons.get(entry.path, "unreadable")
+                problems.add(entry.path, DataError(reason))
+                kept.append(None)
+            return pixels, kept, [-1 if r is None else r for r in rows]
+    writer = cache_file.create(shape)
     try:
-        os.remove(name)
-    except OSError:
-        pass
+        infos = _scan(
+            entries,
+            writer.store,
+            problems,
+            prep,
+            max_pixels=max_pixels,
+            num_workers=num_workers,
+        )
+    except BaseException:
+        writer.abort()
+        raise
+    reasons = dict(problems.skipped)
+    failed = [e for e, info in zip(entries, infos, strict=True) if info is None]
+    failed_hashes = dict(
+        zip(
+            (e.path for e in failed),
+            _file_hashes(failed, _Problems("skip"), num_workers),
+            strict=True,
+        )
+    )
+    hashes = [
+        info.sha256 if info is not None else failed_hashes[e.path]
+        for e, info in zip(entries, infos, strict=True)
+    ]
+    outcomes: list[ImageInfo | str | None] = [
+        info if info is not None else reasons.get(e.path)
+        for e, info in zip(entries, infos, strict=True)
+    ]
+    return writer.publish(hashes, outcomes), infos, list(range(len(entries)))
 
 
 def _scan(
@@ -118,7 +208,7 @@ def _scan(
         except DataError as exc:
             return exc
 
-    workers = num_workers or min(8, (os.cpu_count() or 1) + 1)
+    workers = _workers(num_workers)
     infos: list[ImageInfo | None] = []
     bar = Progress(len(entries), "Scanning images")
     pool = ThreadPoolExecutor(max_workers=workers)
@@ -152,10 +242,12 @@ def load_dataset(
     cache: bool | str | os.PathLike[str] = True,
     layout: str = "auto",
     resize: str = "stretch",
+    window: Window = "auto",
     views: Sequence[str] | None = None,
     modality: str | None = "X-ray",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     cache_memory_limit: int = DEFAULT_CACHE_MEMORY_LIMIT,
+    cache_dir: str | os.PathLike[str] | None = None,
     num_workers: int | None = None,
     min_classes: int = 2,
 ) -> XrayDataset:
@@ -185,17 +277,28 @@ def load_dataset(
             the one in the earliest split, so no content is in two splits.
         on_error: `"raise"` stops at the first bad file with a `DataError`;
             `"skip"` leaves bad files out, lists them in `.skipped` and warns once.
-        cache: True caches pixels in memory (a temporary file above
-            `cache_memory_limit` bytes); a path caches in that file; False
-            decodes from disk every epoch.
+        cache: True caches pixels in memory (a temporary file in `cache_dir`
+            above `cache_memory_limit` bytes); False decodes from disk every
+            epoch. A path keeps the cache in that file for later runs: a
+            matching cache there (same preprocessing and `max_pixels`, holding
+            every file asked for) is reused without decoding; a missing one is
+            written (atomically); anything else there raises and is left as it
+            is.
         layout: `"auto"`, or one of `"folder"`, `"ieee8023"`, `"figure1"`,
             `"actualmed"`, `"coronahack"`, `"covidx"`, `"manifest"`.
         resize: `"stretch"`, `"pad"` (keep aspect, black borders) or `"crop"`
             (keep aspect, centre crop).
+        window: How raw pixel values become 8 bits: `"auto"` (8-bit images
+            unchanged, deeper ones scaled by their real bit depth, DICOM by
+            its own window), `"percentile"` (each image between its 0.5th and
+            99.5th percentiles) or `(low, high)` raw values.
         views: Keep only these views (e.g. `("PA", "AP")`) in metadata layouts.
         modality: Keep only this modality in metadata layouts; None keeps all.
         max_pixels: Refuse larger images (decompression bombs).
         cache_memory_limit: Largest in-memory cache, in bytes.
+        cache_dir: Folder of the temporary file cache used above
+            `cache_memory_limit`. Default: `$COVIDXRAY_CACHE_DIR`, else the
+            system's temporary folder.
         num_workers: Threads that decode while scanning.
         min_classes: The fewest classes the readable images may hold. 1 reads
             a single-class set (external positives only, say) for evaluation;
@@ -232,6 +335,7 @@ def load_dataset(
         check_image_size(image_size, "load_dataset"),
         color_mode=color_mode,
         resize=resize,
+        window=window,
     )
     check_fractions(validation_split, test_split)
     check_positive_int("batch_size", batch_size, "load_dataset")
@@ -267,14 +371,15 @@ def load_dataset(
     if dropped:
         logger.info("Dropped images that map to no class: %s", dict(dropped))
 
-    store = _allocate((len(kept_entries), *prep.input_shape), cache, cache_memory_limit)
-    infos = _scan(
+    store, infos, store_rows = _fill(
         kept_entries,
-        store,
+        cache,
         problems,
         prep,
         max_pixels=max_pixels,
         num_workers=num_workers,
+        memory_limit=cache_memory_limit,
+        cache_dir=cache_dir,
     )
 
     records: list[Record] = []
@@ -285,7 +390,7 @@ def load_dataset(
         label = label_map.mapping[entry.finding]
         assert label is not None
         records.append(_record(entry, label, info))
-        rows[entry.path] = row
+        rows[entry.path] = store_rows[row]
     if problems.skipped:
         warnings.warn(
             f"Skipped {len(problems.skipped)} of {len(entries)} files that could not "
@@ -355,6 +460,7 @@ def _record(entry: Entry, label: str, info: ImageInfo) -> Record:
         mode=info.mode,
         format=info.format,
         n_bytes=info.n_bytes,
+        bit_depth=info.bit_depth,
     )
 
 

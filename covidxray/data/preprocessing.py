@@ -1,6 +1,6 @@
 """`Preprocessing`: how one image becomes the pixels a model sees.
 
-One value of it, `(image_size, color_mode, resize)`, decodes and resizes a file
+One value of it, `(image_size, color_mode, resize, window)`, decodes and resizes a file
 the same way wherever an image enters covidxray: the dataset scan, the
 no-cache path of `tf.data`, `Classifier.predict`, Grad-CAM overlays and the
 command line. A saved classifier stores it, so a file is read at prediction
@@ -25,7 +25,10 @@ from .decode import (
     DEFAULT_MAX_PIXELS,
     RESIZE_MODES,
     ImageInfo,
+    Window,
+    _canonical,
     array_to_image,
+    check_window,
     decode_file,
     image_to_array,
 )
@@ -44,6 +47,11 @@ class Preprocessing:
         color_mode: `"grayscale"` (1 channel) or `"rgb"` (3 channels).
         resize: `"stretch"` ignores the aspect ratio; `"pad"` keeps it and pads
             with black; `"crop"` keeps it and crops the centre.
+        window: How raw pixel values become 8 bits. `"auto"` keeps 8-bit
+            images as they are, scales deeper ones by their real bit depth,
+            and applies a DICOM file's own window; `"percentile"` stretches
+            each image between its 0.5th and 99.5th percentiles; `(low, high)`
+            maps those raw values to black and white.
 
     Examples:
         >>> import numpy as np
@@ -64,10 +72,12 @@ class Preprocessing:
     image_size: tuple[int, int] = (224, 224)
     color_mode: str = "grayscale"
     resize: str = "stretch"
+    window: Window = "auto"
 
     def __post_init__(self) -> None:
         size = check_image_size(self.image_size, "Preprocessing")
         object.__setattr__(self, "image_size", size)
+        object.__setattr__(self, "window", check_window(self.window, "Preprocessing"))
         check_choice("color_mode", self.color_mode, COLOR_MODES, "Preprocessing")
         check_choice("resize", self.resize, RESIZE_MODES, "Preprocessing")
 
@@ -92,18 +102,13 @@ class Preprocessing:
     ) -> tuple[Image.Image, ImageInfo]:
         """Decode a file once, before resizing, with what a scan measures.
 
-        Large JPEGs are decoded at a reduced scale that is still at least the
-        target size (see `decode_file`), the same way everywhere.
-
         Returns:
             The decoded 8-bit image and its `ImageInfo` (size, format, hashes).
 
         Raises:
             DataError: The file is missing, unreadable or too large.
         """
-        return decode_file(
-            path, max_pixels=max_pixels, data=data, draft_to=self.image_size
-        )
+        return decode_file(path, max_pixels=max_pixels, data=data, window=self.window)
 
     def to_array(self, image: Image.Image, *, name: str = "the image") -> np.ndarray:
         """Resize and convert a decoded image: uint8 of shape `input_shape`.
@@ -140,9 +145,9 @@ class Preprocessing:
         if isinstance(image, (str, os.PathLike)):
             img, _ = self.decode(image, max_pixels=max_pixels)
             return self.to_array(img, name=os.fspath(image))
-        if isinstance(image, Image.Image):
-            return self.to_array(image)
-        return self.to_array(array_to_image(image))
+        if not isinstance(image, Image.Image):
+            image = array_to_image(image)
+        return self.to_array(_canonical(image, self.window))
 
     def map_back(self, values: np.ndarray, size: Sequence[int]) -> np.ndarray:
         """Map a 2-D map on the model's input (a Grad-CAM heatmap) back onto
@@ -203,11 +208,16 @@ class Preprocessing:
             "image_size": list(self.image_size),
             "color_mode": self.color_mode,
             "resize": self.resize,
+            "window": list(self.window)
+            if isinstance(self.window, tuple)
+            else self.window,
         }
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Preprocessing:
-        """Rebuild a `Preprocessing` from `to_dict`'s output.
+        """Rebuild a `Preprocessing` from `to_dict`'s output. A dict without
+        `window` (saved before it existed) gets `"auto"`, which is how images
+        were read then.
 
         Raises:
             ValueError: A key is missing or a value is not allowed.
@@ -222,4 +232,5 @@ class Preprocessing:
             tuple(values["image_size"]),  # type: ignore[arg-type]
             color_mode=values["color_mode"],
             resize=values["resize"],
+            window=values.get("window", "auto"),
         )

@@ -40,7 +40,8 @@ class Record:
         source: Layout or source the image came from.
         finding: The raw label from the source.
         sha256: SHA-256 of the file's bytes.
-        pixel_hash: SHA-256 of the decoded pixels (finds re-encoded copies).
+        pixel_hash: Hash of the decoded full-resolution pixels, before any
+            resizing or windowing (finds the same pixels in another format).
         phash: 256-bit perceptual hash in hex (finds resized or recompressed
             copies).
         width: Width in pixels, after EXIF orientation.
@@ -48,6 +49,9 @@ class Record:
         mode: Pillow mode of the file (`L`, `RGB`, `RGBA`, `I;16`, ...).
         format: File format (`JPEG`, `PNG`, ...).
         n_bytes: File size in bytes.
+        bit_depth: Significant bits per sample the file declares (PNG `sBIT`,
+            DICOM `BitsStored`), else the bits per sample of its format (8 for
+            JPEG, 16 for a 16-bit PNG or TIFF).
     """
 
     path: str
@@ -64,6 +68,7 @@ class Record:
     mode: str
     format: str
     n_bytes: int
+    bit_depth: int = 8
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a plain dict (JSON-friendly)."""

@@ -1,0 +1,240 @@
+"""The pixel cache file: decoded, resized uint8 images that a later run reuses.
+
+A cache file starts with a 64-byte preamble (the magic `CXRCACHE`, the format
+version, and where the JSON header lies), then the pixels, row after row, then
+the JSON header: the `Preprocessing`, `max_pixels`, the pixel array's shape and,
+for every file content (its SHA-256), the row that holds it and what the scan
+measured, or why it could not be read.
+
+A file is written under a temporary name in the same folder and linked to its
+final name only when complete, so a reader never sees half a cache and two
+writers never mix their rows. An existing file that is not a matching cache is
+never written over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import struct
+import tempfile
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from .decode import ImageInfo
+
+logger = logging.getLogger("covidxray")
+
+__all__ = ["CACHE_FORMAT", "CacheFile", "default_cache_dir", "temporary_store"]
+
+MAGIC = b"CXRCACHE"
+CACHE_FORMAT = 1
+_PREAMBLE = 64  # magic (8), format (u32), pad (u32), header offset (u64), size (u64)
+#: Environment variable naming the folder of temporary file caches.
+CACHE_DIR_VARIABLE = "COVIDXRAY_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """Where a cache too large for memory goes when no folder is given:
+    `$COVIDXRAY_CACHE_DIR` when set, else the system's temporary folder
+    (`tempfile.gettempdir()`, which follows `$TMPDIR`)."""
+    return Path(os.environ.get(CACHE_DIR_VARIABLE) or tempfile.gettempdir())
+
+
+def temporary_store(
+    shape: tuple[int, ...], folder: str | os.PathLike[str] | None
+) -> np.ndarray:
+    """A uint8 memory-mapped array in a temporary file that is deleted when
+    the array is garbage-collected."""
+    where = Path(folder) if folder is not None else default_cache_dir()
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(
+            prefix="covidxray-cache-", suffix=".u8", dir=where
+        )
+    except OSError as exc:
+        raise DataError(
+            f"Could not create a cache file in '{where}': {exc}. Pass "
+            f"cache_dir= (or set {CACHE_DIR_VARIABLE}) to a writable folder."
+        ) from exc
+    os.close(handle)
+    store = np.memmap(name, dtype=np.uint8, mode="w+", shape=shape)
+    weakref.finalize(store, _remove_quietly, name)
+    logger.info("Caching %.1f MB of pixels in '%s'.", store.nbytes / 1e6, name)
+    return store
+
+
+def _remove_quietly(name: str) -> None:
+    try:
+        os.remove(name)
+    except OSError:
+        pass
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], int] | None:
+    """The JSON header and pixel offset of a cache file; None when `path` is
+    not a covidxray cache file."""
+    try:
+        with open(path, "rb") as fh:
+            preamble = fh.read(_PREAMBLE)
+            if len(preamble) < _PREAMBLE or preamble[:8] != MAGIC:
+                return None
+            _, _, offset, size = struct.unpack("<IIQQ", preamble[8:32])
+            fh.seek(offset)
+            header = json.loads(fh.read(size).decode())
+    except (OSError, ValueError, struct.error):
+        return None
+    return (header, _PREAMBLE) if isinstance(header, dict) else None
+
+
+class CacheFile:
+    """A pixel cache at a path the user chose: reused when it matches, else
+    written once, atomically."""
+
+    def __init__(self, path: str | os.PathLike[str], settings: Mapping[str, Any]):
+        self.path = Path(path)
+        self.settings = {"format": CACHE_FORMAT, **settings}
+
+    def reuse(
+        self, hashes: Sequence[str | None]
+    ) -> tuple[np.ndarray, list[int | None], list[ImageInfo | str | None]] | None:
+        """The cached pixels for files with these SHA-256s, if the file exists.
+
+        Returns:
+            None when no file is at the path; else the read-only pixel array,
+            the row of each file, and per file its `ImageInfo`, the reason it
+            could not be read (a str), or None where `hashes` had None.
+
+        Raises:
+            DataError: The path holds something else than a cache, a cache
+                made with other settings, or one without some of these files.
+                The file is left as it is.
+        """
+        if not self.path.exists():
+            return None
+        found = _read_header(self.path)
+        fix = "Delete it, or pass another cache path."
+        if found is None:
+            raise DataError(
+                f"'{self.path}' exists and is not a covidxray cache file; it was "
+                f"left as it is. Pass a path for the cache that does not exist yet."
+            )
+        header, offset = found
+        differs = [
+            f"{key}: cache has {header.get(key)!r}, asked for {value!r}"
+            for key, value in self.settings.items()
+            if header.get(key) != value
+        ]
+        if differs:
+            raise DataError(
+                f"The cache '{self.path}' was made with other settings "
+                f"({'; '.join(differs)}). {fix}"
+            )
+        table: dict[str, Any] = header["images"]
+        missing = [h for h in hashes if h is not None and h not in table]
+        if missing:
+            raise DataError(
+                f"The cache '{self.path}' does not hold {len(missing)} of the "
+                f"{len(hashes)} images asked for (the files changed or others were "
+                f"added since it was written). {fix}"
+            )
+        pixels = np.memmap(
+            self.path,
+            dtype=np.uint8,
+            mode="r",
+            offset=offset,
+            shape=tuple(header["shape"]),
+        )
+        rows: list[int | None] = []
+        infos: list[ImageInfo | str | None] = []
+        for h in hashes:
+            entry = table.get(h) if h is not None else None
+            if entry is None:
+                rows.append(None)
+                infos.append(None)
+            elif "error" in entry:
+                rows.append(None)
+                infos.append(str(entry["error"]))
+            else:
+                rows.append(int(entry["row"]))
+                infos.append(ImageInfo(**entry["info"]))
+        logger.info("Reused the cache '%s'; no image was decoded.", self.path)
+        return pixels, rows, infos
+
+    def create(self, shape: tuple[int, ...]) -> _Writer:
+        """Start a new cache file of `shape` under a temporary name."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return _Writer(self, shape)
+
+
+class _Writer:
+    """Fills a temporary file, then links it to the cache path."""
+
+    def __init__(self, cache: CacheFile, shape: tuple[int, ...]) -> None:
+        self.cache = cache
+        self.shape = shape
+        handle, self.temp = tempfile.mkstemp(
+            prefix=f".{cache.path.name}.", suffix=".tmp", dir=cache.path.parent
+        )
+        os.close(handle)
+        self.store = np.memmap(
+            self.temp, dtype=np.uint8, mode="w+", offset=_PREAMBLE, shape=shape
+        )
+        weakref.finalize(self.store, _remove_quietly, self.temp)
+
+    def publish(
+        self, hashes: Sequence[str | None], outcomes: Sequence[ImageInfo | str | None]
+    ) -> np.ndarray:
+        """Write the header, then give the file its name if no other writer
+        has. Returns the pixel array (the file's rows)."""
+        images: dict[str, Any] = {}
+        for row, (h, outcome) in enumerate(zip(hashes, outcomes, strict=True)):
+            if h is None or outcome is None or h in images:
+                continue
+            if isinstance(outcome, str):
+                images[h] = {"error": outcome}
+            else:
+                images[h] = {"row": row, "info": dataclasses.asdict(outcome)}
+        header = {
+            **self.cache.settings,
+            "shape": list(self.shape),
+            "fingerprint": hashlib.sha256("".join(sorted(images)).encode()).hexdigest(),
+            "images": images,
+        }
+        self.store.flush()
+        body = json.dumps(header).encode()
+        offset = _PREAMBLE + int(np.prod(self.shape))
+        with open(self.temp, "r+b") as fh:
+            fh.seek(offset)
+            fh.write(body)
+            fh.seek(0)
+            fh.write(MAGIC + struct.pack("<IIQQ", CACHE_FORMAT, 0, offset, len(body)))
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(self.temp, self.cache.path)  # fails if the name is taken
+            _remove_quietly(self.temp)  # the pixels stay mapped, under the new name
+            logger.info("Wrote the cache '%s'.", self.cache.path)
+        except FileExistsError:
+            _remove_quietly(self.temp)  # still mapped: this run keeps its pixels
+            logger.info(
+                "Another run wrote '%s' first; this run keeps its own pixels.",
+                self.cache.path,
+            )
+        except OSError:  # no hard links here: rename, unless the name is taken
+            if not self.cache.path.exists():
+                os.replace(self.temp, self.cache.path)
+                self.temp = str(self.cache.path)
+        return self.store
+
+    def abort(self) -> None:
+        """Remove the temporary file (the scan failed)."""
+        _remove_quietly(self.temp)

@@ -1,0 +1,150 @@
+"""`load_dataset(cache=PATH)`: a real cache file, reused, never clobbering."""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from covidxray import DataError, load_dataset
+from covidxray.data import cache as cache_module
+from covidxray.data import preprocessing
+from covidxray.data.cache import CacheFile
+
+
+def load(root: Path, cache: object, **kwargs: object):
+    kwargs.setdefault("image_size", (16, 16))
+    return load_dataset(root, cache=cache, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def root(synthetic_root: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "data"
+    shutil.copytree(synthetic_root, copy)
+    return copy
+
+
+def test_a_matching_cache_is_reused_without_decoding(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "pixels.cache"
+    first = load(root, path)
+    assert path.read_bytes()[:8] == b"CXRCACHE"
+    calls = []
+    real = preprocessing.decode_file
+    monkeypatch.setattr(
+        preprocessing, "decode_file", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    again = load(root, path)
+    assert calls == []  # nothing decoded
+    assert [r.to_dict() for r in again.records] == [r.to_dict() for r in first.records]
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(again.images(split), first.images(split))
+    # The same files, with the in-memory cache, give the same pixels.
+    np.testing.assert_array_equal(
+        again.images("train"), load(root, True).images("train")
+    )
+    assert calls  # and that one did decode
+
+
+def test_a_path_holding_another_file_is_left_byte_identical(
+    root: Path, tmp_path: Path
+) -> None:
+    precious = tmp_path / "model.keras"
+    precious.write_bytes(b"PK\x03\x04 someone's work" * 100)
+    before = precious.read_bytes()
+    with pytest.raises(DataError, match=r"model\.keras' exists and is not a covidxray"):
+        load(root, precious)
+    assert precious.read_bytes() == before
+
+
+def test_a_cache_of_other_settings_or_other_files_is_refused(
+    root: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "pixels.cache"
+    load(root, path)
+    before = path.read_bytes()
+    with pytest.raises(DataError, match="other settings.*image_size"):
+        load(root, path, image_size=(24, 24))
+    with pytest.raises(DataError, match="other settings.*max_pixels"):
+        load(root, path, max_pixels=10**6)
+    extra = root / "covid" / "new.png"
+    Image.fromarray(np.full((16, 16), 7, np.uint8)).save(extra)
+    with pytest.raises(DataError, match="does not hold 1 of the"):
+        load(root, path)
+    assert path.read_bytes() == before
+    extra.unlink()
+    assert len(load(root, path).records) > 0  # the files are back as they were
+
+
+def test_unreadable_files_are_remembered(root: Path, tmp_path: Path) -> None:
+    bad = root / "covid" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    path = tmp_path / "pixels.cache"
+    with pytest.warns(UserWarning, match="Skipped 1"):
+        first = load(root, path, on_error="skip")
+    with pytest.warns(UserWarning, match="Skipped 1"):
+        again = load(root, path, on_error="skip")
+    assert [p for p, _ in again.skipped] == [p for p, _ in first.skipped] == [str(bad)]
+    with pytest.raises(DataError, match="broken.png"):
+        load(root, path)  # on_error="raise" raises on the remembered file too
+
+
+def test_two_writers_never_mix_their_files(root: Path, tmp_path: Path) -> None:
+    path = tmp_path / "pixels.cache"
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            results.append(load(root, path))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(not isinstance(r, Exception) for r in results), results
+    reference = load(root, False).images("train")
+    for result in results:
+        np.testing.assert_array_equal(result.images("train"), reference)  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(load(root, path).images("train"), reference)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "pixels.cache"]
+
+
+def test_a_late_writer_keeps_its_own_pixels(tmp_path: Path) -> None:
+    settings = {"preprocessing": {"image_size": [2, 2]}, "max_pixels": 1}
+    early = CacheFile(tmp_path / "c", settings).create((1, 2, 2, 1))
+    late = CacheFile(tmp_path / "c", settings).create((1, 2, 2, 1))
+    early.store[:] = 1
+    late.store[:] = 2
+    early.publish(["a"], [None])
+    pixels = late.publish(["a"], [None])
+    assert int(pixels.max()) == 2  # the late writer's own rows
+    reread = CacheFile(tmp_path / "c", settings).reuse([])
+    assert reread is not None and int(reread[0].max()) == 1  # the file: the first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_the_overflow_cache_goes_to_the_folder_asked_for(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = tmp_path / "scratch"
+    data = load(root, True, cache_memory_limit=100, cache_dir=chosen)
+    assert isinstance(data._pixels, np.memmap)
+    [name] = list(chosen.iterdir())
+    assert name.name.startswith("covidxray-cache-")
+    del data
+    gc.collect()
+    assert list(chosen.iterdir()) == []  # removed with the dataset
+    monkeypatch.setenv("COVIDXRAY_CACHE_DIR", str(tmp_path / "env"))
+    assert cache_module.default_cache_dir() == tmp_path / "env"
+    kept = load(root, True, cache_memory_limit=100)
+    assert len(list((tmp_path / "env").iterdir())) == 1
+    assert kept.records
