@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .data.loader import XrayDataset
+from .data.near import near_pairs
 from .data.records import Record
 
 __all__ = [
@@ -48,17 +49,6 @@ def signature(record: Record) -> bytes:
         + bytes.fromhex(record.pixel_hash[:8])
         + np.packbits(phash[::4]).tobytes()
     )
-
-
-_BITS = np.array([bin(i).count("1") for i in range(256)], np.uint8)
-
-
-def _popcount(values: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64, without unpacking to one byte per bit."""
-    if hasattr(np, "bitwise_count"):  # NumPy 2
-        return np.bitwise_count(values)
-    as_bytes = values.view(np.uint8).reshape(*values.shape, 8)
-    return _BITS[as_bytes].sum(axis=-1, dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -121,12 +111,11 @@ class TrainingRecord:
             )
         return cls(np.frombuffer(data, np.uint8), info)
 
-    def check(self, records: Sequence[Record], chunk: int = 4_000_000) -> SeenCheck:
+    def check(self, records: Sequence[Record]) -> SeenCheck:
         """The indices of `records` whose content the model saw.
 
         Args:
             records: The images to check.
-            chunk: Pairs compared at once (memory: about 9 bytes a pair).
 
         Returns:
             A `SeenCheck`: exact copies (same bytes or same decoded pixels) and
@@ -142,14 +131,10 @@ class TrainingRecord:
             for i, row in enumerate(mine)
             if bytes(row[0:4]) in files or bytes(row[4:8]) in pixels
         ]
-        known = np.ascontiguousarray(self.signatures[:, 8:16]).view(np.uint64)[:, 0]
-        theirs = np.ascontiguousarray(mine[:, 8:16]).view(np.uint64)[:, 0]
-        close = np.zeros(len(theirs), bool)
-        step = max(1, int(np.sqrt(chunk)))  # both sides in blocks: bounded memory
-        for i in range(0, len(theirs), step):
-            for j in range(0, len(known), step):
-                block = theirs[i : i + step, None] ^ known[None, j : j + step]
-                close[i : i + step] |= (_popcount(block) <= NEAR_BITS).any(axis=1)
+        ours = np.ascontiguousarray(mine[:, 8:16])
+        theirs = np.ascontiguousarray(self.signatures[:, 8:16])
+        close = np.zeros(len(mine), bool)
+        close[near_pairs(ours, NEAR_BITS, theirs)[0]] = True
         done = set(exact)
         near = [int(i) for i in np.nonzero(close)[0] if int(i) not in done]
         return SeenCheck(exact=exact, near=near)

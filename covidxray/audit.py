@@ -17,6 +17,7 @@ import numpy as np
 
 from .data.layouts import is_synthetic
 from .data.loader import XrayDataset, load_dataset
+from .data.near import near_pairs
 from .data.records import Record
 from .data.split import content_groups
 
@@ -161,9 +162,6 @@ def _exact_groups(
     return groups
 
 
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
-
-
 def _near_pairs(
     records: Sequence[Record], threshold: int, exact: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -180,27 +178,19 @@ def _near_pairs(
         if a != b
     }
     pairs = []
-    block = 128
-    for start in range(0, len(hashes), block):
-        chunk = hashes[start : start + block]
-        dist = _POPCOUNT[chunk[:, None, :] ^ hashes[None, :, :]].sum(axis=-1)
-        rows, cols = np.nonzero(dist <= threshold)
-        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-            i = start + r
-            if c <= i:
-                continue
-            a, b = records[i], records[c]
-            if frozenset((a.path, b.path)) in same_content:
-                continue
-            pairs.append(
-                {
-                    "paths": [a.path, b.path],
-                    "splits": [a.split, b.split],
-                    "labels": [a.label, b.label],
-                    "distance": int(dist[r, c]),
-                    "cross_split": a.split != b.split,
-                }
-            )
+    for i, j, distance in zip(*near_pairs(hashes, threshold), strict=True):
+        a, b = records[int(i)], records[int(j)]
+        if frozenset((a.path, b.path)) in same_content:
+            continue
+        pairs.append(
+            {
+                "paths": [a.path, b.path],
+                "splits": [a.split, b.split],
+                "labels": [a.label, b.label],
+                "distance": int(distance),
+                "cross_split": a.split != b.split,
+            }
+        )
     pairs.sort(key=lambda p: (not p["cross_split"], p["distance"], p["paths"]))
     return pairs
 
