@@ -286,3 +286,37 @@ def test_train_logs_one_line_per_epoch_unless_quiet(
     ]
     assert main(["--quiet", *common, "--out", str(tmp_path / "b.keras")]) == EXIT_OK
     assert "Epoch" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("resize", ["pad", "crop"])
+def test_predict_places_each_overlay_on_the_original_image(
+    model_file: Path,
+    tmp_path: Path,
+    resize: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from covidxray import Preprocessing
+
+    clf = Classifier.load(model_file)
+    clf.preprocessing_ = Preprocessing((48, 48), resize=resize)
+    clf.save(tmp_path / f"{resize}.keras")
+    # A wide image, black but for a bright box off the centre line.
+    image = np.zeros((100, 160), np.uint8)
+    image[20:50, 70:110] = 255
+    (tmp_path / "in").mkdir()
+    Image.fromarray(image).save(tmp_path / "in" / "wide.png")
+    # The "Grad-CAM" is the model's input itself: heat where the box was seen.
+    monkeypatch.setattr(
+        Classifier, "explain", lambda self, x, **k: x[..., 0].astype(np.float32) / 255
+    )
+    args = ["predict", str(tmp_path / f"{resize}.keras"), str(tmp_path / "in")]
+    assert main([*args, "--gradcam", str(tmp_path / "cams")]) == 0
+    capsys.readouterr()
+    [written] = list((tmp_path / "cams").iterdir())
+    with Image.open(written) as img:
+        assert img.size == (160, 100)  # on the original image, not the model's input
+        rgb = np.asarray(img, dtype=np.int16)
+    hot = rgb[:, :, 0] - rgb[:, :, 2] > 20  # jet: red where the heat is high
+    box = image > 0
+    assert (hot & box).sum() / (hot | box).sum() > 0.7
