@@ -191,7 +191,7 @@ def read_ieee8023(source: Path, ctx: ReadContext) -> list[Entry]:
         path = _listed_path(root, os.path.join(folder, row.get("filename", "")), ctx)
         if path is not None:
             entries.append(
-                Entry(path, finding, None, row.get("patientid") or None, "ieee8023")
+                Entry(path, finding, None, row.get("patientid") or None, None)
             )
     return entries
 
@@ -231,7 +231,7 @@ def _read_agchung(source: Path, ctx: ReadContext, name: str) -> list[Entry]:
                     break
         path = _listed_path(root, relative, ctx)
         if path is not None:
-            entries.append(Entry(path, finding, None, patient or None, name))
+            entries.append(Entry(path, finding, None, patient or None, None))
     return entries
 
 
@@ -293,7 +293,7 @@ def read_coronahack(source: Path, ctx: ReadContext) -> list[Entry]:
         )
         path = _listed_path(table.parent, relative, ctx)
         if path is not None:
-            entries.append(Entry(path, finding, split, None, "coronahack"))
+            entries.append(Entry(path, finding, split, None, None))
     return entries
 
 
@@ -359,7 +359,7 @@ def read_covidx(source: Path, ctx: ReadContext) -> list[Entry]:
             folder = split if (root / split).is_dir() else ""
             path = _listed_path(root, os.path.join(folder, filename), ctx)
             if path is not None:
-                entries.append(Entry(path, finding, split, patient, src or "covidx"))
+                entries.append(Entry(path, finding, split, patient, src or None))
     return entries
 
 
@@ -405,7 +405,7 @@ def read_manifest(source: Path, ctx: ReadContext) -> list[Entry]:
         if not _labelled(row.get("label", ""), ctx):
             continue
         patient = row.get("patient_id") or row.get("patient") or None
-        entries.append(Entry(path, row["label"], split, patient, "manifest"))
+        entries.append(Entry(path, row["label"], split, patient, None))
     return entries
 
 
@@ -451,7 +451,7 @@ def read_folders(source: Path, ctx: ReadContext) -> list[Entry]:
                     f"extensions are read: {' '.join(READ_EXTENSIONS)}."
                 )
             entries.extend(
-                Entry(f, class_dir.name, split, None, "folder") for f in files
+                Entry(f, class_dir.name, split, None, None) for f in files
             )
     return entries
 

@@ -7,11 +7,12 @@ import hashlib
 import logging
 import os
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from .labels import make_label_map
 from .layouts import LAYOUTS, ReadContext, detect_layout, is_synthetic
 from .preprocessing import Preprocessing
 from .records import Entry, Record
-from .split import SPLIT_ORDER, assign_splits, check_fractions
+from .split import COPY_BITS, SPLIT_ORDER, assign_splits, check_fractions
 from .split import deduplicate as deduplicate_records
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 #: images (N, H, W, C) uint8 and a stateless seed (an int32 tensor of shape (2,)),
 #: it returns float32 images in [0, 1] (or uint8, then scaled to [0, 1]).
 Transform = Callable[[Any, Any], Any]
+#: What `load_dataset` reads: a path, a list of paths, or a dict name -> path.
+Sources = Union[str, "os.PathLike[str]", Sequence[Any], Mapping[str, Any]]
 
 logger = logging.getLogger("covidxray")
 
@@ -227,13 +230,13 @@ def _scan(
 
 
 def load_dataset(
-    source: str | os.PathLike[str],
+    source: Sources,
     *,
     image_size: Sequence[int] = (224, 224),
     color_mode: str = "grayscale",
     batch_size: int = 32,
     validation_split: float = 0.15,
-    test_split: float | None = None,
+    test_split: float | Mapping[str, float] | None = None,
     seed: int = 0,
     positive_class: str | None = None,
     classes: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
@@ -259,14 +262,20 @@ def load_dataset(
     float32 batches in [0, 1].
 
     Args:
-        source: A dataset folder, or its metadata/manifest/split file.
+        source: A dataset folder, or its metadata/manifest/split file. Or
+            several sources: a list of them (each named after its folder), or
+            a dict from a name to each. Every source is read in its own
+            layout; every record knows its `source`.
         image_size: `(height, width)` of the images the model sees.
         color_mode: `"grayscale"` (1 channel) or `"rgb"` (3 channels).
         batch_size: Images per batch.
         validation_split: Fraction of the training pool held out for validation
             (unused when the source has its own validation split).
         test_split: None keeps the source's own test split (if any). A float
-            re-splits all images into train, validation and test.
+            re-splits all images into train, validation and test. A dict
+            gives a fraction per source name (sources it does not name keep
+            their own split). Splits are made within each source, whole
+            patients at a time.
         seed: Seed for the splits and the shuffling of the training set.
         positive_class: The positive class of a binary task. By default the
             class named like COVID.
@@ -275,6 +284,8 @@ def load_dataset(
             of the `/` hierarchy, most specific first.
         deduplicate: Keep one copy of each image content (same bytes or pixels),
             the one in the earliest split, so no content is in two splits.
+            Across sources, copies at another size or encoding count too
+            (perceptual hashes within `COPY_BITS` bits).
         on_error: `"raise"` stops at the first bad file with a `DataError`;
             `"skip"` leaves bad files out, lists them in `.skipped` and warns once.
         cache: True caches pixels in memory (a temporary file in `cache_dir`
@@ -337,28 +348,40 @@ def load_dataset(
         resize=resize,
         window=window,
     )
-    check_fractions(validation_split, test_split)
     check_positive_int("batch_size", batch_size, "load_dataset")
     check_choice("min_classes", min_classes, (1, 2), "load_dataset")
-    root = Path(source)
-    if not root.exists():
-        raise DataError(f"The dataset source '{root}' does not exist.")
-    layout_name = detect_layout(root) if layout == "auto" else layout
-    logger.info("Reading '%s' as layout %r.", root, layout_name)
+    sources = _named_sources(source)
+    fractions = _test_fractions(test_split, sources, validation_split)
+    several = len(sources) > 1
 
     problems = _Problems(on_error)
     ctx = ReadContext(report=problems.report, views=views, modality=modality)
-    entries = _unique_paths(LAYOUTS[layout_name].read(root, ctx))
-    if not entries:
-        raise DataError(
-            f"Found no labelled images in '{root}' (layout {layout_name!r})."
-        )
+    layouts: dict[str, str] = {}
+    entries: list[Entry] = []
+    dataset_of: dict[str, str] = {}
+    for name, root in sources.items():
+        layouts[name] = detect_layout(root) if layout == "auto" else layout
+        logger.info("Reading '%s' as layout %r.", root, layouts[name])
+        found = _unique_paths(LAYOUTS[layouts[name]].read(root, ctx))
+        if not found:
+            named = f" (source {name!r})" if several else ""
+            raise DataError(
+                f"Found no labelled images in '{root}'{named} "
+                f"(layout {layouts[name]!r})."
+            )
+        # A layout that knows each row's own source (COVIDx) keeps it, under
+        # the source's name when there are several.
+        entries += [
+            replace(e, source=_sub_source(name, e.source, several)) for e in found
+        ]
+        dataset_of.update((e.path, name) for e in found)
+    entries = _unique_paths(entries)
 
     label_map = make_label_map(
         [e.finding for e in entries],
         classes=classes,
         positive_class=positive_class,
-        keep_names=layout_name in ("folder", "manifest"),
+        keep_names=all(v in ("folder", "manifest") for v in layouts.values()),
         single_class=min_classes < 2,
     )
     dropped = Counter(ctx.dropped)
@@ -403,19 +426,26 @@ def load_dataset(
     if len(present) < min_classes:
         raise DataError(
             f"Found only the class(es) {sorted(present)} among the readable images of "
-            f"'{root}'; at least {min_classes} classes are needed. To evaluate on a "
-            "set with one class, pass it to Classifier.evaluate, or load it with "
-            "min_classes=1."
+            f"'{_describe(sources)}'; at least {min_classes} classes are needed. To "
+            "evaluate on a set with one class, pass it to Classifier.evaluate, or "
+            "load it with min_classes=1."
         )
 
     removed: list[tuple[Record, Record]] = []
     if deduplicate:
-        records, removed = deduplicate_records(records)
-    records = assign_splits(
-        records, validation_split=validation_split, test_split=test_split, seed=seed
-    )
+        records, removed = deduplicate_records(
+            records, cross_source_bits=COPY_BITS if several else None
+        )
+    split_records: list[Record] = []
+    for name in sources:
+        split_records += assign_splits(
+            [r for r in records if dataset_of[r.path] == name],
+            validation_split=validation_split,
+            test_split=fractions[name],
+            seed=seed,
+        )
     return XrayDataset(
-        records,
+        split_records,
         class_names=label_map.class_names,
         positive_class=label_map.positive_class,
         preprocessing=prep,
@@ -426,10 +456,86 @@ def load_dataset(
         skipped=problems.skipped,
         duplicates_removed=removed,
         dropped=dict(dropped),
-        layout=layout_name,
-        source=str(root),
+        layout=next(iter(layouts.values())) if not several else "multi-source",
+        source=_describe(sources),
         max_pixels=max_pixels,
+        sources={name: str(root) for name, root in sources.items()},
+        layouts=layouts,
+        label_mapping={f: c for f, c in label_map.mapping.items() if c is not None},
     )
+
+
+def _sub_source(name: str, own: str | None, several: bool) -> str:
+    if own is None:
+        return name
+    return f"{name}/{own}" if several else own
+
+
+def _source_name(path: Path) -> str:
+    """A source's default name: its folder's name (a table file: its folder)."""
+    folder = path.parent if path.is_file() else path
+    return folder.resolve().name or str(path)
+
+
+def _named_sources(source: Any) -> dict[str, Path]:
+    """The sources as an ordered dict name -> path, checked."""
+    if isinstance(source, (str, os.PathLike)):
+        items: list[tuple[str | None, Any]] = [(None, source)]
+    elif isinstance(source, Mapping):
+        items = [(str(k), v) for k, v in source.items()]
+    elif isinstance(source, Sequence):
+        items = [(None, v) for v in source]
+    else:
+        raise TypeError(
+            "The `source` argument of load_dataset must be a path, a list of "
+            f"paths or a dict from name to path. Received: {source!r}."
+        )
+    if not items:
+        raise ValueError("The `source` argument of load_dataset names no source.")
+    named: dict[str, Path] = {}
+    for name, value in items:
+        if not isinstance(value, (str, os.PathLike)):
+            raise TypeError(
+                f"Each source of load_dataset must be a path. Received: {value!r}."
+            )
+        root = Path(value)
+        if not root.exists():
+            raise DataError(f"The dataset source '{root}' does not exist.")
+        key = name if name is not None else _source_name(root)
+        if key in named:
+            raise DataError(
+                f"Two sources are named {key!r}: '{named[key]}' and '{root}'. Pass a "
+                "dict from name to path to name them apart."
+            )
+        named[key] = root
+    return named
+
+
+def _describe(sources: Mapping[str, Path]) -> str:
+    if len(sources) == 1:
+        return str(next(iter(sources.values())))
+    return ", ".join(f"{name}={root}" for name, root in sources.items())
+
+
+def _test_fractions(
+    test_split: float | Mapping[str, float] | None,
+    sources: Mapping[str, Path],
+    validation_split: float,
+) -> dict[str, float | None]:
+    """The test fraction of each source (None: the source's own split)."""
+    if isinstance(test_split, Mapping):
+        unknown = sorted(set(test_split) - set(sources))
+        if unknown:
+            raise ValueError(
+                f"The `test_split` argument of load_dataset names sources {unknown} "
+                f"that are not among the sources {list(sources)}."
+            )
+        out = {name: test_split.get(name) for name in sources}
+    else:
+        out = dict.fromkeys(sources, test_split)
+    for value in out.values():
+        check_fractions(validation_split, value)
+    return out
 
 
 def _unique_paths(entries: Sequence[Entry]) -> list[Entry]:
@@ -487,8 +593,13 @@ class XrayDataset:
         duplicates_removed: `(removed, kept)` record pairs left out by
             `deduplicate=True`.
         dropped: Count of images whose finding maps to no class, by reason.
-        layout: The layout that was read.
-        source: The path it was read from.
+        layout: The layout that was read (`"multi-source"` for several).
+        source: The path it was read from (for several sources, `name=path`
+            pairs).
+        sources: Source name -> path, in the order given.
+        layouts: Source name -> the layout it was read as.
+        label_mapping: Each finding (folder name, `finding` value...) -> its
+            class.
 
     Examples:
         >>> import tempfile
@@ -518,6 +629,9 @@ class XrayDataset:
         layout: str = "",
         source: str = "",
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        sources: Mapping[str, str] | None = None,
+        layouts: Mapping[str, str] | None = None,
+        label_mapping: Mapping[str, str] | None = None,
     ) -> None:
         self.records = list(records)
         self.class_names = tuple(class_names)
@@ -531,6 +645,9 @@ class XrayDataset:
         self.layout = layout
         self.source = source
         self.max_pixels = max_pixels
+        self.sources = dict(sources or {})
+        self.layouts = dict(layouts or {})
+        self.label_mapping = dict(label_mapping or {})
         self._pixels = pixels
         self._rows = dict(rows)
 
@@ -623,9 +740,34 @@ class XrayDataset:
             digest.update(f"{rec.sha256}|{rec.label}|{rec.split}\n".encode())
         return digest.hexdigest()
 
+    def source_table(self) -> dict[str, dict[str, int]]:
+        """Images per source and class (all splits).
+
+        Examples:
+            >>> import tempfile
+            >>> from covidxray import load_dataset
+            >>> from covidxray.datasets import make_synthetic
+            >>> a = make_synthetic(
+            ...     tempfile.mkdtemp(), n_per_class=4, image_size=(32, 32))
+            >>> b = make_synthetic(
+            ...     tempfile.mkdtemp(), n_per_class=3, image_size=(32, 32), seed=1)
+            >>> load_dataset({"a": a, "b": b}, image_size=(8, 8)).source_table()
+            {'a': {'normal': 4, 'covid': 4}, 'b': {'normal': 3, 'covid': 3}}
+        """
+        table: dict[str, dict[str, int]] = {}
+        for rec in self.records:
+            row = table.setdefault(str(rec.source), dict.fromkeys(self.class_names, 0))
+            row[rec.label] += 1
+        return table
+
     def summary(self) -> str:
-        """A short text summary: source, layout, classes and counts per split."""
-        note = " - SYNTHETIC demo data, not X-rays" if is_synthetic(self.source) else ""
+        """A short text summary: sources, classes, counts per split and, for
+        several sources, images per source and class and how each source's
+        findings map to the classes."""
+        synthetic = any(is_synthetic(p) for p in self.sources.values()) or (
+            not self.sources and is_synthetic(self.source)
+        )
+        note = " - SYNTHETIC demo data, not X-rays" if synthetic else ""
         lines = [
             f"XrayDataset from '{self.source}' (layout {self.layout!r}){note}",
             f"  classes: {list(self.class_names)} (positive: {self.positive_class})",
@@ -635,8 +777,28 @@ class XrayDataset:
         for split, per_class in self.counts().items():
             detail = ", ".join(f"{k} {v}" for k, v in per_class.items())
             lines.append(f"  {split}: {sum(per_class.values())} ({detail})")
+        table = self.source_table()
+        if len(table) > 1:
+            lines.append("  images per source and class:")
+            width = max(len(n) for n in table)
+            for name, per_class in table.items():
+                detail = ", ".join(f"{k} {v}" for k, v in per_class.items())
+                lines.append(f"    {name:<{width}}  {detail}")
+        if len(self.sources) > 1:
+            lines.append("  findings -> classes:")
+            by_source: dict[str, set[str]] = defaultdict(set)
+            for rec in self.records:
+                by_source[str(rec.source).split("/")[0]].add(rec.finding)
+            for name in self.sources:
+                pairs = sorted(
+                    f"{f} -> {self.label_mapping.get(f, '?')}" for f in by_source[name]
+                )
+                shown = ", ".join(pairs[:6]) + (", ..." if len(pairs) > 6 else "")
+                lines.append(f"    {name}: {shown}")
         if self.duplicates_removed:
-            lines.append(f"  duplicates removed: {len(self.duplicates_removed)}")
+            across = sum(a.source != b.source for a, b in self.duplicates_removed)
+            extra = f" ({across} copies across sources)" if across else ""
+            lines.append(f"  duplicates removed: {len(self.duplicates_removed)}{extra}")
         if self.skipped:
             lines.append(f"  files skipped: {len(self.skipped)}")
         if self.dropped:

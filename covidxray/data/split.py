@@ -9,11 +9,13 @@ from dataclasses import replace
 
 import numpy as np
 
+from .near import near_pairs
 from .records import Record
 
 logger = logging.getLogger("covidxray")
 
 __all__ = [
+    "COPY_BITS",
     "SPLIT_ORDER",
     "assign_splits",
     "check_fractions",
@@ -22,11 +24,21 @@ __all__ = [
 ]
 
 SPLIT_ORDER = ("train", "val", "test")
+#: Images of two sources whose 256-bit perceptual hashes differ in at most this
+#: many bits are copies (one radiograph published twice, at another size or
+#: encoding). Measured between ieee8023-2020-06 and seed-xray: 178 images have
+#: a copy within 6 bits, and the next closest pair is 22 bits apart; different
+#: radiographs within one source are 38 or more bits apart.
+COPY_BITS = 12
 
 
-def content_groups(records: Sequence[Record]) -> list[list[int]]:
+def content_groups(
+    records: Sequence[Record], *, cross_source_bits: int | None = None
+) -> list[list[int]]:
     """Groups (of 2 or more) of indices of records that share bytes or decoded
-    pixels, found with a union-find over both hashes."""
+    pixels, found with a union-find over both hashes. With `cross_source_bits`,
+    records of different sources whose perceptual hashes differ in at most
+    that many bits are joined too."""
     parent = list(range(len(records)))
 
     def find(i: int) -> int:
@@ -43,18 +55,41 @@ def content_groups(records: Sequence[Record]) -> list[list[int]]:
                 parent[find(i)] = find(first[value])
             else:
                 first[value] = i
+    if cross_source_bits is not None and len({r.source for r in records}) > 1:
+        for i, j in cross_source_copies(records, cross_source_bits):
+            parent[find(i)] = find(j)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(records)):
         groups[find(i)].append(i)
     return [g for g in groups.values() if len(g) > 1]
 
 
+def cross_source_copies(
+    records: Sequence[Record], bits: int = COPY_BITS
+) -> list[tuple[int, int]]:
+    """Index pairs `(i, j)` of records from different sources whose perceptual
+    hashes differ in at most `bits` bits."""
+    if not records:
+        return []
+    hashes = np.stack(
+        [np.frombuffer(bytes.fromhex(r.phash), np.uint8) for r in records]
+    )
+    i, j, _ = near_pairs(hashes, bits)
+    return [
+        (a, b)
+        for a, b in zip(i.tolist(), j.tolist(), strict=True)
+        if records[a].source != records[b].source
+    ]
+
+
 def deduplicate(
-    records: Sequence[Record],
+    records: Sequence[Record], *, cross_source_bits: int | None = None
 ) -> tuple[list[Record], list[tuple[Record, Record]]]:
     """Keep one copy of each image content.
 
-    Copies are images with the same bytes or the same decoded pixels. Of each
+    Copies are images with the same bytes or the same decoded pixels, and with
+    `cross_source_bits`, images of two sources within that many bits of
+    perceptual hash. Of each
     group the copy kept is the one in the earliest split (train, then val, then
     test), so a test image that also sits in train leaves the test set. A group
     whose copies carry different labels is dropped whole: its label is unknown.
@@ -65,7 +100,7 @@ def deduplicate(
     """
     removed: list[tuple[Record, Record]] = []
     drop: set[int] = set()
-    for group in content_groups(records):
+    for group in content_groups(records, cross_source_bits=cross_source_bits):
         labels = {records[i].label for i in group}
         if len(labels) > 1:
             logger.warning(
