@@ -60,7 +60,9 @@ for n in sorted(args.sizes):
     subset = hashes[:n]
     ours_s, ours = timed(lambda s=subset: near_pairs(s, args.threshold))
     base_s, base = timed(lambda s=subset: all_pairs(s, args.threshold))
-    assert all((a == b).all() for a, b in zip(ours, base, strict=True)), "differ"
+    assert all(
+        a.shape == b.shape and (a == b).all() for a, b in zip(ours, base, strict=True)
+    ), "the two searches found different pairs"
     growth = ""
     if previous is not None:
         scale = math.log(n / previous[0])

@@ -15,11 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from ._probe import (
+    IMAGE_FEATURES,
+    METADATA_FEATURES,
+    image_features,
+    metadata_features,
+    probe_auc,
+)
 from .data.layouts import is_synthetic
 from .data.loader import XrayDataset, load_dataset
 from .data.near import near_pairs
 from .data.records import Record
-from .data.split import content_groups
+from .data.split import COPY_BITS, content_groups, cross_source_copies
 
 logger = logging.getLogger("covidxray")
 
@@ -27,7 +34,7 @@ __all__ = ["AuditReport", "audit"]
 
 #: A shortcut probe AUC at or above this raises a warning.
 SHORTCUT_WARN_AUC = 0.8
-_FEATURES = ("mode", "format", "width", "height", "aspect", "bytes")
+_FEATURES = METADATA_FEATURES
 
 
 @dataclass
@@ -48,6 +55,16 @@ class AuditReport:
         shortcut_auc: Cross-validated ROC AUC of a model that predicts the label
             from file metadata alone (1.0 = metadata gives the label away).
         shortcut_feature_auc: The same probe with one feature at a time.
+        source_table: Images per source and class.
+        cross_source_copies: Pairs of images of two sources whose perceptual
+            hashes differ in at most `COPY_BITS` bits (the same radiograph
+            published twice), with `paths`, `sources`, `labels`, `distance`.
+        source_probe: How well image statistics (intensity histogram, border
+            and corners, noise, sharpness, size, aspect, bit depth, colour
+            mode) predict the source (`source_auc`, macro one-vs-rest) and the
+            label (`label_auc`, and `label_auc_by_source` within each source
+            that holds both classes), as cross-validated ROC AUC, and a
+            `reading` in plain words.
         warnings: Plain sentences about what needs attention.
     """
 
@@ -59,6 +76,9 @@ class AuditReport:
     shortcut_auc: float | None = None
     shortcut_feature_auc: dict[str, float] = field(default_factory=dict)
     near_threshold: int = 24
+    source_table: dict[str, dict[str, int]] = field(default_factory=dict)
+    cross_source_copies: list[dict[str, Any]] = field(default_factory=list)
+    source_probe: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -77,6 +97,9 @@ class AuditReport:
             "class_table": self.class_table,
             "shortcut_auc": self.shortcut_auc,
             "shortcut_feature_auc": self.shortcut_feature_auc,
+            "source_table": self.source_table,
+            "cross_source_copies": self.cross_source_copies,
+            "source_probe": self.source_probe,
             "warnings": self.warnings,
         }
 
@@ -139,7 +162,38 @@ class AuditReport:
             lines += [
                 f"| {k} | {v:.3f} |" for k, v in self.shortcut_feature_auc.items()
             ]
+        lines += self._source_lines()
         return "\n".join(lines) + "\n"
+
+    def _source_lines(self) -> list[str]:
+        classes = sorted({c for row in self.source_table.values() for c in row})
+        lines = ["", "## Sources", ""]
+        lines += [
+            "| source | " + " | ".join(classes) + " |",
+            "|---|" + "---|" * len(classes),
+        ]
+        for name, row in self.source_table.items():
+            lines.append(
+                f"| {name} | " + " | ".join(str(row.get(c, 0)) for c in classes) + " |"
+            )
+        if self.cross_source_copies:
+            lines += [
+                "",
+                f"{len(self.cross_source_copies)} images are copies of an image of "
+                f"another source (perceptual hash within {COPY_BITS} bits).",
+            ]
+        probe = self.source_probe
+        if probe:
+            lines += ["", "### Source probe", "", probe.get("reading", ""), ""]
+            lines += ["| what the statistics predict | ROC AUC |", "|---|---|"]
+            if probe.get("source_auc") is not None:
+                lines.append(f"| the source | {probe['source_auc']:.3f} |")
+            if probe.get("label_auc") is not None:
+                lines.append(f"| the label, all sources | {probe['label_auc']:.3f} |")
+            for name, auc in probe.get("label_auc_by_source", {}).items():
+                if auc is not None:
+                    lines.append(f"| the label, within {name} | {auc:.3f} |")
+        return lines
 
 
 def _exact_groups(
@@ -215,47 +269,12 @@ def _class_table(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
     return table
 
 
-def _features(records: Sequence[Record], names: Sequence[str]) -> np.ndarray:
-    columns: list[np.ndarray] = []
-    for name in names:
-        if name in ("mode", "format"):
-            values = [getattr(r, name) for r in records]
-            for level in sorted(set(values)):
-                columns.append(np.array([v == level for v in values], dtype=float))
-        elif name == "width":
-            columns.append(np.array([r.width for r in records], dtype=float))
-        elif name == "height":
-            columns.append(np.array([r.height for r in records], dtype=float))
-        elif name == "aspect":
-            columns.append(np.array([r.width / r.height for r in records], dtype=float))
-        elif name == "bytes":
-            columns.append(
-                np.log1p(np.array([r.n_bytes for r in records], dtype=float))
-            )
-    return np.stack(columns, axis=1)
-
-
-def _probe_auc(x: np.ndarray, y: np.ndarray, seed: int) -> float:
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    if np.all(x == x[0]):
-        return 0.5  # a constant feature carries no information
-    folds = int(min(5, np.bincount(y).min()))
-    model = RandomForestClassifier(
-        n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1
-    )
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    proba = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
-    return float(roc_auc_score(y, proba))
-
-
 def audit(
     dataset: XrayDataset | str | os.PathLike[str],
     *,
     near_threshold: int = 24,
     shortcut_probe: bool = True,
+    source_probe: bool = True,
     seed: int = 0,
     **load_kwargs: Any,
 ) -> AuditReport:
@@ -273,12 +292,16 @@ def audit(
     reported (with `removed` counts), so the audit describes the source.
 
     Args:
-        dataset: An `XrayDataset`, or a path, which is then read with
-            `load_dataset(path, deduplicate=False, cache=False, **load_kwargs)`.
+        dataset: An `XrayDataset`, or a path (or several sources, as
+            `load_dataset` takes them), which is then read with
+            `load_dataset(path, deduplicate=False, image_size=(64, 64),
+            **load_kwargs)`.
         near_threshold: Hamming distance (of 256 bits) for near-duplicates. On
             seed-xray, copies of one figure differ by 4-20 bits and different
             studies of one patient by 38 or more.
         shortcut_probe: Run the metadata shortcut probe.
+        source_probe: Run the source probe on image statistics (reads every
+            image's cached pixels once).
         seed: Seed of the probe's cross-validation and forest.
         **load_kwargs: Passed to `load_dataset` when `dataset` is a path.
 
@@ -299,8 +322,7 @@ def audit(
     """
     if not isinstance(dataset, XrayDataset):
         load_kwargs.setdefault("deduplicate", False)
-        load_kwargs.setdefault("cache", False)
-        load_kwargs.setdefault("image_size", (32, 32))
+        load_kwargs.setdefault("image_size", (64, 64))
         dataset = load_dataset(dataset, **load_kwargs)
     removed = [pair[0] for pair in dataset.duplicates_removed]
     removed_paths = {r.path for r in removed}
@@ -322,13 +344,18 @@ def audit(
     positive = dataset.positive_class or dataset.class_names[-1]
     y = np.array([r.label == positive for r in records], dtype=int)
     if shortcut_probe and np.bincount(y, minlength=2).min() >= 2:
-        report.shortcut_auc = _probe_auc(_features(records, _FEATURES), y, seed)
+        report.shortcut_auc = probe_auc(metadata_features(records, _FEATURES), y, seed)
         for name in _FEATURES:
-            report.shortcut_feature_auc[name] = _probe_auc(
-                _features(records, [name]), y, seed
-            )
+            auc = probe_auc(metadata_features(records, [name]), y, seed)
+            report.shortcut_feature_auc[name] = 0.5 if auc is None else auc
 
-    if is_synthetic(dataset.source):
+    report.source_table = _source_table(records, dataset.class_names)
+    report.cross_source_copies = _copies(records)
+    if source_probe:
+        report.source_probe = _source_probe(dataset, records, y, seed)
+
+    paths = list(dataset.sources.values()) or [dataset.source]
+    if any(is_synthetic(p) for p in paths):
         report.warnings.append("This is SYNTHETIC demo data, not X-rays.")
     cross = report.cross_split_duplicates
     if cross:
@@ -373,6 +400,128 @@ def audit(
             f"{best[1]:.2f}). The classes likely come from different sources; a model "
             "can learn the source instead of the disease. Validate externally."
         )
+    report.warnings += _confound_warnings(report, positive)
     for sentence in report.warnings:
         logger.info("audit: %s", sentence)
     return report
+
+
+def _source_table(
+    records: Sequence[Record], class_names: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    table: dict[str, dict[str, int]] = {}
+    for rec in records:
+        row = table.setdefault(str(rec.source), dict.fromkeys(class_names, 0))
+        row[rec.label] = row.get(rec.label, 0) + 1
+    return table
+
+
+def _copies(records: Sequence[Record]) -> list[dict[str, Any]]:
+    out = []
+    for i, j in cross_source_copies(records, COPY_BITS):
+        a, b = records[i], records[j]
+        distance = int(bin(int(a.phash, 16) ^ int(b.phash, 16)).count("1"))
+        out.append(
+            {
+                "paths": [a.path, b.path],
+                "sources": [a.source, b.source],
+                "labels": [a.label, b.label],
+                "distance": distance,
+            }
+        )
+    return out
+
+
+def _source_probe(
+    dataset: XrayDataset, records: Sequence[Record], y: np.ndarray, seed: int
+) -> dict[str, Any]:
+    kept = {r.path for r in dataset.records}
+    # Removed duplicates have no cached pixels of their own: probe the kept ones.
+    recs = [r for r in records if r.path in kept]
+    labels = np.array([y[i] for i, r in enumerate(records) if r.path in kept])
+    x = image_features(recs, dataset.images_of, IMAGE_FEATURES)
+    names = sorted({str(r.source) for r in recs})
+    source = np.array([names.index(str(r.source)) for r in recs])
+    by_source: dict[str, float | None] = {}
+    for k, name in enumerate(names):
+        inside = source == k
+        if len(set(labels[inside].tolist())) == 2:
+            by_source[name] = probe_auc(x[inside], labels[inside], seed)
+    result: dict[str, Any] = {
+        "features": list(IMAGE_FEATURES),
+        "source_auc": probe_auc(x, source, seed) if len(names) > 1 else None,
+        "label_auc": probe_auc(x, labels, seed),
+        "label_auc_by_source": by_source,
+    }
+    result["reading"] = _reading(result)
+    return result
+
+
+def _reading(probe: dict[str, Any]) -> str:
+    """The probe's numbers in plain words."""
+    words = []
+    source_auc = probe["source_auc"]
+    if source_auc is not None:
+        if source_auc >= SHORTCUT_WARN_AUC:
+            words.append(
+                f"Simple image statistics tell the sources apart (ROC AUC "
+                f"{source_auc:.2f}): each source has a look of its own, which a "
+                "model can learn."
+            )
+        else:
+            words.append(
+                f"Simple image statistics tell the sources apart only weakly (ROC "
+                f"AUC {source_auc:.2f})."
+            )
+    for name, auc in probe["label_auc_by_source"].items():
+        if auc is None:
+            continue
+        if auc >= SHORTCUT_WARN_AUC:
+            words.append(
+                f"Within {name}, the same statistics predict the label (ROC AUC "
+                f"{auc:.2f}): there the classes differ in how the pictures were "
+                "made, not only in the lungs."
+            )
+        else:
+            words.append(
+                f"Within {name}, they predict the label weakly (ROC AUC {auc:.2f})."
+            )
+    return " ".join(words)
+
+
+def _confound_warnings(report: AuditReport, positive: str) -> list[str]:
+    out = []
+    table = report.source_table
+    totals: dict[str, int] = {}
+    for row in table.values():
+        for label, n in row.items():
+            totals[label] = totals.get(label, 0) + n
+    single = {
+        name: next(label for label, n in row.items() if n)
+        for name, row in table.items()
+        if sum(1 for n in row.values() if n) == 1
+    }
+    if len(table) > 1 and single:
+        for label in sorted(set(single.values())):
+            mine = [n for n, lab in single.items() if lab == label]
+            share = sum(table[n][label] for n in mine) / max(1, totals[label])
+            if share == 1.0:
+                out.append(
+                    f"The label follows the source: every '{label}' image comes from "
+                    f"{', '.join(mine)}, where no other class appears. A model can "
+                    "learn the source instead of the disease."
+                )
+            else:
+                out.append(
+                    f"{', '.join(mine)} hold only '{label}' ({share:.0%} of the "
+                    f"'{label}' images): their look alone says '{label}'. Evaluate "
+                    "within sources that hold both classes."
+                )
+    for name, auc in report.source_probe.get("label_auc_by_source", {}).items():
+        if auc is not None and auc >= SHORTCUT_WARN_AUC:
+            out.append(
+                f"In {name}, the label follows the source: image statistics of how "
+                f"the pictures were made predict '{positive}' with ROC AUC {auc:.2f}. "
+                "Its classes likely come from different places."
+            )
+    return out

@@ -148,3 +148,30 @@ def test_the_overflow_cache_goes_to_the_folder_asked_for(
     kept = load(root, True, cache_memory_limit=100)
     assert len(list((tmp_path / "env").iterdir())) == 1
     assert kept.records
+
+
+def test_a_missing_package_is_not_remembered(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from covidxray.data.decode import _needs_package
+
+    path = tmp_path / "pixels.cache"
+    victim = sorted((root / "covid").iterdir())[0]
+    real = preprocessing.decode_file
+
+    def without_a_decoder(name, *args, **kwargs):  # as if pydicom were missing
+        if str(name) == str(victim):
+            raise _needs_package(f"'{name}' needs a package that is not installed")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(preprocessing, "decode_file", without_a_decoder)
+    with pytest.warns(UserWarning, match="Skipped 1"):
+        first = load(root, path, on_error="skip")
+    assert not path.exists()  # not saved: the next run must try that file again
+    assert str(victim) not in {r.path for r in first.records}
+    monkeypatch.setattr(preprocessing, "decode_file", real)
+    again = load(root, path)
+    assert path.exists() and str(victim) in {r.path for r in again.records}
+    # The pixels of a cache just written cannot be changed by accident.
+    with pytest.raises(ValueError, match="read-only"):
+        again._pixels[0, 0, 0, 0] = 1  # type: ignore[index]

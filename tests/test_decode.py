@@ -58,6 +58,11 @@ def test_8_bit_images_are_unchanged(tmp_path: Path, mode: str) -> None:
     img, info = decode_file(tmp_path / "a.png")
     np.testing.assert_array_equal(np.asarray(img), arr)
     assert img.mode == mode and info.bit_depth == 8
+    # An sBIT chunk on 8-bit data changes nothing either.
+    sbit = PngImagePlugin.PngInfo()
+    sbit.add(b"sBIT", bytes([5] * (1 if mode == "L" else 3)))
+    Image.fromarray(arr).save(tmp_path / "s.png", pnginfo=sbit)
+    np.testing.assert_array_equal(np.asarray(decode_file(tmp_path / "s.png")[0]), arr)
 
 
 def test_fixed_and_percentile_windows(tmp_path: Path) -> None:
@@ -93,11 +98,17 @@ def test_window_is_validated_and_saved() -> None:
             Preprocessing((8, 8), window=bad)
 
 
-def test_to_uint8_handles_signed_and_float_data() -> None:
+def test_to_uint8_handles_signed_deep_and_float_data() -> None:
     signed = np.array([[-1000, 0, 1000]], np.int32)
     assert to_uint8(signed)[0].tolist() == [[0, 128, 255]]
-    floats = np.array([[0.5, 1.5, np.nan]], np.float32)
-    assert to_uint8(floats)[0].tolist() == [[85, 255, 0]]
+    negative = np.array([[-300, -200, -100]], np.int32)
+    assert to_uint8(negative)[0].tolist() == [[0, 128, 255]]
+    floats = np.array([[100.0, 150.0, 200.0]], np.float32)  # min to max
+    assert to_uint8(floats)[0].tolist() == [[0, 128, 255]]
+    deep = np.array([[0, 65536, 131071]], np.int32)  # 17 bits
+    pixels, bits = to_uint8(deep)
+    assert bits == 17 and pixels.tolist() == [[0, 128, 255]]
+    assert to_uint8(np.zeros((0, 3), np.uint16), "percentile")[0].shape == (0, 3)
 
 
 # ------------------------------------------------------------------- DICOM

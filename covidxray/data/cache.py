@@ -104,7 +104,7 @@ class CacheFile:
         self.settings = {"format": CACHE_FORMAT, **settings}
 
     def reuse(
-        self, hashes: Sequence[str | None]
+        self, hashes: Sequence[str | None], paths: Sequence[str] = ()
     ) -> tuple[np.ndarray, list[int | None], list[ImageInfo | str | None]] | None:
         """The cached pixels for files with these SHA-256s, if the file exists.
 
@@ -139,12 +139,14 @@ class CacheFile:
                 f"({'; '.join(differs)}). {fix}"
             )
         table: dict[str, Any] = header["images"]
-        missing = [h for h in hashes if h is not None and h not in table]
+        missing = [k for k, h in enumerate(hashes) if h is not None and h not in table]
         if missing:
+            named = ", ".join(f"'{paths[k]}'" for k in missing[:3] if k < len(paths))
             raise DataError(
                 f"The cache '{self.path}' does not hold {len(missing)} of the "
                 f"{len(hashes)} images asked for (the files changed or others were "
-                f"added since it was written). {fix}"
+                f"added since it was written){', e.g. ' + named if named else ''}. "
+                f"{fix}"
             )
         pixels = np.memmap(
             self.path,
@@ -171,7 +173,13 @@ class CacheFile:
 
     def create(self, shape: tuple[int, ...]) -> _Writer:
         """Start a new cache file of `shape` under a temporary name."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(
+                f"Could not create the folder of the cache '{self.path}': "
+                f"{exc.strerror or exc}."
+            ) from exc
         return _Writer(self, shape)
 
 
@@ -181,13 +189,25 @@ class _Writer:
     def __init__(self, cache: CacheFile, shape: tuple[int, ...]) -> None:
         self.cache = cache
         self.shape = shape
-        handle, self.temp = tempfile.mkstemp(
-            prefix=f".{cache.path.name}.", suffix=".tmp", dir=cache.path.parent
-        )
+        try:
+            handle, self.temp = tempfile.mkstemp(
+                prefix=f".{cache.path.name}.", suffix=".tmp", dir=cache.path.parent
+            )
+        except OSError as exc:
+            raise DataError(
+                f"Could not write the cache '{cache.path}': {exc.strerror or exc}."
+            ) from exc
         os.close(handle)
-        self.store = np.memmap(
-            self.temp, dtype=np.uint8, mode="w+", offset=_PREAMBLE, shape=shape
-        )
+        try:
+            self.store = np.memmap(
+                self.temp, dtype=np.uint8, mode="w+", offset=_PREAMBLE, shape=shape
+            )
+        except OSError as exc:
+            _remove_quietly(self.temp)
+            raise DataError(
+                f"Could not write the cache '{cache.path}' ({np.prod(shape):,} "
+                f"bytes): {exc.strerror or exc}."
+            ) from exc
         weakref.finalize(self.store, _remove_quietly, self.temp)
 
     def publish(
@@ -233,6 +253,7 @@ class _Writer:
             if not self.cache.path.exists():
                 os.replace(self.temp, self.cache.path)
                 self.temp = str(self.cache.path)
+        self.store.flags.writeable = False  # as a reused cache is: read-only
         return self.store
 
     def abort(self) -> None:

@@ -102,6 +102,8 @@ def check_window(window: Any, where: str) -> Window:
     """
     if isinstance(window, str) and window in ("auto", "percentile"):
         return window
+    if isinstance(window, np.ndarray):
+        window = window.tolist()
     if not isinstance(window, str) and isinstance(window, Sequence):
         pair = tuple(window)
         if (
@@ -173,25 +175,30 @@ def to_uint8(
     """
     if arr.dtype.kind == "f":
         arr = np.nan_to_num(arr.astype(np.float64))
-    top = float(arr.max(initial=0))
+    if arr.size == 0:
+        return np.zeros(arr.shape, np.uint8), bits or 8
+    low, top = float(arr.min()), float(arr.max())
+    if bits is not None and (arr.dtype == np.uint8 or top >= 2**bits):
+        bits = None  # declared bits that do not fit the data: ignore them
     if bits is None:
         if arr.dtype == np.uint8:
             bits = 8
-        elif arr.dtype.kind in "ui" and arr.min(initial=0) >= 0 and top < 2**16:
-            bits = next(b for b in (8, 10, 12, 14, 16) if top < 2**b)
+        elif arr.dtype.kind in "ui" and low >= 0:
+            # The data's own range, rounded up to a usual bit depth.
+            bits = next(
+                (b for b in (8, 10, 12, 14, 16) if top < 2**b),
+                max(17, int(np.ceil(np.log2(top + 1)))),
+            )
         else:
             bits = arr.dtype.itemsize * 8
     if window == "percentile":
-        low, high = _percentiles(arr, PERCENTILE_WINDOW)
-        if high <= low:  # a flat image
-            high = low + 1.0
-        return _scale(arr, low, high), bits
+        lo, hi = _percentiles(arr, PERCENTILE_WINDOW)
+        return _scale(arr, lo, hi if hi > lo else lo + 1.0), bits
     if isinstance(window, tuple):
         return _scale(arr, window[0], window[1]), bits
-    if arr.dtype == np.uint8 and bits == 8:
+    if arr.dtype == np.uint8:
         return arr, bits
-    if arr.dtype.kind == "f" or arr.min(initial=0) < 0 or top >= 2**bits:
-        low = float(arr.min(initial=0))
+    if arr.dtype.kind == "f" or low < 0:
         return _scale(arr, low, top if top > low else low + 1.0), bits
     return _scale(arr, 0.0, float(2**bits - 1)), bits
 
@@ -224,7 +231,7 @@ def _read_dicom(
     try:
         import pydicom
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise DataError(
+        raise _needs_package(
             f"'{path}' is a DICOM file, and reading DICOM needs pydicom. "
             'Install it with: pip install "covidxray[dicom]"'
         ) from exc
@@ -246,11 +253,18 @@ def _read_dicom(
             "reads single radiographs. Export the frame you want as its own file."
         )
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if "BitsStored" not in ds and "BitsAllocated" in ds:
+        ds.BitsStored = ds.BitsAllocated  # optional in some exports
     try:
         stored = np.asarray(ds.pixel_array)
     except Exception as exc:
-        if syntax is not None and syntax.is_compressed:
+        if syntax is not None and syntax.is_compressed and _has_decoder(syntax):
             raise DataError(
+                f"The compressed ({syntax.name}) pixel data of '{path}' could not be "
+                f"decoded; the file may be corrupt. pydicom said: {exc}"
+            ) from exc
+        if syntax is not None and syntax.is_compressed:
+            raise _needs_package(
                 f"'{path}' is compressed ({syntax.name}) and no installed decoder "
                 "reads it. Install one, e.g. pip install pylibjpeg "
                 "pylibjpeg-libjpeg pylibjpeg-openjpeg (or python-gdcm). "
@@ -291,6 +305,24 @@ def _read_dicom(
     auto = shown(_scale(voi, float(ends.min()), float(ends.max())))
     gray = auto if window == "auto" else shown(to_uint8(values, window)[0])
     return stored, gray, auto, photometric, bits
+
+
+def _needs_package(message: str) -> DataError:
+    """A DataError that says a package is missing: it depends on this machine,
+    not on the file, so a cache must not remember it."""
+    error = DataError(message)
+    error.needs_package = True  # type: ignore[attr-defined]
+    return error
+
+
+def _has_decoder(syntax: Any) -> bool:
+    """Whether pydicom has a working decoder for a transfer syntax."""
+    try:
+        from pydicom.pixels import get_decoder
+
+        return bool(get_decoder(syntax).is_available)
+    except Exception:  # pydicom 2, or a syntax pydicom does not know
+        return False
 
 
 def _png_significant_bits(data: bytes) -> int | None:
@@ -345,7 +377,11 @@ def _raw_pixels(img: Image.Image) -> np.ndarray:
 
 
 def _pixel_hash(arr: np.ndarray) -> str:
-    digest = hashlib.blake2b(f"{arr.dtype.str}{arr.shape}".encode(), digest_size=20)
+    if arr.dtype == np.uint8:  # as earlier versions salted 8-bit images
+        salt = f"{'L' if arr.ndim == 2 else 'RGB'}{(arr.shape[1], arr.shape[0])}"
+    else:
+        salt = f"{arr.dtype.str}{arr.shape}"
+    digest = hashlib.blake2b(salt.encode(), digest_size=20)
     digest.update(np.ascontiguousarray(arr).tobytes())
     return digest.hexdigest()
 
@@ -509,7 +545,10 @@ def decode_file(
     else:
         pil, mode, fmt, _ = _open_pil(path, data, max_pixels)
         raw = _raw_pixels(pil)
-        declared = _png_significant_bits(data) if fmt == "PNG" else None
+        # sBIT only means something for data deeper than 8 bits: Pillow gives
+        # 16-bit RGB as 8-bit, and 8-bit data is kept as it is.
+        deep = mode.startswith("I;16")
+        declared = _png_significant_bits(data) if fmt == "PNG" and deep else None
         gray, _ = to_uint8(raw, window, declared)
         auto_gray = gray if window == "auto" else to_uint8(raw, "auto", declared)[0]
         bits = declared or _container_bits(mode)

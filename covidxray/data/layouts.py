@@ -450,9 +450,7 @@ def read_folders(source: Path, ctx: ReadContext) -> list[Entry]:
                     f"Found no images under '{class_dir}'. Files with these "
                     f"extensions are read: {' '.join(READ_EXTENSIONS)}."
                 )
-            entries.extend(
-                Entry(f, class_dir.name, split, None, None) for f in files
-            )
+            entries.extend(Entry(f, class_dir.name, split, None, None) for f in files)
     return entries
 
 

@@ -53,6 +53,8 @@ class _Problems:
     def __init__(self, on_error: str) -> None:
         self.on_error = on_error
         self.skipped: list[tuple[str, str]] = []
+        #: Files that failed for want of a package, not for their content.
+        self.need_package: set[str] = set()
 
     def report(self, path: str, reason: str) -> None:
         if self.on_error == "raise":
@@ -60,6 +62,8 @@ class _Problems:
         self.skipped.append((path, reason))
 
     def add(self, path: str, error: DataError) -> None:
+        if getattr(error, "needs_package", False):
+            self.need_package.add(path)
         if self.on_error == "raise":
             raise error
         self.skipped.append((path, str(error)))
@@ -144,7 +148,7 @@ def _fill(
     if os.path.exists(cache):
         checked = _Problems("skip")  # unreadable files are reported once, below
         hashes = _file_hashes(entries, checked, num_workers)
-        reused = cache_file.reuse(hashes)
+        reused = cache_file.reuse(hashes, [e.path for e in entries])
         if reused is not None:
             pixels, rows, found = reused
             kept: list[ImageInfo | None] = []
@@ -170,6 +174,15 @@ def _fill(
     except BaseException:
         writer.abort()
         raise
+    if problems.need_package & {e.path for e in entries}:
+        writer.abort()  # this run keeps its pixels; the next one writes the file
+        logger.warning(
+            "Did not save the cache '%s': %d files need a package that is not "
+            "installed (see `.skipped`), and a cache must not remember that.",
+            cache,
+            len(problems.need_package),
+        )
+        return writer.store, infos, list(range(len(entries)))
     reasons = dict(problems.skipped)
     failed = [e for e, info in zip(entries, infos, strict=True) if info is None]
     failed_hashes = dict(

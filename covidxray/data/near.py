@@ -196,14 +196,15 @@ def near_pairs(
         return all_pairs(hashes, threshold, others)
     chunks, radius = plan
     both = hashes if others is None else np.concatenate([hashes, others])
-    bits = np.unpackbits(both, axis=1).astype(np.int64)
+    bits = np.unpackbits(both, axis=1)  # one byte a bit; widened per chunk
     order_of_bits = np.random.default_rng(0).permutation(n_bits)
     words = _words(hashes)
     theirs = words if others is None else _words(others)
     n = len(hashes)
     found_i, found_j, found_d = [], [], []
     for positions in np.array_split(order_of_bits, chunks):
-        values = bits[:, positions] @ (np.int64(1) << np.arange(len(positions)))
+        weights = np.int64(1) << np.arange(len(positions), dtype=np.int64)
+        values = bits[:, positions].astype(np.int64) @ weights
         mine = values[:n]
         base = mine if others is None else values[n:]
         order = np.argsort(base, kind="stable")
