@@ -154,7 +154,7 @@ def training_batches(
             raise DataError(f"The training split of '{train.source}' is empty.")
         if validation_data is None:
             validation_data = train.as_tf_dataset("val", batch_size=batch_size)
-        labels: np.ndarray | tf.data.Dataset = train.labels("train")
+        labels: np.ndarray | tf.data.Dataset = _drawn_labels(train)
     else:
         train_ds = array_batches(train, batch_size or 32, shuffle=True, seed=seed)
         labels = (
@@ -172,6 +172,18 @@ def training_batches(
         else None
     )
     return train_ds, val_ds, labels
+
+
+def _drawn_labels(data: XrayDataset) -> np.ndarray:
+    """The training labels as a pass draws them: for a `balanced` view, each
+    class repeated as often as the draws are expected to give it."""
+    labels = data.labels("train")
+    if data.sampling is None:
+        return labels
+    expected = np.bincount(
+        labels, weights=data.draw_weights("train") * len(labels), minlength=2
+    )
+    return np.repeat(np.arange(len(expected)), np.round(expected).astype(int))
 
 
 def class_weights(

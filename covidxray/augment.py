@@ -42,6 +42,11 @@ class _Params:
     brightness: tuple[float, float] | None = None
     contrast: tuple[float, float] | None = None
     fill_mode: str = "nearest"
+    gamma: tuple[float, float] | None = None
+    sharpness: tuple[float, float] | None = None
+    noise: float = 0.0
+    jpeg_quality: tuple[int, int] | None = None
+    downscale: tuple[float, float] | None = None
 
 
 def _pair(name: str, value: Any, *, around: float | None = None) -> tuple[float, float]:
@@ -66,6 +71,54 @@ def _pair(name: str, value: Any, *, around: float | None = None) -> tuple[float,
             f"Received: {value!r}."
         )
     return lo, hi
+
+
+def _positive_pair(name: str, value: Any) -> tuple[float, float]:
+    lo, hi = _pair(name, value)
+    if lo <= 0:
+        raise ValueError(
+            f"The `{name}` argument of Augmenter must be above 0. Received: {value!r}."
+        )
+    return lo, hi
+
+
+def _scale_pair(value: Any) -> tuple[float, float]:
+    lo, hi = _pair("downscale", value)
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(
+            "The `downscale` argument of Augmenter must be a pair (low, high) with "
+            f"0 < low <= high <= 1. Received: {value!r}."
+        )
+    return lo, hi
+
+
+def _quality(value: Any) -> tuple[int, int]:
+    lo, hi = _pair("jpeg_quality", value)
+    if not 1 <= lo <= hi <= 100:
+        raise ValueError(
+            "The `jpeg_quality` argument of Augmenter must be a pair (low, high) "
+            f"with 1 <= low <= high <= 100. Received: {value!r}."
+        )
+    return int(lo), int(hi)
+
+
+def _noise(value: Any) -> float:
+    if not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(
+            "The `noise` argument of Augmenter must be a standard deviation in "
+            f"[0, 1). Received: {value!r}."
+        )
+    return float(value)
+
+
+def _blur3(x: tf.Tensor) -> tf.Tensor:
+    """A 3x3 binomial blur of (N, H, W, C) floats, edges repeated."""
+    kernel = tf.constant([1.0, 2.0, 1.0]) / 4.0
+    k2 = kernel[:, None] * kernel[None, :]
+    channels = tf.shape(x)[-1]
+    weights = tf.tile(k2[:, :, None, None], tf.stack([1, 1, channels, 1]))
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    return tf.nn.depthwise_conv2d(padded, weights, [1, 1, 1, 1], "VALID")
 
 
 def _shift(value: Any) -> tuple[float, float]:
@@ -103,6 +156,21 @@ class Augmenter:
       factor from that range.
     - `fill_mode`: how pixels from outside the image are filled: `"nearest"`,
       `"constant"` (black), `"reflect"` or `"wrap"`.
+
+    Acquisition-style changes, which make how a picture was taken and stored
+    (one hospital's exposure, sharpening, noise, compression and resolution
+    against another's) less useful to a model:
+
+    - `gamma`: `(lo, hi)`; each image becomes `x ** g`, `g` drawn log-uniformly.
+    - `sharpness`: `(lo, hi)`; `x + a * (x - blur(x))` with `a` from that range:
+      below 0 blurs (-1 is a 3x3 binomial blur), above 0 sharpens.
+    - `noise`: Gaussian noise with a standard deviation drawn from
+      [0, noise] per image (in [0, 1] units).
+    - `jpeg_quality`: `(lo, hi)`; each image is JPEG-encoded and decoded at a
+      quality drawn from that range.
+    - `downscale`: `(lo, hi)`; each image is shrunk by a factor from that
+      range and enlarged back (bilinear), losing detail as a smaller original
+      would.
     - `seed`: with a seed, the same seed gives the same images.
 
     Inputs are float images in [0, 1] (or uint8), as a batch (N, H, W, C) or a
@@ -131,6 +199,11 @@ class Augmenter:
         brightness: Sequence[float] | None = None,
         contrast: Sequence[float] | None = None,
         fill_mode: str = "nearest",
+        gamma: Sequence[float] | None = None,
+        sharpness: Sequence[float] | None = None,
+        noise: float = 0.0,
+        jpeg_quality: Sequence[int] | None = None,
+        downscale: Sequence[float] | None = None,
         seed: int | None = None,
     ) -> None:
         check_choice("fill_mode", fill_mode, FILL_MODES, "Augmenter")
@@ -149,6 +222,11 @@ class Augmenter:
             brightness=None if brightness is None else _pair("brightness", brightness),
             contrast=None if contrast is None else _pair("contrast", contrast),
             fill_mode=fill_mode,
+            gamma=None if gamma is None else _positive_pair("gamma", gamma),
+            sharpness=None if sharpness is None else _pair("sharpness", sharpness),
+            noise=_noise(noise),
+            jpeg_quality=None if jpeg_quality is None else _quality(jpeg_quality),
+            downscale=None if downscale is None else _scale_pair(downscale),
         )
         self.seed = seed
         self._generator = (
@@ -203,6 +281,29 @@ class Augmenter:
             brightness=(0.85, 1.15),
             contrast=(0.85, 1.15),
             fill_mode="constant",
+            seed=seed,
+        )
+
+    @classmethod
+    def acquisition(cls, *, seed: int | None = None) -> Augmenter:
+        """`xray()` plus acquisition-style changes: gamma (0.7, 1.4), sharpness
+        (-1, 1.5), noise up to 0.03, JPEG quality (30, 95) and downscaling by
+        (0.3, 1.0). They vary what tells sources apart (exposure, processing,
+        noise, compression, resolution: seed-xray's COVID images are about
+        three times larger than its CheXpert images) and keep the anatomy.
+        """
+        return cls(
+            rotation=7,
+            zoom=0.1,
+            shift=0.05,
+            brightness=(0.85, 1.15),
+            contrast=(0.85, 1.15),
+            fill_mode="constant",
+            gamma=(0.7, 1.4),
+            sharpness=(-1.0, 1.5),
+            noise=0.03,
+            jpeg_quality=(30, 95),
+            downscale=(0.3, 1.0),
             seed=seed,
         )
 
@@ -305,6 +406,8 @@ class Augmenter:
         key_geo, key_bright, key_contrast = tf.unstack(
             tf.random.experimental.stateless_split(seed, 3)
         )
+        # A fourth key, from the seed on its own: the first three are as before.
+        key_acquire = tf.random.experimental.stateless_fold_in(seed, 4)
         if self._geometric:
             x = tf.raw_ops.ImageProjectiveTransformV3(
                 images=x,
@@ -333,11 +436,69 @@ class Augmenter:
             # The warp interpolates and fills within the input's range, and a
             # factor <= 1 keeps [0, 1]: only these two can leave it.
             x = tf.clip_by_value(x, 0.0, 1.0)
+        if self._acquisition:
+            x = self._acquire(x, n, key_acquire)
         if out_dtype == tf.uint8:
             x = tf.cast(tf.round(x * 255.0), tf.uint8)
         else:
             x = tf.cast(x, out_dtype)
         return x[0] if single else x
+
+    @property
+    def _acquisition(self) -> bool:
+        p = self.params
+        return bool(p.gamma or p.sharpness or p.noise or p.jpeg_quality or p.downscale)
+
+    def _acquire(self, x: tf.Tensor, n: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """Gamma, resolution, sharpness, noise and JPEG, per image, on floats in
+        [0, 1]; returns floats in [0, 1]."""
+        p = self.params
+        keys = tf.random.experimental.stateless_split(seed, 5)
+        per_image = tf.stack([n, 1, 1, 1])
+        if p.gamma is not None:
+            log_g = tf.random.stateless_uniform(
+                per_image, keys[0], math.log(p.gamma[0]), math.log(p.gamma[1])
+            )
+            x = tf.pow(tf.maximum(x, 1e-6), tf.exp(log_g))
+        if p.downscale is not None:
+            factors = tf.random.stateless_uniform(tf.stack([n]), keys[1], *p.downscale)
+            size = tf.shape(x)[1:3]
+
+            def shrink(args: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+                image, f = args
+                small = tf.maximum(
+                    1, tf.cast(tf.round(tf.cast(size, tf.float32) * f), tf.int32)
+                )
+                return tf.image.resize(tf.image.resize(image, small), size)
+
+            x = tf.map_fn(shrink, (x, factors), fn_output_signature=tf.float32)
+        if p.sharpness is not None:
+            amount = tf.random.stateless_uniform(per_image, keys[2], *p.sharpness)
+            x = x + amount * (x - _blur3(x))
+        if p.noise:
+            sigma = tf.random.stateless_uniform(per_image, keys[3], 0.0, p.noise)
+            x = x + sigma * tf.random.stateless_normal(tf.shape(x), keys[4])
+        x = tf.clip_by_value(x, 0.0, 1.0)
+        if p.jpeg_quality is not None:
+            quality = tf.random.stateless_uniform(
+                tf.stack([n]),
+                tf.random.experimental.stateless_fold_in(seed, 7),
+                p.jpeg_quality[0],
+                p.jpeg_quality[1] + 1,
+                dtype=tf.int32,
+            )
+
+            def recompress(args: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+                image, q = args
+                pixels = tf.image.convert_image_dtype(image, tf.uint8, saturate=True)
+                decoded = tf.io.decode_jpeg(
+                    tf.io.encode_jpeg(pixels, quality=q),
+                    channels=image.shape[-1] or 0,
+                )
+                return tf.cast(decoded, tf.float32) / 255.0
+
+            x = tf.map_fn(recompress, (x, quality), fn_output_signature=tf.float32)
+        return x
 
     def next_seed(self) -> tf.Tensor:
         """The next stateless seed from this augmenter's own generator."""

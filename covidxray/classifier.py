@@ -8,7 +8,6 @@ coercion (`_inputs`), training plumbing (`_training`) and file format
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import tensorflow as tf
 
 from . import _inputs, _persist, _scoring, _training
 from ._inputs import ImageInput
+from ._params import Params
 from ._persist import ModelMetadata
 from ._seen import TrainingRecord, record_after_fit
 from ._validation import check_model_classes, check_positive_int
@@ -32,7 +32,7 @@ from .models import unfreeze_backbone
 __all__ = ["Classifier"]
 
 
-class Classifier:
+class Classifier(Params):
     """A Keras model with its class names, threshold and image preprocessing.
 
     `__init__` only stores its arguments. `fit` (or `load`) sets the learned
@@ -56,6 +56,10 @@ class Classifier:
             training data's, else the model's input size.
         color_mode: `"grayscale"` or `"rgb"`; default from the data or model.
         resize: `"stretch"`, `"pad"` or `"crop"`; default from the data.
+        spectral_decoupling: Strength of an L2 penalty on the logits added to
+            the loss (Pohjonen et al., iScience 2022); 0 turns it off. It keeps
+            a model from growing confident on the first features that separate
+            the classes, such as a source's look.
         seed: Seed of `fit`'s own random streams: dropout, the shuffles of
             arrays and cached features, and the augmenter's per-batch seeds
             (when the augmenter has no seed of its own). An `XrayDataset`
@@ -96,6 +100,7 @@ class Classifier:
         image_size: Sequence[int] | None = None,
         color_mode: str | None = None,
         resize: str | None = None,
+        spectral_decoupling: float = 0.0,
         seed: int | None = 0,
     ) -> None:
         self.model = model
@@ -107,29 +112,8 @@ class Classifier:
         self.image_size = image_size
         self.color_mode = color_mode
         self.resize = resize
+        self.spectral_decoupling = spectral_decoupling
         self.seed = seed
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor arguments, as scikit-learn's `get_params`."""
-        keys = inspect.signature(Classifier.__init__).parameters
-        return {k: getattr(self, k) for k in keys if k != "self"}
-
-    def set_params(self, **params: Any) -> Classifier:
-        """Set constructor arguments (e.g. a lower `learning_rate` to fine-tune).
-
-        A new `model` makes the classifier unfitted: the next `fit` trains it."""
-        valid = self.get_params()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(
-                    f"Unknown parameter {key!r} for Classifier. "
-                    f"Valid: {', '.join(valid)}."
-                )
-            if key == "model" and value is not self.model:
-                for name in ("model_", "training_record_"):  # a new model: unfitted
-                    self.__dict__.pop(name, None)
-            setattr(self, key, value)
-        return self
 
     @property
     def _binary(self) -> bool:
@@ -157,7 +141,9 @@ class Classifier:
             )
 
     def _compile(self, model: keras.Model) -> None:
-        _training.compile_for(model, self.optimizer, self.learning_rate)
+        _training.compile_for(
+            model, self.optimizer, self.learning_rate, self.spectral_decoupling
+        )
 
     def fit(
         self,

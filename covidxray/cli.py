@@ -159,7 +159,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 # The heatmap is mapped back through the resize policy, so it
                 # lands on the right place of the decoded image.
                 target = out / f"{start + k:04d}_{Path(name).stem}_gradcam.png"
-                heat = clf.preprocessing_.map_back(heatmaps[k], decoded[k].size)
+                prep = clf.preprocessing_
+                box = prep.seen_box(decoded[k])
+                heat = prep.map_back(heatmaps[k], decoded[k].size, box)
                 overlay(decoded[k], heat).save(target)
                 row["gradcam"] = str(target)
             results.append(row)

@@ -65,7 +65,9 @@ for k, (path, label, p, heat) in enumerate(
     zip(files, labels, probabilities, heatmaps, strict=True)
 ):
     image, _ = prep.decode(path)
-    overlay(image, prep.map_back(heat, image.size)).save(out / f"gradcam_{k}.png")
+    overlay(image, prep.map_back(heat, image.size, prep.seen_box(image))).save(
+        out / f"gradcam_{k}.png"
+    )
     print(f"{label:>8}  P({loaded.class_names[1]})={p:.3f}  {Path(path).name}")
 
 titles = [f"{label} {p:.2f}" for label, p in zip(labels, probabilities, strict=True)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import logging
@@ -259,6 +260,8 @@ def load_dataset(
     layout: str = "auto",
     resize: str = "stretch",
     window: Window = "auto",
+    trim: float = 0.0,
+    equalize: str = "none",
     views: Sequence[str] | None = None,
     modality: str | None = "X-ray",
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -316,6 +319,9 @@ def load_dataset(
             unchanged, deeper ones scaled by their real bit depth, DICOM by
             its own window), `"percentile"` (each image between its 0.5th and
             99.5th percentiles) or `(low, high)` raw values.
+        trim: Above 0, cut uniform borders (frames, padding), then this
+            fraction of each side, where burnt-in text and markers sit.
+        equalize: `"none"`, `"histogram"` or `"clahe"` (see `Preprocessing`).
         views: Keep only these views (e.g. `("PA", "AP")`) in metadata layouts.
         modality: Keep only this modality in metadata layouts; None keeps all.
         max_pixels: Refuse larger images (decompression bombs).
@@ -360,6 +366,8 @@ def load_dataset(
         color_mode=color_mode,
         resize=resize,
         window=window,
+        trim=trim,
+        equalize=equalize,
     )
     check_positive_int("batch_size", batch_size, "load_dataset")
     check_choice("min_classes", min_classes, (1, 2), "load_dataset")
@@ -663,6 +671,8 @@ class XrayDataset:
         self.label_mapping = dict(label_mapping or {})
         self._pixels = pixels
         self._rows = dict(rows)
+        #: `"class"` or `"source"` for a view made by `balanced`, else None.
+        self.sampling: str | None = None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -705,6 +715,56 @@ class XrayDataset:
         if self._pixels is not None:
             return np.asarray(self._pixels[self._rows[path]])
         return self.preprocessing.load(path, max_pixels=self.max_pixels)
+
+    def balanced(self, by: str = "source") -> XrayDataset:
+        """A view of this dataset whose training batches are drawn, with
+        replacement, so that classes weigh the same.
+
+        With `by="class"`, every class has the same chance per draw. With
+        `by="source"`, every source keeps its share of the draws, split
+        equally among the classes it holds, so that within a source the label
+        prior is no longer the source's (a source with one class keeps it).
+        Each pass draws as many images as the split holds. Validation and
+        test batches are unchanged. `Classifier.fit` then needs no class
+        weights: its `"balanced"` weights come out equal.
+
+        Examples:
+            >>> import tempfile
+            >>> from covidxray import load_dataset
+            >>> from covidxray.datasets import make_synthetic
+            >>> root = make_synthetic(
+            ...     tempfile.mkdtemp(), n_per_class=6, image_size=(16, 16))
+            >>> view = load_dataset(root, image_size=(16, 16)).balanced("class")
+            >>> view.sampling, round(float(view.draw_weights("train").sum()), 6)
+            ('class', 1.0)
+        """
+        check_choice("by", by, ("class", "source"), "balanced")
+        view = copy.copy(self)
+        view.sampling = by
+        return view
+
+    def draw_weights(self, split: str) -> np.ndarray:
+        """The chance of each record of `split` per draw (sums to 1): uniform,
+        or as `balanced` says."""
+        recs = self.split_records(split)
+        if not recs:
+            return np.zeros(0)
+        if self.sampling is None:
+            return np.full(len(recs), 1.0 / len(recs))
+        cells = Counter((r.source, r.label) for r in recs)
+        if self.sampling == "class":
+            per_label = Counter(r.label for r in recs)
+            w = np.array([1.0 / (len(per_label) * per_label[r.label]) for r in recs])
+        else:
+            sources = Counter(r.source for r in recs)
+            held = Counter(src for src, _ in cells)
+            w = np.array(
+                [
+                    sources[r.source] / (held[r.source] * cells[(r.source, r.label)])
+                    for r in recs
+                ]
+            )
+        return w / w.sum()
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per split and class (splits with no image are left out)."""
@@ -919,10 +979,11 @@ class XrayDataset:
             return None
         labels = self.labels(split)
         size = batch_size or self.batch_size
+        order = self._order(split, shuffle)
         if self._pixels is not None:
-            ds = self._cached_batches(recs, labels, size, shuffle)
+            ds = self._cached_batches(recs, labels, size, order)
         else:
-            ds = self._decoded_batches(recs, labels, size, shuffle)
+            ds = self._decoded_batches(recs, labels, size, order)
         shape = (None, *self.preprocessing.input_shape)
 
         def checked(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -939,21 +1000,48 @@ class XrayDataset:
             )
         return ds.prefetch(tf.data.AUTOTUNE)
 
+    def _order(self, split: str, shuffle: bool) -> tf.data.Dataset:
+        """Positions in the split, one pass: in order, reshuffled every pass,
+        or drawn with `draw_weights` when this is a `balanced` view."""
+        import tensorflow as tf
+
+        n = len(self.split_records(split))
+        if shuffle and self.sampling is not None:
+            edges = tf.constant(np.cumsum(self.draw_weights(split))[:-1], tf.float64)
+            draws = tf.data.Dataset.random(
+                seed=self.seed, rerandomize_each_iteration=True
+            ).take(n)
+            return draws.map(
+                lambda r: tf.searchsorted(
+                    edges,
+                    # Dataset.random gives integers in [0, 2**32).
+                    tf.reshape(tf.cast(r % (2**32), tf.float64) / 2.0**32, [1]),
+                    side="right",
+                )[0]
+            )
+        order = tf.data.Dataset.range(n)
+        if shuffle:
+            order = order.shuffle(n, seed=self.seed, reshuffle_each_iteration=True)
+        return order
+
     def _cached_batches(
-        self, recs: list[Record], labels: np.ndarray, size: int, shuffle: bool
+        self,
+        recs: list[Record],
+        labels: np.ndarray,
+        size: int,
+        order: tf.data.Dataset,
     ) -> tf.data.Dataset:
         """uint8 batches gathered from the pixel cache by row index."""
         import tensorflow as tf
 
-        rows = np.array([self._rows[r.path] for r in recs], dtype=np.int64)
+        rows = tf.constant([self._rows[r.path] for r in recs], tf.int64)
+        targets = tf.constant(labels)
         pixels = self._pixels
 
         def gather(idx: np.ndarray) -> np.ndarray:
             return np.asarray(pixels[idx])  # type: ignore[index]
 
-        ds = tf.data.Dataset.from_tensor_slices((rows, labels))
-        if shuffle:
-            ds = ds.shuffle(len(recs), seed=self.seed, reshuffle_each_iteration=True)
+        ds = order.map(lambda i: (tf.gather(rows, i), tf.gather(targets, i)))
         return ds.batch(size).map(
             lambda idx, y: (
                 tf.numpy_function(gather, [idx], tf.uint8, stateful=False),
@@ -963,7 +1051,11 @@ class XrayDataset:
         )
 
     def _decoded_batches(
-        self, recs: list[Record], labels: np.ndarray, size: int, shuffle: bool
+        self,
+        recs: list[Record],
+        labels: np.ndarray,
+        size: int,
+        order: tf.data.Dataset,
     ) -> tf.data.Dataset:
         """uint8 batches decoded from disk, file by file, with `preprocessing`."""
         import tensorflow as tf
@@ -973,11 +1065,9 @@ class XrayDataset:
         def read(path: bytes) -> np.ndarray:
             return prep.load(path.decode(), max_pixels=limit)
 
-        ds = tf.data.Dataset.from_tensor_slices(
-            (np.array([r.path for r in recs]), labels)
-        )
-        if shuffle:
-            ds = ds.shuffle(len(recs), seed=self.seed, reshuffle_each_iteration=True)
+        paths = tf.constant([r.path for r in recs])
+        targets = tf.constant(labels)
+        ds = order.map(lambda i: (tf.gather(paths, i), tf.gather(targets, i)))
         ds = ds.map(
             lambda p, y: (tf.numpy_function(read, [p], tf.uint8, stateful=False), y),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -1,6 +1,7 @@
 """`Preprocessing`: how one image becomes the pixels a model sees.
 
-One value of it, `(image_size, color_mode, resize, window)`, decodes and resizes a file
+One value of it, `(image_size, color_mode, resize, window, trim, equalize)`,
+decodes and resizes a file
 the same way wherever an image enters covidxray: the dataset scan, the
 no-cache path of `tf.data`, `Classifier.predict`, Grad-CAM overlays and the
 command line. A saved classifier stores it, so a file is read at prediction
@@ -23,6 +24,7 @@ from ..errors import DataError
 from .decode import (
     COLOR_MODES,
     DEFAULT_MAX_PIXELS,
+    EQUALIZE_MODES,
     RESIZE_MODES,
     ImageInfo,
     Window,
@@ -30,7 +32,9 @@ from .decode import (
     array_to_image,
     check_window,
     decode_file,
+    equalize,
     image_to_array,
+    trim_box,
 )
 
 __all__ = ["Preprocessing"]
@@ -52,6 +56,12 @@ class Preprocessing:
             and applies a DICOM file's own window; `"percentile"` stretches
             each image between its 0.5th and 99.5th percentiles; `(low, high)`
             maps those raw values to black and white.
+        trim: 0 keeps the whole image. Above 0, uniform border lines (frames,
+            padding) are cut, then this fraction of each side, where burnt-in
+            text and markers sit (see `trim_box`).
+        equalize: `"none"`, `"histogram"` (global histogram equalisation) or
+            `"clahe"` (contrast-limited adaptive equalisation, 8 x 8 tiles),
+            after trimming and before resizing.
 
     Examples:
         >>> import numpy as np
@@ -73,11 +83,20 @@ class Preprocessing:
     color_mode: str = "grayscale"
     resize: str = "stretch"
     window: Window = "auto"
+    trim: float = 0.0
+    equalize: str = "none"
 
     def __post_init__(self) -> None:
         size = check_image_size(self.image_size, "Preprocessing")
         object.__setattr__(self, "image_size", size)
         object.__setattr__(self, "window", check_window(self.window, "Preprocessing"))
+        check_choice("equalize", self.equalize, EQUALIZE_MODES, "Preprocessing")
+        if not isinstance(self.trim, (int, float)) or not 0.0 <= self.trim < 0.5:
+            raise ValueError(
+                "The `trim` argument of Preprocessing must be a fraction in [0, 0.5). "
+                f"Received: {self.trim!r}."
+            )
+        object.__setattr__(self, "trim", float(self.trim))
         check_choice("color_mode", self.color_mode, COLOR_MODES, "Preprocessing")
         check_choice("resize", self.resize, RESIZE_MODES, "Preprocessing")
 
@@ -116,6 +135,9 @@ class Preprocessing:
         Raises:
             DataError: Pillow cannot convert the image's mode (names `name`).
         """
+        if self.trim:
+            image = image.crop(trim_box(image, self.trim))
+        image = equalize(image, self.equalize)
         try:
             return image_to_array(
                 image, self.image_size, color_mode=self.color_mode, resize=self.resize
@@ -149,13 +171,25 @@ class Preprocessing:
             image = array_to_image(image)
         return self.to_array(_canonical(image, self.window))
 
-    def map_back(self, values: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    def seen_box(self, image: Image.Image) -> tuple[int, int, int, int] | None:
+        """The part of a decoded image the model sees, `(left, top, right,
+        bottom)`, when `trim` cuts some of it away; else None."""
+        return trim_box(image, self.trim) if self.trim else None
+
+    def map_back(
+        self,
+        values: np.ndarray,
+        size: Sequence[int],
+        box: Sequence[int] | None = None,
+    ) -> np.ndarray:
         """Map a 2-D map on the model's input (a Grad-CAM heatmap) back onto
         the image it came from, undoing the resize policy.
 
         Args:
             values: Float array of shape `image_size`.
             size: `(width, height)` of the decoded image, as PIL gives it.
+            box: With `trim`, the part of the image the model saw,
+                `seen_box(image)`; the rest of the map is 0.
 
         Returns:
             A float32 array (height, width): with `"pad"` the padding is cut
@@ -169,6 +203,12 @@ class Preprocessing:
             >>> prep.map_back(heat, (8, 4)).min()  # an 8 x 4 image: all of it
             np.float32(1.0)
         """
+        if box is not None:
+            left, top, right, bottom = (int(v) for v in box)
+            inner = self.map_back(values, (right - left, bottom - top))
+            full = np.zeros((int(size[1]), int(size[0])), np.float32)
+            full[top:bottom, left:right] = inner
+            return full
         width, height = int(size[0]), int(size[1])
         rows, cols = self.image_size
         values = np.asarray(values, dtype=np.float32)
@@ -211,13 +251,15 @@ class Preprocessing:
             "window": list(self.window)
             if isinstance(self.window, tuple)
             else self.window,
+            "trim": self.trim,
+            "equalize": self.equalize,
         }
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Preprocessing:
         """Rebuild a `Preprocessing` from `to_dict`'s output. A dict without
-        `window` (saved before it existed) gets `"auto"`, which is how images
-        were read then.
+        `window`, `trim` or `equalize` (saved before they existed) gets
+        `"auto"`, 0 and `"none"`, which is how images were read then.
 
         Raises:
             ValueError: A key is missing or a value is not allowed.
@@ -233,4 +275,6 @@ class Preprocessing:
             color_mode=values["color_mode"],
             resize=values["resize"],
             window=values.get("window", "auto"),
+            trim=values.get("trim", 0.0),
+            equalize=values.get("equalize", "none"),
         )
