@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .augment import Augmenter
     from .classifier import Classifier
     from .comparison import Comparison, run_comparison
+    from .crossval import SourceEvaluation, evaluate_by_source, leave_one_source_out
     from .explain import grad_cam, overlay
     from .metrics import Evaluation
     from .models import (
@@ -46,6 +47,9 @@ _LAZY = {
     "Classifier": "classifier",
     "Comparison": "comparison",
     "Evaluation": "metrics",
+    "SourceEvaluation": "crossval",
+    "evaluate_by_source": "crossval",
+    "leave_one_source_out": "crossval",
     "build_cnn": "models",
     "build_pretrained": "models",
     "grad_cam": "explain",
@@ -71,13 +75,16 @@ __all__ = [
     "NotFittedError",
     "Preprocessing",
     "Record",
+    "SourceEvaluation",
     "WeightsUnavailableError",
     "XrayDataset",
     "__version__",
     "audit",
     "build_cnn",
     "build_pretrained",
+    "evaluate_by_source",
     "grad_cam",
+    "leave_one_source_out",
     "list_backbones",
     "load_dataset",
     "overlay",

@@ -512,8 +512,9 @@ def _confound_warnings(report: AuditReport, positive: str) -> list[str]:
                     "learn the source instead of the disease."
                 )
             else:
+                verb = "holds" if len(mine) == 1 else "hold"
                 out.append(
-                    f"{', '.join(mine)} hold only '{label}' ({share:.0%} of the "
+                    f"{', '.join(mine)} {verb} only '{label}' ({share:.0%} of the "
                     f"'{label}' images): their look alone says '{label}'. Evaluate "
                     "within sources that hold both classes."
                 )

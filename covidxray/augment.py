@@ -293,17 +293,14 @@ class Augmenter:
         three times larger than its CheXpert images) and keep the anatomy.
         """
         return cls(
-            rotation=7,
-            zoom=0.1,
-            shift=0.05,
-            brightness=(0.85, 1.15),
-            contrast=(0.85, 1.15),
-            fill_mode="constant",
-            gamma=(0.7, 1.4),
-            sharpness=(-1.0, 1.5),
-            noise=0.03,
-            jpeg_quality=(30, 95),
-            downscale=(0.3, 1.0),
+            **{
+                **asdict(cls.xray().params),
+                "gamma": (0.7, 1.4),
+                "sharpness": (-1.0, 1.5),
+                "noise": 0.03,
+                "jpeg_quality": (30, 95),
+                "downscale": (0.3, 1.0),
+            },
             seed=seed,
         )
 
@@ -490,12 +487,7 @@ class Augmenter:
 
             def recompress(args: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
                 image, q = args
-                pixels = tf.image.convert_image_dtype(image, tf.uint8, saturate=True)
-                decoded = tf.io.decode_jpeg(
-                    tf.io.encode_jpeg(pixels, quality=q),
-                    channels=image.shape[-1] or 0,
-                )
-                return tf.cast(decoded, tf.float32) / 255.0
+                return tf.image.adjust_jpeg_quality(image, q)
 
             x = tf.map_fn(recompress, (x, quality), fn_output_signature=tf.float32)
         return x

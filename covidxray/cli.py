@@ -31,7 +31,7 @@ def _weights(value: str) -> str | None:
 def _cmd_audit(args: argparse.Namespace) -> int:
     from . import audit
 
-    report = audit(args.data, shortcut_probe=not args.no_probe)
+    report = audit(_sources(args.data), shortcut_probe=not args.no_probe)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -50,7 +50,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         check_model_path(args.checkpoint, "--checkpoint")
     size = args.image_size or (256 if args.model == "cnn" else 224)
     data = load_dataset(
-        args.data,
+        _sources(args.data),
         image_size=(size, size),
         color_mode=args.color_mode,
         batch_size=args.batch_size,
@@ -192,6 +192,72 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_DATA_HELP = (
+    "dataset folder(s) or metadata file(s); several are read as one dataset with "
+    "a source each (named after its folder, or NAME=PATH)"
+)
+
+
+def _sources(items: list[str]) -> Any:
+    """One path, or a dict name -> path for several (NAME=PATH or a folder)."""
+    if len(items) == 1 and "=" not in items[0]:
+        return items[0]
+    named: dict[str, str] = {}
+    for item in items:
+        name, _, path = item.partition("=") if "=" in item else ("", "", item)
+        key = name or Path(path).resolve().name
+        if key in named:
+            raise DataError(
+                f"Two sources are named {key!r}: '{named[key]}' and '{path}'. Name "
+                "them with NAME=PATH."
+            )
+        named[key] = path
+    return named
+
+
+def _cmd_crossval(args: argparse.Namespace) -> int:
+    from . import Augmenter, build_cnn, build_pretrained, load_dataset
+    from .crossval import leave_one_source_out
+
+    size = args.image_size or (256 if args.model == "cnn" else 224)
+    data = load_dataset(
+        _sources(args.data),
+        image_size=(size, size),
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    if not args.json:
+        print(data.summary())
+    if args.model == "cnn":
+        build: Any = build_cnn
+    else:
+        weights = _weights(args.weights)
+
+        def build(shape: tuple[int, int, int]) -> Any:
+            return build_pretrained(args.model, input_shape=shape, weights=weights)
+
+    augmenters = {"seed": Augmenter.seed_training, "xray": Augmenter.xray}
+    augment = (
+        (lambda seed: augmenters[args.augment](seed=seed))
+        if args.augment != "none"
+        else None
+    )
+    result = leave_one_source_out(
+        data,
+        build,
+        epochs=args.epochs,
+        augmenter=augment,
+        seed=args.seed,
+        n_bootstrap=args.bootstrap,
+        verbose=0 if args.quiet else "auto",
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        print(result.to_markdown())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `covidxray` command."""
     parser = argparse.ArgumentParser(
@@ -215,13 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("audit", help="find duplicates, patient overlap and shortcuts")
-    p.add_argument("data", help="dataset folder or metadata file")
+    p.add_argument("data", nargs="+", help=_DATA_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.add_argument("--no-probe", action="store_true", help="skip the shortcut probe")
     p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("train", help="train a model and save it as a .keras file")
-    p.add_argument("data", help="dataset folder or metadata file")
+    p.add_argument("data", nargs="+", help=_DATA_HELP)
     p.add_argument(
         "--model", default="cnn", help="cnn or a backbone name (default: cnn)"
     )
@@ -274,6 +340,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--gradcam", metavar="OUTDIR", help="write a Grad-CAM overlay per image"
     )
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "crossval",
+        help="leave one source out: train on all sources but one, score the one "
+        "left out, for each source",
+    )
+    p.add_argument(
+        "--by", choices=["source"], default="source", help="what to hold out"
+    )
+    p.add_argument("data", nargs="+", help=_DATA_HELP)
+    p.add_argument("--model", default="cnn", help="cnn or a backbone name")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--image-size", type=int, help="default 256 for cnn, 224 else")
+    p.add_argument("--augment", choices=["seed", "xray", "none"], default="xray")
+    p.add_argument("--weights", default="imagenet", help="imagenet, none, or a file")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--bootstrap", type=int, default=1000, help="AUC resamples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_crossval)
 
     p = sub.add_parser("compare", help="the published comparison, leaky and audited")
     p.add_argument(

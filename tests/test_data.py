@@ -14,6 +14,7 @@ from PIL import Image
 
 from covidxray import CovidXrayWarning, DataError, load_dataset
 from covidxray.data.decode import decode_file, image_to_array
+from helpers import write_dicom as write_dicom_file
 from helpers import write_image
 
 
@@ -569,29 +570,7 @@ def test_conflicting_labels_are_dropped(tmp_path: Path) -> None:
 def write_dicom(
     path: Path, pixels: np.ndarray, photometric: str, bits_stored: int
 ) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 16
-    ds.BitsStored = bits_stored
-    ds.HighBit = bits_stored - 1
-    ds.PixelRepresentation = 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_dicom_file(path, pixels, bits=bits_stored, photometric=photometric)
 
 
 def test_dicom_bits_stored_and_monochrome1(tmp_path: Path) -> None:

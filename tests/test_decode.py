@@ -13,6 +13,7 @@ from covidxray import Preprocessing, audit, load_dataset
 from covidxray.data.decode import decode_file, to_uint8
 from covidxray.datasets import synthetic_xray
 from covidxray.errors import DataError
+from helpers import write_dicom as dicom
 
 
 def gradient(top: int, shape: tuple[int, int] = (16, 256)) -> np.ndarray:
@@ -112,43 +113,6 @@ def test_to_uint8_handles_signed_deep_and_float_data() -> None:
 
 
 # ------------------------------------------------------------------- DICOM
-
-
-def dicom(
-    path: Path,
-    stored: np.ndarray,
-    *,
-    bits: int = 12,
-    photometric: str = "MONOCHROME2",
-    frames: int = 1,
-    **tags: object,
-) -> Path:
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = stored.shape[-2:]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
-    ds.PixelRepresentation = 0
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    for key, value in tags.items():
-        setattr(ds, key, value)
-    ds.PixelData = stored.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    assert pydicom.dcmread(path).Rows == stored.shape[-2]
-    return path
 
 
 def pydicom_reference(path: Path) -> np.ndarray:

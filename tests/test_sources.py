@@ -104,7 +104,7 @@ def test_audit_warns_when_a_class_comes_only_from_its_own_source(
         Image.fromarray(255 - image).save(only_covid / "covid" / path.name)
     report = audit({"both": root, "hosp": only_covid}, shortcut_probe=False)
     assert report.source_table["hosp"] == {"normal": 0, "covid": 5}
-    assert any("hosp hold only 'covid' (33% of" in w for w in report.warnings)
+    assert any("hosp holds only 'covid' (33% of" in w for w in report.warnings)
     probe = report.source_probe
     assert set(probe["label_auc_by_source"]) == {"both"}
     assert (
@@ -132,3 +132,60 @@ def test_three_real_sources(
     assert not any("In ieee8023" in w for w in report.warnings)
     by_source = report.source_probe["label_auc_by_source"]
     assert by_source["seed"] > 0.95 and by_source["ieee8023"] < 0.8
+
+
+def test_within_source_and_leave_one_source_out(
+    two: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from covidxray import (
+        Classifier,
+        build_cnn,
+        evaluate_by_source,
+        leave_one_source_out,
+    )
+    from covidxray.cli import main
+
+    hosp = tmp_path / "hosp"
+    (hosp / "covid").mkdir(parents=True)
+    for path in sorted((two["a"] / "covid").iterdir())[6:10]:
+        Image.open(path).rotate(90).save(hosp / "covid" / path.name)
+    sources = {**two, "hosp": hosp}
+    data = load_dataset(sources, image_size=(32, 32), test_split={"a": 0.3, "b": 0.3})
+    clf = Classifier(build_cnn((32, 32, 1)), class_names=data.class_names)
+    clf.fit(data.subset(["a"]), epochs=1, verbose=0)
+    within = evaluate_by_source(clf, data, n_bootstrap=0)
+    assert sorted(within.evaluations) == ["a", "b"]  # hosp has no test split
+    assert "hosp" in within.skipped
+    assert within.counts["b"]["covid"] + within.counts["b"]["non-covid"] == len(
+        data.subset(["b"]).split_records("test")
+    )
+    loso = leave_one_source_out(data, build_cnn, epochs=1, n_bootstrap=0)
+    assert loso.trained_on == {
+        "a": ["b", "hosp"],
+        "b": ["a", "hosp"],
+        "hosp": ["a", "b"],
+    }
+    hosp_ev = loso.evaluations["hosp"]
+    assert (
+        sum(loso.counts["hosp"].values()) == 4 and "specificity" in hosp_ev.unavailable
+    )
+    table = loso.to_markdown()
+    assert "| hosp | non-covid 0, covid 4 | a, b |" in table and "—" in table
+    with pytest.raises(ValueError, match="two or more sources"):
+        leave_one_source_out(data.subset(["a"]), build_cnn)
+    # The command line: several sources, named NAME=PATH or after their folder.
+    args = ["crossval", "--by", "source", *(f"{k}={v}" for k, v in sources.items())]
+    assert (
+        main(
+            [*args, "--epochs", "1", "--image-size", "32", "--bootstrap", "0", "--json"]
+        )
+        == 0
+    )
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "leave-one-source-out" and set(report["sources"]) == {
+        "a",
+        "b",
+        "hosp",
+    }

@@ -301,7 +301,9 @@ def load_dataset(
         deduplicate: Keep one copy of each image content (same bytes or pixels),
             the one in the earliest split, so no content is in two splits.
             Across sources, copies at another size or encoding count too
-            (perceptual hashes within `COPY_BITS` bits).
+            (perceptual hashes within `COPY_BITS` bits), and a copy whose
+            split its source fixed is kept before one in a source without
+            splits (a source's own test set stays whole).
         on_error: `"raise"` stops at the first bad file with a `DataError`;
             `"skip"` leaves bad files out, lists them in `.skipped` and warns once.
         cache: True caches pixels in memory (a temporary file in `cache_dir`
@@ -455,7 +457,9 @@ def load_dataset(
     removed: list[tuple[Record, Record]] = []
     if deduplicate:
         records, removed = deduplicate_records(
-            records, cross_source_bits=COPY_BITS if several else None
+            records,
+            cross_source_bits=COPY_BITS if several else None,
+            fixed={e.path for e in entries if e.split is not None},
         )
     split_records: list[Record] = []
     for name in sources:
@@ -715,6 +719,53 @@ class XrayDataset:
         if self._pixels is not None:
             return np.asarray(self._pixels[self._rows[path]])
         return self.preprocessing.load(path, max_pixels=self.max_pixels)
+
+    def subset(self, sources: Sequence[str]) -> XrayDataset:
+        """A view of the images of some sources, with their splits, sharing
+        this dataset's pixel cache.
+
+        Args:
+            sources: Source names, as `Record.source` gives them (a name
+                matches its sub-sources too: `"covidx"` keeps `"covidx/sirm"`).
+
+        Raises:
+            ValueError: A name matches no image.
+
+        Examples:
+            >>> import tempfile
+            >>> from covidxray import load_dataset
+            >>> from covidxray.datasets import make_synthetic
+            >>> a = make_synthetic(
+            ...     tempfile.mkdtemp(), n_per_class=4, image_size=(32, 32))
+            >>> b = make_synthetic(
+            ...     tempfile.mkdtemp(), n_per_class=3, image_size=(32, 32), seed=1)
+            >>> both = load_dataset({"a": a, "b": b}, image_size=(8, 8))
+            >>> len(both.subset(["b"]).records), both.subset(["b"]).source
+            (6, 'b')
+        """
+        names = [str(n) for n in sources]
+        held = {str(r.source) for r in self.records}
+        unknown = [
+            n for n in names if not any(h == n or h.startswith(n + "/") for h in held)
+        ]
+        if unknown:
+            raise ValueError(
+                f"The `sources` argument of subset names {unknown}, which hold no "
+                f"image of this dataset. Its sources: {sorted(held)}."
+            )
+
+        def kept(rec: Record) -> bool:
+            src = str(rec.source)
+            return any(src == n or src.startswith(n + "/") for n in names)
+
+        view = copy.copy(self)
+        view.records = [r for r in self.records if kept(r)]
+        view.duplicates_removed = [
+            pair for pair in self.duplicates_removed if kept(pair[0])
+        ]
+        view.sources = {n: self.sources[n] for n in names if n in self.sources}
+        view.source = ", ".join(names)
+        return view
 
     def balanced(self, by: str = "source") -> XrayDataset:
         """A view of this dataset whose training batches are drawn, with

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -83,16 +83,22 @@ def cross_source_copies(
 
 
 def deduplicate(
-    records: Sequence[Record], *, cross_source_bits: int | None = None
+    records: Sequence[Record],
+    *,
+    cross_source_bits: int | None = None,
+    fixed: Collection[str] = (),
 ) -> tuple[list[Record], list[tuple[Record, Record]]]:
     """Keep one copy of each image content.
 
     Copies are images with the same bytes or the same decoded pixels, and with
     `cross_source_bits`, images of two sources within that many bits of
-    perceptual hash. Of each
-    group the copy kept is the one in the earliest split (train, then val, then
-    test), so a test image that also sits in train leaves the test set. A group
-    whose copies carry different labels is dropped whole: its label is unknown.
+    perceptual hash. Of each group the copy kept is one whose split its source
+    fixed (the paths in `fixed`), if any: a source's own test image stays in
+    its test set, and a copy of it in a source without splits leaves. Among
+    those, the copy in the earliest split is kept (train, then val, then
+    test), so a test image that also sits in train leaves the test set. A
+    group whose copies carry different labels is dropped whole: its label is
+    unknown.
 
     Returns:
         The kept records, in their original order, and `(removed, kept)` pairs
@@ -112,7 +118,14 @@ def deduplicate(
             drop.update(group)
             removed.extend((records[i], records[i]) for i in group)
             continue
-        order = sorted(group, key=lambda i: (SPLIT_ORDER.index(records[i].split), i))
+        order = sorted(
+            group,
+            key=lambda i: (
+                records[i].path not in fixed,
+                SPLIT_ORDER.index(records[i].split),
+                i,
+            ),
+        )
         keep = order[0]
         for i in order[1:]:
             drop.add(i)
