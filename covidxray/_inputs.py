@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from ._training import worker_shard
 from ._validation import check_choice
 from .augment import Augmenter
 from .data.decode import COLOR_MODES, RESIZE_MODES, find_images
@@ -128,6 +129,7 @@ def training_batches(
     batch_size: int | None,
     augmenter: Any,
     seed: int | None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset | None, np.ndarray | tf.data.Dataset]:
     """Training and validation batches, and where the training labels are: an
     array, or the batches before augmentation (read only if class weights
@@ -138,22 +140,29 @@ def training_batches(
     seed, or else by `seed`: the same seeds give the same batches. On an
     `XrayDataset` it works on the uint8 cache, through the dataset's public
     `transform` hook. Any other callable is mapped over the batches.
+
+    Under a multi-worker `strategy`, each worker reads only its share of an
+    `XrayDataset`'s batches (see `worker_shard`).
     """
     transform = _seeded_transform(augmenter) if augmenter is not None else None
     own_seed = getattr(augmenter, "seed", None)
     transform_seed = own_seed if own_seed is not None else seed
     if isinstance(train, XrayDataset):
+        shard = worker_shard(strategy)
         train_ds = train.as_tf_dataset(
             "train",
             shuffle=True,
             batch_size=batch_size,
             transform=transform,
             transform_seed=transform_seed,
+            shard=shard,
         )
         if train_ds is None:
             raise DataError(f"The training split of '{train.source}' is empty.")
         if validation_data is None:
-            validation_data = train.as_tf_dataset("val", batch_size=batch_size)
+            validation_data = train.as_tf_dataset(
+                "val", batch_size=batch_size, shard=shard
+            )
         labels: np.ndarray | tf.data.Dataset = _drawn_labels(train)
     else:
         train_ds = array_batches(train, batch_size or 32, shuffle=True, seed=seed)

@@ -8,6 +8,7 @@ A classifier file is a plain Keras `.keras` archive with one more member,
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -25,6 +26,8 @@ from ._seen import TrainingRecord
 from ._version import __version__
 from .data.preprocessing import Preprocessing
 from .errors import DataError
+
+logger = logging.getLogger("covidxray")
 
 __all__ = [
     "FORMAT",
@@ -215,9 +218,18 @@ def save_atomic(
 
     The file is written beside the target under a temporary name and renamed
     over it, so a failed save (full disk, read-only folder, interruption)
-    leaves an earlier file intact and no temporary file behind.
+    leaves an earlier file intact and no temporary file behind. A model trained
+    with `MultiWorkerMirroredStrategy` is written by the chief worker only.
     """
     check_model_path(path, "save")
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None and not getattr(
+        strategy.extended, "should_checkpoint", True
+    ):
+        # Multi-worker training: every worker has the same weights, and only
+        # the chief writes, so that workers never race on one path.
+        logger.info("Not the chief worker: the chief writes '%s'.", path)
+        return path
     folder = path.parent if str(path.parent) else Path(".")
     handle, tmp_name = tempfile.mkstemp(
         prefix=f".{path.stem}-", suffix=".keras", dir=folder

@@ -12,7 +12,9 @@ import math
 import os
 import random
 import sys
+import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,24 +151,43 @@ def prepare(
     return clone
 
 
+def worker_shard(strategy: Any) -> tuple[int, int] | None:
+    """`(this worker's index, workers)` under a multi-worker strategy whose
+    cluster has two or more tasks (`TF_CONFIG`); else None. The chief, when
+    the cluster names one, is index 0."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return None
+    spec = resolver.cluster_spec().as_dict()
+    chiefs, workers = len(spec.get("chief", [])), len(spec.get("worker", []))
+    if chiefs + workers < 2 or resolver.task_type not in ("chief", "worker"):
+        return None
+    offset = chiefs if resolver.task_type == "worker" else 0
+    return (int(resolver.task_id or 0) + offset, chiefs + workers)
+
+
 def own_callbacks(
     save: Callable[[Path, int, str, float], Any],
     *,
     monitor: str,
     checkpoint: str | os.PathLike[str] | None,
     early_stopping: int | None,
+    worker: tuple[int, int] | None = None,
 ) -> list[keras.callbacks.Callback]:
     """`fit`'s own callbacks: epoch logging, best-epoch checkpoint with a
-    backup to resume from, and early stopping with the best weights restored."""
+    backup to resume from, and early stopping with the best weights restored.
+    `worker` is `(index, count)` under a multi-worker strategy."""
     own: list[keras.callbacks.Callback] = [LogEpochs()]
     if checkpoint is not None:
         path = Path(checkpoint)
         best = previous_best(path, monitor)
         own.append(BestCheckpoint(save, path, monitor, best))
+        # Under a multi-worker strategy every worker restores its own backup
+        # (the chief's is the plain name), so that none writes over another's.
+        index = worker[0] if worker is not None else 0
+        suffix = ".backup" if index == 0 else f".backup-worker{index}"
         own.append(
-            keras.callbacks.BackupAndRestore(
-                str(path) + ".backup", delete_checkpoint=True
-            )
+            keras.callbacks.BackupAndRestore(str(path) + suffix, delete_checkpoint=True)
         )
     if early_stopping:
         own.append(
@@ -391,35 +412,145 @@ def use_feature_cache(
     return not reasons
 
 
+#: Frozen-backbone features above this many bytes go to a memory-mapped file.
+FEATURE_MEMORY_LIMIT = 2 * 1024**3
+#: Layers without weights or randomness that may move from the head into the
+#: cached features.
+_MOVABLE = (
+    keras.layers.AveragePooling2D,
+    keras.layers.MaxPooling2D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.Flatten,
+)
+
+
+def pool_into_features(
+    features: keras.Model, head: keras.Model
+) -> tuple[keras.Model, keras.Model]:
+    """Move the pooling (and flattening) layers that start the head into the
+    features, so that the cache holds what the head's first trained layer
+    reads: for the seed's head (2 x 2 average pooling, then flatten) a quarter
+    of the feature map, for a global pooling one vector per image (2,048 floats
+    for a ResNet50 instead of 7 x 7 x 2,048). Returns the pair unchanged when
+    the head does not start so, or is not a simple chain (checked on numbers).
+    """
+    layers = [la for la in head.layers if not isinstance(la, keras.layers.InputLayer)]
+    lead = 0
+    while lead < len(layers) and isinstance(layers[lead], _MOVABLE):
+        lead += 1
+    if lead == 0 or lead == len(layers):
+        return features, head
+    try:
+        moved = features.outputs[0]
+        shape = tuple(head.input_shape)
+        for layer in layers[:lead]:
+            moved = layer(moved)
+            shape = tuple(layer.compute_output_shape(shape))
+        pooled_in = keras.Input(shape[1:])
+        x = pooled_in
+        for layer in layers[lead:]:
+            x = layer(x)
+        new_head = keras.Model(pooled_in, x)
+        new_features = keras.Model(features.inputs, moved)
+        probe = np.random.default_rng(0).random((2, *head.input_shape[1:]), np.float32)
+        reduced = probe
+        for layer in layers[:lead]:
+            reduced = layer(reduced)
+        same = np.allclose(
+            new_head(reduced, training=False), head(probe, training=False), atol=1e-5
+        )
+    except (ValueError, TypeError):
+        return features, head
+    return (new_features, new_head) if same else (features, head)
+
+
+def _feature_store(n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 array for `n` feature vectors: in memory, or a temporary
+    memory-mapped file above `FEATURE_MEMORY_LIMIT`."""
+    nbytes = 4 * n * int(np.prod(shape))
+    if nbytes <= FEATURE_MEMORY_LIMIT:
+        return np.empty((n, *shape), np.float32)
+    handle, name = tempfile.mkstemp(prefix="covidxray-features-", suffix=".f32")
+    os.close(handle)
+    store = np.memmap(name, dtype=np.float32, mode="w+", shape=(n, *shape))
+    weakref.finalize(store, _remove_quietly, name)
+    logger.info("Caching %.1f MB of features in '%s'.", nbytes / 1e6, name)
+    return store
+
+
+def _remove_quietly(name: str) -> None:
+    try:
+        os.remove(name)
+    except OSError:
+        pass
+
+
+def _run_features(
+    extract: Callable[[Any], Any], ds: tf.data.Dataset
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of every batch, written into one preallocated
+    store (no second copy), sized from the number of batches when the
+    pipeline knows it."""
+    batches = int(ds.cardinality())  # -1 or -2 when the pipeline cannot tell
+    store: np.ndarray | None = None
+    parts: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    at = 0
+    for x, y in ds:
+        feats = extract(x).numpy()
+        if store is None and batches > 0:  # at most one batch too many
+            store = _feature_store(batches * len(feats), feats.shape[1:])
+        if store is not None and at + len(feats) <= len(store):
+            store[at : at + len(feats)] = feats
+        else:
+            parts.append(feats)
+        at += len(feats)
+        labels.append(np.asarray(y))
+    if store is None or parts:
+        stored = [store[:at]] if store is not None else []
+        store = np.concatenate([*stored, *parts]) if stored or parts else np.zeros(0)
+    return store[:at], np.concatenate(labels)
+
+
 def _feature_batches(
     features: keras.Model,
     train_ds: tf.data.Dataset,
     val_ds: tf.data.Dataset | None,
     seed: int | None,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
-    """Run the frozen part once over the data: datasets of (features, labels)."""
+    """Run the frozen part once over the data: datasets of (features, labels),
+    gathered from the store batch by batch (the store is not copied into
+    TensorFlow)."""
     spec = tf.TensorSpec((None, *features.input_shape[1:]), tf.float32)
     extract = tf.function(lambda x: features(x, training=False), input_signature=[spec])
-
-    def features_of(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-        feats, labels = [], []
-        for x, y in ds:
-            feats.append(extract(x).numpy())
-            labels.append(np.asarray(y))
-        return np.concatenate(feats), np.concatenate(labels)
-
-    x_train, y_train = features_of(train_ds)
     batch = int(next(iter(train_ds))[0].shape[0])
-    train_feats = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch)
-    )
-    val_feats = None
-    if val_ds is not None:
-        x_val, y_val = features_of(val_ds)
-        val_feats = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch)
-    logger.info("Cached frozen-backbone features of %d training images.", len(x_train))
+
+    def batches(ds: tf.data.Dataset, shuffle: bool) -> tf.data.Dataset:
+        x, y = _run_features(extract, ds)
+        order = tf.data.Dataset.range(len(x))
+        if shuffle:
+            order = order.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+
+        def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return np.asarray(x[idx]), y[idx]
+
+        shape = (None, *x.shape[1:])
+        return order.batch(batch).map(
+            lambda i: tuple(
+                tf.ensure_shape(t, s)
+                for t, s in zip(
+                    tf.numpy_function(gather, [i], [tf.float32, tf.as_dtype(y.dtype)]),
+                    (shape, (None,)),
+                    strict=True,
+                )
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
+    train_feats = batches(train_ds, shuffle=True)
+    val_feats = batches(val_ds, shuffle=False) if val_ds is not None else None
+    logger.info("Cached frozen-backbone features for the head's training.")
     return train_feats, val_feats
 
 
@@ -464,17 +595,18 @@ def train(
         monitor="val_loss" if val_ds is not None else "loss",
         checkpoint=checkpoint,
         early_stopping=early_stopping,
+        worker=worker_shard(getattr(model, "distribute_strategy", None)),
     )
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 0
     start = time.perf_counter()
     trainee = model
     if cache_features:
-        features, head = split_at_backbone(model)
+        features, head = pool_into_features(*split_at_backbone(model))
         train_ds, val_ds = _feature_batches(features, train_ds, val_ds, seed)
         # The head trains with the full model's optimizer, so a callback that
         # changes `model.optimizer` (a learning-rate schedule) changes training.
-        compile_for(head, model.optimizer, 0.0)
+        compile_for(head, model.optimizer, 0.0, getattr(model.loss, "strength", 0.0))
         trainee = head
         user_callbacks = [ShowFullModel(c, model) for c in user_callbacks]
     history = trainee.fit(

@@ -184,7 +184,9 @@ class Classifier(Params):
             callbacks: More Keras callbacks. They always see the full model,
                 also while only the head trains on cached features.
             strategy: A `tf.distribute.Strategy`; the model is cloned into its
-                scope, from the fitted weights on a second call.
+                scope, from the fitted weights on a second call. Under
+                `MultiWorkerMirroredStrategy` each worker reads its share of
+                an `XrayDataset`'s batches and only the chief writes files.
             verbose: Keras verbosity; `"auto"` shows progress bars on a terminal
                 only.
             batch_size: Batch size for arrays (default 32), or to override an
@@ -213,6 +215,7 @@ class Classifier(Params):
             batch_size=batch_size,
             augmenter=augmenter,
             seed=self.seed,
+            strategy=strategy,
         )
         weights = _inputs.class_weights(class_weight, labels, len(self.class_names))
         fitted_before = hasattr(self, "model_")

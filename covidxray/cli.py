@@ -22,6 +22,16 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_WEIGHTS = 0, 1, 2, 3
 _CHUNK = 64  # images per step of `covidxray predict`
+#: What `covidxray train` does when not told otherwise; why, in the docs'
+#: "Sources and shortcuts" guide.
+DEFAULT_RECIPE: dict[str, Any] = {
+    "augment": "xray",
+    "resize": "stretch",
+    "trim": 0.0,
+    "equalize": "none",
+    "balance": "none",
+    "spectral_decoupling": 0.0,
+}
 
 
 def _weights(value: str) -> str | None:
@@ -42,7 +52,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     import keras
 
-    from . import Augmenter, Classifier, build_cnn, build_pretrained, load_dataset
+    from . import Classifier, build_cnn, build_pretrained, load_dataset
     from ._persist import check_model_path
 
     check_model_path(args.out, "--out")  # before scanning and training
@@ -55,6 +65,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         color_mode=args.color_mode,
         batch_size=args.batch_size,
         seed=args.seed,
+        resize=args.resize,
+        trim=args.trim,
+        window=_window(args.window),
+        equalize=args.equalize,
     )
     keras.utils.set_random_seed(args.seed)  # reproducible initial weights
     shape = data.preprocessing.input_shape
@@ -65,18 +79,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
             args.model, input_shape=shape, weights=_weights(args.weights)
         )
     print(data.summary())
-    augmenters = {"seed": Augmenter.seed_training, "xray": Augmenter.xray}
-    augmenter = (
-        augmenters[args.augment](seed=args.seed) if args.augment != "none" else None
-    )
+    augmenter = _augmenter(args.augment, args.seed)
     clf = Classifier(
         model,
         class_names=data.class_names,
         learning_rate=args.learning_rate,
+        spectral_decoupling=args.spectral_decoupling,
         seed=args.seed,
     )
     clf.fit(
-        data,
+        data.balanced(args.balance) if args.balance != "none" else data,
         epochs=args.epochs,
         augmenter=augmenter,
         early_stopping=args.early_stopping,
@@ -192,6 +204,31 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _augmenter(name: str, seed: int) -> Any:
+    """The augmenter a `--augment` name means, or None for `none`."""
+    from . import Augmenter
+
+    presets = {
+        "seed": Augmenter.seed_training,
+        "xray": Augmenter.xray,
+        "acquisition": Augmenter.acquisition,
+    }
+    return presets[name](seed=seed) if name != "none" else None
+
+
+def _window(value: str) -> Any:
+    """`auto`, `percentile` or `LOW,HIGH` from the command line."""
+    if value in ("auto", "percentile"):
+        return value
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise DataError(
+            f"--window must be auto, percentile or LOW,HIGH. Received: {value!r}."
+        ) from None
+    return (low, high)
+
+
 _DATA_HELP = (
     "dataset folder(s) or metadata file(s); several are read as one dataset with "
     "a source each (named after its folder, or NAME=PATH)"
@@ -216,7 +253,7 @@ def _sources(items: list[str]) -> Any:
 
 
 def _cmd_crossval(args: argparse.Namespace) -> int:
-    from . import Augmenter, build_cnn, build_pretrained, load_dataset
+    from . import build_cnn, build_pretrained, load_dataset
     from .crossval import leave_one_source_out
 
     size = args.image_size or (256 if args.model == "cnn" else 224)
@@ -236,12 +273,9 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
         def build(shape: tuple[int, int, int]) -> Any:
             return build_pretrained(args.model, input_shape=shape, weights=weights)
 
-    augmenters = {"seed": Augmenter.seed_training, "xray": Augmenter.xray}
-    augment = (
-        (lambda seed: augmenters[args.augment](seed=seed))
-        if args.augment != "none"
-        else None
-    )
+    def augment(seed: int) -> Any:
+        return _augmenter(args.augment, seed)
+
     result = leave_one_source_out(
         data,
         build,
@@ -297,9 +331,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-size", type=int, help="default 256 for cnn, 224 for backbones"
     )
     p.add_argument("--color-mode", choices=["grayscale", "rgb"], default="grayscale")
-    p.add_argument("--augment", choices=["seed", "xray", "none"], default="xray")
+    p.add_argument(
+        "--augment",
+        choices=["seed", "xray", "acquisition", "none"],
+        default=DEFAULT_RECIPE["augment"],
+    )
     p.add_argument(
         "--weights", default="imagenet", help="imagenet, none, or a file/folder"
+    )
+    p.add_argument(
+        "--resize", choices=["stretch", "pad", "crop"], default=DEFAULT_RECIPE["resize"]
+    )
+    p.add_argument(
+        "--trim",
+        type=float,
+        default=DEFAULT_RECIPE["trim"],
+        help="cut uniform borders, then this fraction of each side (0: off)",
+    )
+    p.add_argument(
+        "--window", default="auto", help="auto, percentile, or LOW,HIGH raw values"
+    )
+    p.add_argument(
+        "--equalize",
+        choices=["none", "histogram", "clahe"],
+        default=DEFAULT_RECIPE["equalize"],
+    )
+    p.add_argument(
+        "--balance",
+        choices=["none", "class", "source"],
+        default=DEFAULT_RECIPE["balance"],
+        help="draw training batches so classes weigh the same (within each source)",
+    )
+    p.add_argument(
+        "--spectral-decoupling",
+        type=float,
+        default=DEFAULT_RECIPE["spectral_decoupling"],
+        help="strength of the L2 penalty on the logits (0: off)",
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=1e-3)
@@ -353,7 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="cnn", help="cnn or a backbone name")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--image-size", type=int, help="default 256 for cnn, 224 else")
-    p.add_argument("--augment", choices=["seed", "xray", "none"], default="xray")
+    p.add_argument(
+        "--augment", choices=["seed", "xray", "acquisition", "none"], default="xray"
+    )
     p.add_argument("--weights", default="imagenet", help="imagenet, none, or a file")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--bootstrap", type=int, default=1000, help="AUC resamples")

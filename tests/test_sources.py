@@ -150,8 +150,8 @@ def test_within_source_and_leave_one_source_out(
     for path in sorted((two["a"] / "covid").iterdir())[6:10]:
         Image.open(path).rotate(90).save(hosp / "covid" / path.name)
     sources = {**two, "hosp": hosp}
-    data = load_dataset(sources, image_size=(32, 32), test_split={"a": 0.3, "b": 0.3})
-    clf = Classifier(build_cnn((32, 32, 1)), class_names=data.class_names)
+    data = load_dataset(sources, image_size=(48, 48), test_split={"a": 0.3, "b": 0.3})
+    clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names)
     clf.fit(data.subset(["a"]), epochs=1, verbose=0)
     within = evaluate_by_source(clf, data, n_bootstrap=0)
     assert sorted(within.evaluations) == ["a", "b"]  # hosp has no test split
@@ -177,7 +177,7 @@ def test_within_source_and_leave_one_source_out(
     args = ["crossval", "--by", "source", *(f"{k}={v}" for k, v in sources.items())]
     assert (
         main(
-            [*args, "--epochs", "1", "--image-size", "32", "--bootstrap", "0", "--json"]
+            [*args, "--epochs", "1", "--image-size", "48", "--bootstrap", "0", "--json"]
         )
         == 0
     )

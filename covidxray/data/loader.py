@@ -963,6 +963,7 @@ class XrayDataset:
         transform: Transform | None = None,
         transform_seed: int | None = None,
         augmenter: Any = None,
+        shard: tuple[int, int] | None = None,
     ) -> tf.data.Dataset | None:
         """Batches of one split as a `tf.data.Dataset`.
 
@@ -986,6 +987,11 @@ class XrayDataset:
             transform_seed: Seed of the per-batch seeds; default: the dataset's.
             augmenter: Deprecated; use `transform`. An `Augmenter`, applied
                 through its public `augment` method.
+            shard: `(index, count)`: only the `index`-th of `count` equal
+                shares of each pass (for multi-worker training; the last
+                `len % count` images of a pass are left out, so that every
+                worker takes the same number of steps). tf.data's own
+                auto-sharding is then turned off.
 
         Returns:
             A dataset of `(images, labels)`, or None when the split is empty.
@@ -1031,6 +1037,12 @@ class XrayDataset:
         labels = self.labels(split)
         size = batch_size or self.batch_size
         order = self._order(split, shuffle)
+        if shard is not None:
+            index, count = shard
+            share = len(recs) // count
+            if share == 0:
+                return None
+            order = order.shard(count, index).take(share)
         if self._pixels is not None:
             ds = self._cached_batches(recs, labels, size, order)
         else:
@@ -1049,6 +1061,12 @@ class XrayDataset:
                 lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
+        if shard is not None:
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = (
+                tf.data.experimental.AutoShardPolicy.OFF
+            )
+            ds = ds.with_options(options)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def _order(self, split: str, shuffle: bool) -> tf.data.Dataset:
