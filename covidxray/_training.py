@@ -557,6 +557,104 @@ def _feature_batches(
 # --------------------------------------------------------------------- training
 
 
+def _per_sample_loss(model: keras.Model) -> Callable[[Any, Any], Any]:
+    """The compiled loss of `model`, one value per sample."""
+    loss = model.loss
+    binary = model.output_shape[-1] == 1
+
+    def per_sample(y: Any, p: Any) -> Any:
+        if binary:
+            y = tf.reshape(tf.cast(y, p.dtype), (-1, 1))
+        return tf.reshape(loss.call(y, p), (-1,))
+
+    return per_sample
+
+
+def multi_worker_fit(
+    model: keras.Model,
+    *,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
+    epochs: int,
+    class_weight: dict[int, float] | None,
+    callbacks: Sequence[keras.callbacks.Callback],
+) -> dict[str, list[float]]:
+    """A training loop for `MultiWorkerMirroredStrategy`, which Keras 3's
+    `model.fit` does not run (keras-team/keras#20585).
+
+    Each worker's batches (already sharded) are split over its replicas; each
+    step averages the loss over the global batch and the strategy all-reduces
+    the gradients, so every worker applies the same update. Keras callbacks
+    get `loss` and `val_loss` at each epoch's end, as from `fit`, and a
+    `BackupAndRestore` backup sets the epoch to resume from.
+
+    Returns:
+        The history: `loss`, and `val_loss` with validation data.
+    """
+    strategy = model.distribute_strategy
+    per_sample = _per_sample_loss(model)
+    n_classes = max(2, int(model.output_shape[-1]))
+    weights = (
+        tf.constant([float(class_weight.get(i, 1.0)) for i in range(n_classes)])
+        if class_weight
+        else None
+    )
+    optimizer = model.optimizer
+
+    def replica_step(x: Any, y: Any, train: bool) -> tuple[Any, Any]:
+        context = tf.distribute.get_replica_context()
+        count = tf.cast(tf.shape(y)[0], tf.float32)
+        total = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+        with tf.GradientTape() as tape:
+            values = per_sample(y, model(x, training=train))
+            if weights is not None and train:
+                values = values * tf.gather(
+                    weights, tf.cast(tf.reshape(y, (-1,)), tf.int32)
+                )
+            loss = tf.reduce_sum(values) / tf.maximum(total, 1.0)
+        if train:
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(
+                zip(grads, model.trainable_variables, strict=True)
+            )
+        return tf.reduce_sum(values), count
+
+    @tf.function
+    def step(x: Any, y: Any, train: bool) -> tuple[Any, Any]:
+        value, count = strategy.run(replica_step, args=(x, y, train))
+        return (
+            strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None),
+            strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None),
+        )
+
+    def mean_loss(ds: tf.data.Dataset, train: bool) -> float:
+        total = count = 0.0
+        for x, y in strategy.experimental_distribute_dataset(ds):
+            value, n = step(x, y, train)
+            total, count = total + float(value), count + float(n)
+        return total / max(count, 1.0)
+
+    history: dict[str, list[float]] = {"loss": []}
+    if val_ds is not None:
+        history["val_loss"] = []
+    hooks = keras.callbacks.CallbackList(list(callbacks), model=model, epochs=epochs)
+    model.stop_training = False
+    model._initial_epoch = 0
+    hooks.on_train_begin()
+    for epoch in range(int(getattr(model, "_initial_epoch", 0) or 0), epochs):
+        hooks.on_epoch_begin(epoch)
+        logs = {"loss": mean_loss(train_ds, True)}
+        if val_ds is not None:
+            logs["val_loss"] = mean_loss(val_ds, False)
+        for key, value in logs.items():
+            history[key].append(value)
+        hooks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    hooks.on_train_end()
+    return history
+
+
 @dataclass(frozen=True)
 class FitResult:
     """What one `train` call did."""
@@ -609,17 +707,27 @@ def train(
         compile_for(head, model.optimizer, 0.0, getattr(model.loss, "strength", 0.0))
         trainee = head
         user_callbacks = [ShowFullModel(c, model) for c in user_callbacks]
-    history = trainee.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=epochs,
-        class_weight=class_weight,
-        callbacks=[*callbacks, *user_callbacks],
-        verbose=verbose,
-        shuffle=False,
-    )
+    if worker_shard(getattr(trainee, "distribute_strategy", None)) is not None:
+        logs = multi_worker_fit(
+            trainee,
+            train_ds=train_ds,
+            val_ds=val_ds,
+            epochs=epochs,
+            class_weight=class_weight,
+            callbacks=[*callbacks, *user_callbacks],
+        )
+    else:
+        logs = trainee.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            class_weight=class_weight,
+            callbacks=[*callbacks, *user_callbacks],
+            verbose=verbose,
+            shuffle=False,
+        ).history
     return FitResult(
-        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+        history={k: [float(v) for v in vs] for k, vs in logs.items()},
         seconds=time.perf_counter() - start,
         feature_cache_used=cache_features,
     )

@@ -149,12 +149,12 @@ def evaluate_by_source(
         >>> from covidxray import Classifier, build_cnn, load_dataset
         >>> from covidxray.crossval import evaluate_by_source
         >>> from covidxray.datasets import make_synthetic
-        >>> a = make_synthetic(tempfile.mkdtemp(), n_per_class=8, image_size=(32, 32))
+        >>> a = make_synthetic(tempfile.mkdtemp(), n_per_class=8, image_size=(48, 48))
         >>> b = make_synthetic(
-        ...     tempfile.mkdtemp(), n_per_class=6, image_size=(32, 32), seed=1)
-        >>> data = load_dataset({"a": a, "b": b}, image_size=(32, 32),
+        ...     tempfile.mkdtemp(), n_per_class=6, image_size=(48, 48), seed=1)
+        >>> data = load_dataset({"a": a, "b": b}, image_size=(48, 48),
         ...                     test_split=0.3)
-        >>> clf = Classifier(build_cnn((32, 32, 1)), class_names=data.class_names)
+        >>> clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names)
         >>> report = evaluate_by_source(clf.fit(data, epochs=1, verbose=0), data,
         ...                             n_bootstrap=0)
         >>> sorted(report.evaluations)

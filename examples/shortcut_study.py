@@ -1,27 +1,35 @@
 """The shortcut study: which recipe makes the seed CNN learn less of the source?
 
-Trains the seed's CNN with each recipe option, and with a combination, on
-seed-xray alone and on all three sources at hand (seed-xray, ieee8023-2020-06
-and hannover-covid), with several seeds, and measures for every model:
+Description:
+    Trains the seed's CNN with each recipe option, and with all of them
+    combined, on seed-xray alone and on all three sources at hand
+    (seed-xray, ieee8023-2020-06 and hannover-covid), with several seeds, and
+    measures for every model:
 
-- `ieee_auc`: ROC AUC within ieee8023-2020-06, on its held-out patients (both
-  classes from one source: no source cue can inflate it);
-- `seed_auc`: ROC AUC on seed-xray's test split, audited (copies left out);
-- `hannover_sens`: sensitivity on hannover-covid, when it was not trained on;
-- `probe_r2`: how much of the model's output (its logit) on those evaluation
-  images the source probe's image statistics explain (cross-validated R^2):
-  a model that learned the source is predicted by them.
+    - `ieee_auc`: ROC AUC within ieee8023-2020-06, on its held-out patients
+      (both classes from one source: no source cue can inflate it);
+    - `seed_auc`: ROC AUC on seed-xray's test split, audited (copies left out);
+    - `hannover_sens`: sensitivity on hannover-covid, when not trained on;
+    - `probe_r2`: how much of the model's output (its logit) on those
+      evaluation images the source probe's image statistics explain
+      (cross-validated R^2): a model that learned the source is predicted by
+      them.
 
-All three sources are read as one dataset, so copies across sources are found
-and kept once, before any split: ieee8023's held-out patients hold no copy of a
-training image. ieee8023 holds out 25% of its patients; seed-xray keeps its own
-test split; hannover-covid is held out entirely when training on seed-xray.
+    All three sources are read as one dataset, so copies across sources are
+    found and kept once, before any split: ieee8023's held-out patients hold
+    no copy of a training image. ieee8023 holds out 25% of its patients;
+    seed-xray keeps its own test split; hannover-covid is held out entirely
+    when training on seed-xray. Writes runs.json and table.md. The results
+    and their reading are in the docs' "Sources and shortcuts" guide.
 
-Run (about 2 to 3 CPU minutes a model at 128 px, 8 epochs):
-    python examples/shortcut_study.py --seeds 3 --out results/shortcut_study
+How to run:
+    pip install .
+    export COVIDXRAY_SEED_DATA=/path/to/seed-xray
+    export COVIDXRAY_IEEE8023_DATA=/path/to/ieee8023-2020-06
+    export COVIDXRAY_EXTERNAL_DATA=/path/to/hannover-covid
+    python examples/shortcut_study.py --seeds 3 --epochs 10 --out results/study
 
-Data paths come from COVIDXRAY_SEED_DATA, COVIDXRAY_IEEE8023_DATA and
-COVIDXRAY_EXTERNAL_DATA, or the options below.
+    (about 25 s a model on 2 CPU cores at 128 px; 54 models in all)
 """
 
 from __future__ import annotations
