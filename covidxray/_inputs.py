@@ -7,6 +7,7 @@ resized here exactly as the dataset scan did at training time.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -27,6 +28,8 @@ from .data.loader import (
 )
 from .data.preprocessing import Preprocessing
 from .errors import DataError
+
+logger = logging.getLogger("covidxray")
 
 __all__ = [
     "PREDICT_BATCH",
@@ -130,7 +133,9 @@ def training_batches(
     augmenter: Any,
     seed: int | None,
     strategy: tf.distribute.Strategy | None = None,
-) -> tuple[tf.data.Dataset, tf.data.Dataset | None, np.ndarray | tf.data.Dataset]:
+) -> tuple[
+    tf.data.Dataset, tf.data.Dataset | None, np.ndarray | tf.data.Dataset | None
+]:
     """Training and validation batches, and where the training labels are: an
     array, or the batches before augmentation (read only if class weights
     need them).
@@ -163,7 +168,7 @@ def training_batches(
             validation_data = train.as_tf_dataset(
                 "val", batch_size=batch_size, shard=shard
             )
-        labels: np.ndarray | tf.data.Dataset = _drawn_labels(train)
+        labels: np.ndarray | tf.data.Dataset | None = _drawn_labels(train)
     else:
         train_ds = array_batches(train, batch_size or 32, shuffle=True, seed=seed)
         labels = (
@@ -183,32 +188,33 @@ def training_batches(
     return train_ds, val_ds, labels
 
 
-def _drawn_labels(data: XrayDataset) -> np.ndarray:
-    """The training labels as a pass draws them: for a `balanced` view, each
-    class repeated as often as the draws are expected to give it."""
-    labels = data.labels("train")
-    if data.sampling is None:
-        return labels
-    expected = np.bincount(
-        labels, weights=data.draw_weights("train") * len(labels), minlength=2
-    )
-    return np.repeat(np.arange(len(expected)), np.round(expected).astype(int))
+def _drawn_labels(data: XrayDataset) -> np.ndarray | None:
+    """The training labels, or None for a `balanced` view: its draws already
+    weigh the classes, and class weights on top would undo them (with
+    `by="source"`, weights from the drawn totals would bring back each
+    source's own label prior)."""
+    return data.labels("train") if data.sampling is None else None
 
 
 def class_weights(
     class_weight: str | Mapping[int, float] | None,
-    labels: np.ndarray | tf.data.Dataset,
+    labels: np.ndarray | tf.data.Dataset | None,
     n_classes: int,
 ) -> dict[int, float] | None:
-    """Resolve `fit`'s `class_weight`: None, a dict, or `"balanced"`."""
+    """Resolve `fit`'s `class_weight`: None, a dict, or `"balanced"`. With no
+    labels (a `balanced` view), `"balanced"` means no weights."""
     if class_weight is None:
+        return None
+    if labels is None and not isinstance(class_weight, Mapping):
+        check_choice("class_weight", class_weight, ("balanced",), "fit")
+        logger.info("A balanced view draws the classes evenly; no class weights.")
         return None
     if isinstance(class_weight, Mapping):
         return {int(k): float(v) for k, v in class_weight.items()}
     check_choice("class_weight", class_weight, ("balanced",), "fit")
     if isinstance(labels, tf.data.Dataset):
         labels = np.concatenate([np.asarray(y).reshape(-1) for _, y in labels])
-    return balanced_class_weights(labels, n_classes)
+    return balanced_class_weights(np.asarray(labels), n_classes)
 
 
 def resolve_preprocessing(

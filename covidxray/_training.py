@@ -371,6 +371,7 @@ def use_feature_cache(
     *,
     augmenter: Any,
     strategy: tf.distribute.Strategy | None,
+    sampled: bool = False,
 ) -> bool:
     """Decide whether `fit` caches a frozen backbone's features.
 
@@ -391,6 +392,8 @@ def use_feature_cache(
         reasons.append("an augmenter changes the images every epoch")
     if strategy is not None:
         reasons.append("a distribution strategy is used")
+    if sampled:
+        reasons.append("a balanced view draws other images every epoch")
     if not reasons:
         try:
             features, _ = split_at_backbone(model)

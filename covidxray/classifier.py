@@ -221,7 +221,11 @@ class Classifier(Params):
         fitted_before = hasattr(self, "model_")
         model = getattr(self, "model_", self.model)
         use_cache = _training.use_feature_cache(
-            cache_features, model, augmenter=augmenter, strategy=strategy
+            cache_features,
+            model,
+            augmenter=augmenter,
+            strategy=strategy,
+            sampled=getattr(train, "sampling", None) is not None,
         )
         with _training.global_random_state_kept():
             self.model_ = _training.prepare(model, strategy, self._compile)

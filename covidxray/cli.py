@@ -242,7 +242,8 @@ def _sources(items: list[str]) -> Any:
     named: dict[str, str] = {}
     for item in items:
         name, _, path = item.partition("=") if "=" in item else ("", "", item)
-        key = name or Path(path).resolve().name
+        where = Path(path)
+        key = name or (where.parent if where.is_file() else where).resolve().name
         if key in named:
             raise DataError(
                 f"Two sources are named {key!r}: '{named[key]}' and '{path}'. Name "

@@ -116,10 +116,6 @@ def _sources(data: XrayDataset) -> list[str]:
     return list(data.source_table())
 
 
-def _counts(data: XrayDataset, records: Sequence[Any]) -> dict[str, int]:
-    return {c: sum(r.label == c for r in records) for c in data.class_names}
-
-
 def evaluate_by_source(
     clf: Classifier,
     data: XrayDataset,
@@ -181,7 +177,7 @@ def evaluate_by_source(
             continue
         result.evaluations[name] = ev
         result.trained_on[name] = trained
-        result.counts[name] = _counts(data, records)
+        result.counts[name] = dict(ev.support)  # the images scored
     return result
 
 
@@ -189,7 +185,12 @@ def _trained_sources(clf: Classifier) -> list[str]:
     record = getattr(clf, "training_record_", None)
     if record is None:
         return []
-    return [str(d.get("source", "")) for d in record.info.get("datasets", [])]
+    names = []
+    for entry in record.info.get("datasets", []):
+        # "name=path, name=path" for several sources, a path or names else
+        for part in str(entry.get("source", "")).split(", "):
+            names.append(part.split("=")[0] if "=" in part else part)
+    return names
 
 
 def leave_one_source_out(
@@ -207,10 +208,12 @@ def leave_one_source_out(
 ) -> SourceEvaluation:
     """For each source, train on all the others and evaluate on it.
 
-    Each model trains on the other sources' training splits (their validation
-    splits choose the best epoch) and is scored on every image of the source
-    left out. Copies across sources were removed when `data` was loaded, so
-    the source left out holds no copy of a training image.
+    Each model trains on the other sources' training splits (their
+    validation splits give `val_loss`, which picks the best epoch only with
+    `early_stopping` or `checkpoint` in `fit_kwargs`) and is scored on every
+    image of the source left out. Copies across sources (and sub-sources) were
+    removed when `data` was loaded with `deduplicate=True`, so the source left
+    out holds no copy of a training image.
 
     Args:
         data: A dataset of two or more sources.
@@ -275,10 +278,14 @@ def leave_one_source_out(
             verbose=verbose,
             **dict(fit_kwargs or {}),
         )
-        held_out = data.subset([name])
-        result.evaluations[name] = clf.evaluate(
-            held_out, split="all", n_bootstrap=n_bootstrap, seed=seed
-        )
+        try:
+            ev = clf.evaluate(
+                data.subset([name]), split="all", n_bootstrap=n_bootstrap, seed=seed
+            )
+        except DataError as exc:  # e.g. every image seen (deduplicate=False)
+            result.skipped[name] = str(exc)
+            continue
+        result.evaluations[name] = ev
         result.trained_on[name] = others
-        result.counts[name] = _counts(data, held_out.records)
+        result.counts[name] = dict(ev.support)
     return result

@@ -197,3 +197,33 @@ def test_spectral_decoupling_keeps_the_logits_small() -> None:
             1e-3,
             -1.0,
         )
+
+
+def test_a_balanced_view_gets_no_class_weights_and_no_feature_cache(
+    tmp_path: Path,
+) -> None:
+    from covidxray import _inputs, _training
+
+    data = load_dataset(two_sources(tmp_path), image_size=(8, 8), validation_split=0.0)
+    view = data.balanced("source")
+    _, _, labels = _inputs.training_batches(
+        view, None, batch_size=8, augmenter=None, seed=0
+    )
+    assert _inputs.class_weights("balanced", labels, 2) is None  # draws weigh them
+    assert _inputs.class_weights({0: 1.0, 1: 3.0}, labels, 2) == {0: 1.0, 1: 3.0}
+    plain = _inputs.class_weights("balanced", data.labels("train"), 2)
+    assert plain is not None and plain[1] > plain[0]
+    from covidxray.models import build_pretrained
+
+    model = build_pretrained("mobilenetv2", input_shape=(32, 32, 1), weights=None)
+    kwargs = {"augmenter": None, "strategy": None}
+    assert _training.use_feature_cache("auto", model, **kwargs)
+    assert not _training.use_feature_cache("auto", model, sampled=True, **kwargs)
+    with pytest.raises(ValueError, match="a balanced view draws other images"):
+        _training.use_feature_cache(True, model, sampled=True, **kwargs)
+
+
+def test_a_flat_image_is_left_as_it_is_by_equalisation() -> None:
+    flat = Image.fromarray(np.full((16, 16), 128, np.uint8))
+    assert np.asarray(equalize(flat, "histogram")).max() == 128
+    assert abs(int(np.asarray(equalize(flat, "clahe")).mean()) - 128) <= 1

@@ -87,6 +87,8 @@ def test_bad_sources_are_named(two: dict[str, Path], tmp_path: Path) -> None:
     (empty / "covid").mkdir(parents=True)
     with pytest.raises(DataError, match=r"no images under .*empty"):
         load_dataset({"a": two["a"], "e": empty}, image_size=(16, 16))
+    with pytest.raises(DataError, match="is in two sources, 'a' and 'again'"):
+        load_dataset({"a": two["a"], "again": two["a"]}, image_size=(16, 16))
     with pytest.raises(ValueError, match="names no source"):
         load_dataset({}, image_size=(16, 16))
     with pytest.raises(DataError, match="does not exist"):
@@ -173,6 +175,10 @@ def test_within_source_and_leave_one_source_out(
     assert "| hosp | non-covid 0, covid 4 | a, b |" in table and "—" in table
     with pytest.raises(ValueError, match="two or more sources"):
         leave_one_source_out(data.subset(["a"]), build_cnn)
+    with pytest.raises(ValueError, match="`shard` argument of as_tf_dataset"):
+        data.as_tf_dataset("train", shard=(2, 2))
+    with pytest.raises(DataError, match="fewer than the 500 workers"):
+        data.as_tf_dataset("train", shard=(0, 500))
     # The command line: several sources, named NAME=PATH or after their folder.
     args = ["crossval", "--by", "source", *(f"{k}={v}" for k, v in sources.items())]
     assert (

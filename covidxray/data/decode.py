@@ -573,6 +573,8 @@ _CLAHE_CLIP = 2.5  # times the mean count of a histogram bin
 
 
 def _equalize_lut(hist: np.ndarray) -> np.ndarray:
+    if np.count_nonzero(hist) <= 1:  # one level: nothing to spread
+        return np.arange(len(hist), dtype=np.float64)
     cdf = np.cumsum(hist)
     lowest = cdf[np.argmax(hist > 0)]  # the darkest level present becomes 0
     span = cdf[-1] - lowest

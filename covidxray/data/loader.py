@@ -397,7 +397,13 @@ def load_dataset(
         entries += [
             replace(e, source=_sub_source(name, e.source, several)) for e in found
         ]
-        dataset_of.update((e.path, name) for e in found)
+        for e in found:
+            if e.path in dataset_of:
+                raise DataError(
+                    f"'{e.path}' is in two sources, {dataset_of[e.path]!r} and "
+                    f"{name!r}. Give each file to one source."
+                )
+            dataset_of[e.path] = name
     entries = _unique_paths(entries)
 
     label_map = make_label_map(
@@ -458,7 +464,7 @@ def load_dataset(
     if deduplicate:
         records, removed = deduplicate_records(
             records,
-            cross_source_bits=COPY_BITS if several else None,
+            cross_source_bits=COPY_BITS,  # between sources or sub-sources
             fixed={e.path for e in entries if e.split is not None},
         )
     split_records: list[Record] = []
@@ -776,8 +782,10 @@ class XrayDataset:
         equally among the classes it holds, so that within a source the label
         prior is no longer the source's (a source with one class keeps it).
         Each pass draws as many images as the split holds. Validation and
-        test batches are unchanged. `Classifier.fit` then needs no class
-        weights: its `"balanced"` weights come out equal.
+        test batches are unchanged. `Classifier.fit` then uses no class
+        weights (its default `"balanced"` means none for such a view), and
+        does not cache a frozen backbone's features, which would freeze one
+        pass of draws.
 
         Examples:
             >>> import tempfile
@@ -1038,10 +1046,18 @@ class XrayDataset:
         size = batch_size or self.batch_size
         order = self._order(split, shuffle)
         if shard is not None:
-            index, count = shard
+            index, count = (int(v) for v in shard)
+            if count < 1 or not 0 <= index < count:
+                raise ValueError(
+                    "The `shard` argument of as_tf_dataset must be (index, count) "
+                    f"with 0 <= index < count. Received: {shard!r}."
+                )
             share = len(recs) // count
             if share == 0:
-                return None
+                raise DataError(
+                    f"The {split} split has {len(recs)} images, fewer than the "
+                    f"{count} workers that share it."
+                )
             order = order.shard(count, index).take(share)
         if self._pixels is not None:
             ds = self._cached_batches(recs, labels, size, order)

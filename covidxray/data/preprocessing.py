@@ -135,10 +135,10 @@ class Preprocessing:
         Raises:
             DataError: Pillow cannot convert the image's mode (names `name`).
         """
-        if self.trim:
-            image = image.crop(trim_box(image, self.trim))
-        image = equalize(image, self.equalize)
         try:
+            if self.trim:
+                image = image.crop(trim_box(image, self.trim))
+            image = equalize(_canonical(image), self.equalize)
             return image_to_array(
                 image, self.image_size, color_mode=self.color_mode, resize=self.resize
             )
