@@ -12,9 +12,7 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import tensorflow as tf
 
 from ._persist import read_metadata
 from ._validation import check_choice
+from .data.cache import temporary_store
 from .errors import DataError
 from .models import find_backbone, split_at_backbone
 
@@ -470,23 +469,14 @@ def pool_into_features(
 
 def _feature_store(n: int, shape: tuple[int, ...]) -> np.ndarray:
     """A float32 array for `n` feature vectors: in memory, or a temporary
-    memory-mapped file above `FEATURE_MEMORY_LIMIT`."""
+    memory-mapped file above `FEATURE_MEMORY_LIMIT` (in `$COVIDXRAY_CACHE_DIR`,
+    else the system's temporary folder)."""
     nbytes = 4 * n * int(np.prod(shape))
     if nbytes <= FEATURE_MEMORY_LIMIT:
         return np.empty((n, *shape), np.float32)
-    handle, name = tempfile.mkstemp(prefix="covidxray-features-", suffix=".f32")
-    os.close(handle)
-    store = np.memmap(name, dtype=np.float32, mode="w+", shape=(n, *shape))
-    weakref.finalize(store, _remove_quietly, name)
-    logger.info("Caching %.1f MB of features in '%s'.", nbytes / 1e6, name)
-    return store
-
-
-def _remove_quietly(name: str) -> None:
-    try:
-        os.remove(name)
-    except OSError:
-        pass
+    return temporary_store(
+        (n, *shape), None, dtype=np.float32, prefix="covidxray-features-"
+    )
 
 
 def _run_features(

@@ -50,25 +50,26 @@ def default_cache_dir() -> Path:
 
 
 def temporary_store(
-    shape: tuple[int, ...], folder: str | os.PathLike[str] | None
+    shape: tuple[int, ...],
+    folder: str | os.PathLike[str] | None,
+    dtype: Any = np.uint8,
+    prefix: str = "covidxray-cache-",
 ) -> np.ndarray:
-    """A uint8 memory-mapped array in a temporary file that is deleted when
-    the array is garbage-collected."""
+    """A memory-mapped array in a temporary file in `folder` (default:
+    `default_cache_dir()`), deleted when the array is garbage-collected."""
     where = Path(folder) if folder is not None else default_cache_dir()
     try:
         where.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(
-            prefix="covidxray-cache-", suffix=".u8", dir=where
-        )
+        handle, name = tempfile.mkstemp(prefix=prefix, suffix=".bin", dir=where)
     except OSError as exc:
         raise DataError(
             f"Could not create a cache file in '{where}': {exc}. Pass "
             f"cache_dir= (or set {CACHE_DIR_VARIABLE}) to a writable folder."
         ) from exc
     os.close(handle)
-    store = np.memmap(name, dtype=np.uint8, mode="w+", shape=shape)
+    store = np.memmap(name, dtype=dtype, mode="w+", shape=shape)
     weakref.finalize(store, _remove_quietly, name)
-    logger.info("Caching %.1f MB of pixels in '%s'.", store.nbytes / 1e6, name)
+    logger.info("Caching %.1f MB in '%s'.", store.nbytes / 1e6, name)
     return store
 
 
