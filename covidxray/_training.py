@@ -489,21 +489,22 @@ def _run_features(
     store: np.ndarray | None = None
     parts: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    at = 0
+    written = 0  # rows of `store` filled, in order; the rest go to `parts`
     for x, y in ds:
         feats = extract(x).numpy()
         if store is None and batches > 0:  # at most one batch too many
             store = _feature_store(batches * len(feats), feats.shape[1:])
-        if store is not None and at + len(feats) <= len(store):
-            store[at : at + len(feats)] = feats
+        if store is not None and not parts and written + len(feats) <= len(store):
+            store[written : written + len(feats)] = feats
+            written += len(feats)
         else:
             parts.append(feats)
-        at += len(feats)
         labels.append(np.asarray(y))
-    if store is None or parts:
-        stored = [store[:at]] if store is not None else []
-        store = np.concatenate([*stored, *parts]) if stored or parts else np.zeros(0)
-    return store[:at], np.concatenate(labels)
+    if parts:  # the pipeline did not know its size, or a batch did not fit
+        kept = [np.asarray(store[:written])] if store is not None else []
+        return np.concatenate([*kept, *parts]), np.concatenate(labels)
+    assert store is not None
+    return store[:written], np.concatenate(labels)
 
 
 def _feature_batches(

@@ -67,3 +67,23 @@ def test_features_above_the_limit_go_to_a_file(
         len(data.split_records("val")),
         2,
     )
+
+
+def test_features_keep_their_order_whatever_the_batch_sizes() -> None:
+    import tensorflow as tf
+
+    x = np.arange(8 * 2, dtype=np.float32).reshape(8, 2)
+    y = np.arange(8, dtype=np.int32)
+    # Batches of 2, 3 and 3: the store is sized from the first (3 x 2 rows), so
+    # the last batch does not fit and must follow in order.
+    bounds = [(0, 2), (2, 5), (5, 8)]
+    spec = (tf.TensorSpec((None, 2), tf.float32), tf.TensorSpec((None,), tf.int32))
+    unknown = tf.data.Dataset.from_generator(
+        lambda: ((x[i:j], y[i:j]) for i, j in bounds), output_signature=spec
+    )
+    uneven = unknown.apply(tf.data.experimental.assert_cardinality(3))
+    assert int(uneven.cardinality()) == 3 and int(unknown.cardinality()) < 0
+    for ds in (uneven, unknown):
+        feats, labels = _training._run_features(lambda t: t * 2, ds)
+        np.testing.assert_array_equal(feats, x * 2)
+        np.testing.assert_array_equal(labels, y)
