@@ -205,13 +205,12 @@ def class_weights(
     labels (a `balanced` view), `"balanced"` means no weights."""
     if class_weight is None:
         return None
-    if labels is None and not isinstance(class_weight, Mapping):
-        check_choice("class_weight", class_weight, ("balanced",), "fit")
-        logger.info("A balanced view draws the classes evenly; no class weights.")
-        return None
     if isinstance(class_weight, Mapping):
         return {int(k): float(v) for k, v in class_weight.items()}
     check_choice("class_weight", class_weight, ("balanced",), "fit")
+    if labels is None:
+        logger.info("A balanced view draws the classes evenly; no class weights.")
+        return None
     if isinstance(labels, tf.data.Dataset):
         labels = np.concatenate([np.asarray(y).reshape(-1) for _, y in labels])
     return balanced_class_weights(np.asarray(labels), n_classes)

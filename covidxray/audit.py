@@ -25,7 +25,7 @@ from ._probe import (
 from .data.layouts import is_synthetic
 from .data.loader import XrayDataset, load_dataset
 from .data.near import near_pairs
-from .data.records import Record
+from .data.records import Record, count_by_source
 from .data.split import COPY_BITS, content_groups, cross_source_copies
 
 logger = logging.getLogger("covidxray")
@@ -349,7 +349,7 @@ def audit(
             auc = probe_auc(metadata_features(records, [name]), y, seed)
             report.shortcut_feature_auc[name] = 0.5 if auc is None else auc
 
-    report.source_table = _source_table(records, dataset.class_names)
+    report.source_table = count_by_source(records, dataset.class_names)
     report.cross_source_copies = _copies(records)
     if source_probe:
         report.source_probe = _source_probe(dataset, records, y, seed)
@@ -406,21 +406,10 @@ def audit(
     return report
 
 
-def _source_table(
-    records: Sequence[Record], class_names: Sequence[str]
-) -> dict[str, dict[str, int]]:
-    table: dict[str, dict[str, int]] = {}
-    for rec in records:
-        row = table.setdefault(str(rec.source), dict.fromkeys(class_names, 0))
-        row[rec.label] = row.get(rec.label, 0) + 1
-    return table
-
-
 def _copies(records: Sequence[Record]) -> list[dict[str, Any]]:
     out = []
-    for i, j in cross_source_copies(records, COPY_BITS):
+    for i, j, distance in cross_source_copies(records, COPY_BITS):
         a, b = records[i], records[j]
-        distance = int(bin(int(a.phash, 16) ^ int(b.phash, 16)).count("1"))
         out.append(
             {
                 "paths": [a.path, b.path],

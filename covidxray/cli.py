@@ -10,12 +10,13 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import _progress
 from ._version import __version__
+from .data.loader import source_name
 from .errors import DataError, WeightsUnavailableError
 
 __all__ = ["main"]
@@ -52,16 +53,15 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     import keras
 
-    from . import Classifier, build_cnn, build_pretrained, load_dataset
+    from . import Classifier, load_dataset
     from ._persist import check_model_path
 
     check_model_path(args.out, "--out")  # before scanning and training
     if args.checkpoint:
         check_model_path(args.checkpoint, "--checkpoint")
-    size = args.image_size or (256 if args.model == "cnn" else 224)
     data = load_dataset(
         _sources(args.data),
-        image_size=(size, size),
+        image_size=_image_size(args),
         color_mode=args.color_mode,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -71,13 +71,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         equalize=args.equalize,
     )
     keras.utils.set_random_seed(args.seed)  # reproducible initial weights
-    shape = data.preprocessing.input_shape
-    if args.model == "cnn":
-        model = build_cnn(shape)
-    else:
-        model = build_pretrained(
-            args.model, input_shape=shape, weights=_weights(args.weights)
-        )
+    model = _model_builder(args)(data.preprocessing.input_shape)
     print(data.summary())
     augmenter = _augmenter(args.augment, args.seed)
     clf = Classifier(
@@ -235,6 +229,25 @@ _DATA_HELP = (
 )
 
 
+def _image_size(args: argparse.Namespace) -> tuple[int, int]:
+    """`--image-size`, else 256 for the seed CNN and 224 for a backbone."""
+    size = args.image_size or (256 if args.model == "cnn" else 224)
+    return (size, size)
+
+
+def _model_builder(args: argparse.Namespace) -> Callable[[tuple[int, ...]], Any]:
+    """The model `--model` (and `--weights`) names, as a function of the input
+    shape."""
+    from . import build_cnn, build_pretrained
+
+    if args.model == "cnn":
+        return build_cnn
+    weights = _weights(args.weights)
+    return lambda shape: build_pretrained(
+        args.model, input_shape=shape, weights=weights
+    )
+
+
 def _sources(items: list[str]) -> Any:
     """One path, or a dict name -> path for several (NAME=PATH or a folder)."""
     if len(items) == 1 and "=" not in items[0]:
@@ -242,8 +255,7 @@ def _sources(items: list[str]) -> Any:
     named: dict[str, str] = {}
     for item in items:
         name, _, path = item.partition("=") if "=" in item else ("", "", item)
-        where = Path(path)
-        key = name or (where.parent if where.is_file() else where).resolve().name
+        key = name or source_name(Path(path))
         if key in named:
             raise DataError(
                 f"Two sources are named {key!r}: '{named[key]}' and '{path}'. Name "
@@ -254,25 +266,18 @@ def _sources(items: list[str]) -> Any:
 
 
 def _cmd_crossval(args: argparse.Namespace) -> int:
-    from . import build_cnn, build_pretrained, load_dataset
+    from . import load_dataset
     from .crossval import leave_one_source_out
 
-    size = args.image_size or (256 if args.model == "cnn" else 224)
     data = load_dataset(
         _sources(args.data),
-        image_size=(size, size),
+        image_size=_image_size(args),
         batch_size=args.batch_size,
         seed=args.seed,
     )
     if not args.json:
         print(data.summary())
-    if args.model == "cnn":
-        build: Any = build_cnn
-    else:
-        weights = _weights(args.weights)
-
-        def build(shape: tuple[int, int, int]) -> Any:
-            return build_pretrained(args.model, input_shape=shape, weights=weights)
+    build = _model_builder(args)
 
     def augment(seed: int) -> Any:
         return _augmenter(args.augment, seed)

@@ -25,7 +25,7 @@ from .decode import COLOR_MODES, DEFAULT_MAX_PIXELS, RESIZE_MODES, ImageInfo, Wi
 from .labels import make_label_map
 from .layouts import LAYOUTS, ReadContext, detect_layout, is_synthetic
 from .preprocessing import Preprocessing
-from .records import Entry, Record
+from .records import Entry, Record, count_by_source
 from .split import COPY_BITS, SPLIT_ORDER, assign_splits, check_fractions
 from .split import deduplicate as deduplicate_records
 
@@ -502,7 +502,7 @@ def _sub_source(name: str, own: str | None, several: bool) -> str:
     return f"{name}/{own}" if several else own
 
 
-def _source_name(path: Path) -> str:
+def source_name(path: Path) -> str:
     """A source's default name: its folder's name (a table file: its folder)."""
     folder = path.parent if path.is_file() else path
     return folder.resolve().name or str(path)
@@ -532,7 +532,7 @@ def _named_sources(source: Any) -> dict[str, Path]:
         root = Path(value)
         if not root.exists():
             raise DataError(f"The dataset source '{root}' does not exist.")
-        key = name if name is not None else _source_name(root)
+        key = name if name is not None else source_name(root)
         if key in named:
             raise DataError(
                 f"Two sources are named {key!r}: '{named[key]}' and '{root}'. Pass a "
@@ -886,11 +886,7 @@ class XrayDataset:
             >>> load_dataset({"a": a, "b": b}, image_size=(8, 8)).source_table()
             {'a': {'normal': 4, 'covid': 4}, 'b': {'normal': 3, 'covid': 3}}
         """
-        table: dict[str, dict[str, int]] = {}
-        for rec in self.records:
-            row = table.setdefault(str(rec.source), dict.fromkeys(self.class_names, 0))
-            row[rec.label] += 1
-        return table
+        return count_by_source(self.records, self.class_names)
 
     def summary(self) -> str:
         """A short text summary: sources, classes, counts per split and, for

@@ -48,12 +48,16 @@ def _words(hashes: np.ndarray) -> np.ndarray:
 _BITS = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 
 
+def _set_bits(x: np.ndarray) -> np.ndarray:
+    """Set bits of uint64 words, summed over the last axis."""
+    if hasattr(np, "bitwise_count"):  # NumPy 2
+        return np.bitwise_count(x).sum(axis=-1, dtype=np.int64)
+    return _BITS[x.view(np.uint8)].sum(axis=-1, dtype=np.int64)
+
+
 def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamming distance between rows of two (k, words) uint64 arrays."""
-    x = a ^ b
-    if hasattr(np, "bitwise_count"):  # NumPy 2
-        return np.bitwise_count(x).sum(axis=1, dtype=np.int64)
-    return _BITS[x.view(np.uint8)].sum(axis=1, dtype=np.int64)
+    return _set_bits(a ^ b)
 
 
 def _check(hashes: np.ndarray, others: np.ndarray | None) -> np.ndarray:
@@ -96,11 +100,7 @@ def all_pairs(
     step = max(1, _BLOCK_PAIRS // max(1, len(theirs)))
     for start in range(0, len(words), step):
         block = words[start : start + step]
-        x = block[:, None, :] ^ theirs[None, :, :]
-        if hasattr(np, "bitwise_count"):
-            dist = np.bitwise_count(x).sum(axis=2, dtype=np.int64)
-        else:
-            dist = _BITS[x.view(np.uint8)].sum(axis=2, dtype=np.int64)
+        dist = _set_bits(block[:, None, :] ^ theirs[None, :, :])
         rows, cols = np.nonzero(dist <= threshold)
         rows_global = rows + start
         if others is None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Entry", "Record"]
+__all__ = ["Entry", "Record", "count_by_source"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,14 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         """The record as a plain dict (JSON-friendly)."""
         return asdict(self)
+
+
+def count_by_source(
+    records: Sequence[Record], class_names: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Images per source and class, sources in the order they first appear."""
+    table: dict[str, dict[str, int]] = {}
+    for rec in records:
+        row = table.setdefault(str(rec.source), dict.fromkeys(class_names, 0))
+        row[rec.label] = row.get(rec.label, 0) + 1
+    return table

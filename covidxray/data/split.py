@@ -56,7 +56,7 @@ def content_groups(
             else:
                 first[value] = i
     if cross_source_bits is not None and len({r.source for r in records}) > 1:
-        for i, j in cross_source_copies(records, cross_source_bits):
+        for i, j, _ in cross_source_copies(records, cross_source_bits):
             parent[find(i)] = find(j)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(records)):
@@ -66,18 +66,18 @@ def content_groups(
 
 def cross_source_copies(
     records: Sequence[Record], bits: int = COPY_BITS
-) -> list[tuple[int, int]]:
-    """Index pairs `(i, j)` of records from different sources whose perceptual
+) -> list[tuple[int, int, int]]:
+    """`(i, j, distance)` for records from different sources whose perceptual
     hashes differ in at most `bits` bits."""
     if not records:
         return []
     hashes = np.stack(
         [np.frombuffer(bytes.fromhex(r.phash), np.uint8) for r in records]
     )
-    i, j, _ = near_pairs(hashes, bits)
+    i, j, distance = near_pairs(hashes, bits)
     return [
-        (a, b)
-        for a, b in zip(i.tolist(), j.tolist(), strict=True)
+        (a, b, d)
+        for a, b, d in zip(i.tolist(), j.tolist(), distance.tolist(), strict=True)
         if records[a].source != records[b].source
     ]
 
