@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .comparison import Comparison, run_comparison
     from .crossval import SourceEvaluation, evaluate_by_source, leave_one_source_out
     from .explain import grad_cam, overlay
+    from .features import FeatureCache
     from .metrics import Evaluation
     from .models import (
         Backbone,
@@ -47,6 +48,7 @@ _LAZY = {
     "Classifier": "classifier",
     "Comparison": "comparison",
     "Evaluation": "metrics",
+    "FeatureCache": "features",
     "SourceEvaluation": "crossval",
     "evaluate_by_source": "crossval",
     "leave_one_source_out": "crossval",
@@ -72,6 +74,7 @@ __all__ = [
     "CovidXrayWarning",
     "DataError",
     "Evaluation",
+    "FeatureCache",
     "NotFittedError",
     "Preprocessing",
     "Record",

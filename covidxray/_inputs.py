@@ -28,6 +28,7 @@ from .data.loader import (
 )
 from .data.preprocessing import Preprocessing
 from .errors import DataError
+from .features import FeatureCache
 
 logger = logging.getLogger("covidxray")
 
@@ -265,15 +266,25 @@ def resolve_preprocessing(
 
 
 def probabilities(
-    model: Any, batches: Iterable[np.ndarray], n_classes: int
+    model: Any,
+    batches: Iterable[np.ndarray],
+    n_classes: int,
+    cache: FeatureCache | None = None,
 ) -> np.ndarray:
     """Class probabilities (N, n_classes) of a model over float batches; one
-    sigmoid unit becomes the two columns (1 - p, p)."""
-    # A direct eager call per batch: no start-up cost of model.predict and no
-    # tracing, so one image costs one forward pass.
-    outputs = [
-        np.asarray(model(tf.convert_to_tensor(b), training=False)) for b in batches
-    ]
+    sigmoid unit becomes the two columns (1 - p, p). With a `cache`, a frozen
+    backbone's features come from it."""
+
+    parts = cache.parts(model) if cache is not None else None  # weights hashed once
+
+    def run(b: np.ndarray) -> np.ndarray:
+        if parts is not None:
+            return cache.outputs(parts, b)  # type: ignore[union-attr]
+        # A direct eager call per batch: no start-up cost of model.predict and
+        # no tracing, so one image costs one forward pass.
+        return np.asarray(model(tf.convert_to_tensor(b), training=False))
+
+    outputs = [run(b) for b in batches]
     if not outputs:
         return np.zeros((0, n_classes), np.float64)
     out = np.concatenate(outputs).astype(np.float64)

@@ -71,6 +71,8 @@ class ModelMetadata:
         preprocessing: How inputs are decoded and resized.
         learning_rate: Learning rate of the last `fit`.
         seed: Seed of the last `fit`.
+        spectral_decoupling: The `Classifier`'s `spectral_decoupling`
+            strength (0 when off, and in files written before it was kept).
         provenance: Versions of covidxray, TensorFlow and Keras that saved it.
         checkpoint: For a best-epoch checkpoint: epoch, monitor and value.
         training: What it was trained on, when `fit` got an `XrayDataset`: the
@@ -84,6 +86,7 @@ class ModelMetadata:
     preprocessing: Preprocessing
     learning_rate: float = 1e-3
     seed: int | None = None
+    spectral_decoupling: float = 0.0
     provenance: Mapping[str, str] = field(default_factory=provenance)
     checkpoint: Mapping[str, Any] | None = None
     training: Mapping[str, Any] | None = None
@@ -98,6 +101,7 @@ class ModelMetadata:
             "threshold": self.threshold,
             "learning_rate": self.learning_rate,
             "seed": self.seed,
+            "spectral_decoupling": self.spectral_decoupling,
             "preprocessing": self.preprocessing.to_dict(),
             "provenance": dict(self.provenance),
         }
@@ -150,6 +154,7 @@ class ModelMetadata:
                 preprocessing=Preprocessing.from_dict(values["preprocessing"]),
                 learning_rate=float(values.get("learning_rate", 1e-3)),
                 seed=values.get("seed"),
+                spectral_decoupling=float(values.get("spectral_decoupling", 0.0)),
                 provenance=dict(versions),
                 checkpoint=values.get("checkpoint"),
                 training=values.get("training"),
@@ -320,6 +325,7 @@ def load_classifier(cls: Any, path: Path) -> Any:
         image_size=prep.image_size,
         color_mode=prep.color_mode,
         resize=prep.resize,
+        spectral_decoupling=meta.spectral_decoupling,
         seed=meta.seed,
     )
     clf.model_ = model

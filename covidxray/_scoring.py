@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ._inputs import PREDICT_BATCH, array_batches
+from ._inputs import PREDICT_BATCH, array_batches, image_batches, probabilities
 from ._validation import check_choice
 from .data.labels import canon, is_covid_name
 from .data.loader import NO_CLASS, XrayDataset
@@ -37,8 +37,9 @@ def scores(
     """Labels, probabilities and what was scored (`meta`) for a fitted classifier.
 
     Args:
-        clf: A fitted `Classifier` (its `predict_proba`, `preprocessing_`,
-            `class_names`, `positive_class` and `training_record_` are used).
+        clf: A fitted `Classifier` (its `predict_proba`, `model_`,
+            `feature_cache`, `preprocessing_`, `class_names`, `positive_class`
+            and `training_record_` are used).
         data: An `XrayDataset`, a dataset folder or file (read with the
             model's own preprocessing; one class is enough), a `tf.data`
             dataset of `(images, labels)`, or `(x, y)` arrays.
@@ -67,11 +68,15 @@ def scores(
     if check_seen:
         kept = _unseen(clf, records, meta, include_seen, where)
         records, labels = [records[i] for i in kept], labels[kept]
-    proba = np.concatenate(
-        [
-            clf.predict_proba(data.images_of(records[i : i + PREDICT_BATCH]))
-            for i in range(0, len(records), PREDICT_BATCH)
-        ]
+    batches = (
+        batch
+        for i in range(0, len(records), PREDICT_BATCH)
+        for batch in image_batches(
+            data.images_of(records[i : i + PREDICT_BATCH]), clf.preprocessing_
+        )
+    )
+    proba = probabilities(
+        clf.model_, batches, len(clf.class_names), getattr(clf, "feature_cache", None)
     )
     meta["n"] = len(records)
     return labels, proba, meta

@@ -1,4 +1,4 @@
-"""The training loop's plumbing: feature caching, checkpoints, callbacks, seeds.
+"""The training loop's plumbing: checkpoints, callbacks, seeds, the training loops.
 
 Everything here is a function or a callback with explicit arguments; nothing
 imports `covidxray.classifier`, which calls into this module.
@@ -24,9 +24,8 @@ import tensorflow as tf
 
 from ._persist import read_metadata
 from ._validation import check_choice
-from .data.cache import temporary_store
 from .errors import DataError
-from .models import find_backbone, split_at_backbone
+from .features import FeatureCache, cached_batches
 
 logger = logging.getLogger("covidxray")
 
@@ -43,10 +42,8 @@ __all__ = [
     "previous_best",
     "seed_streams",
     "train",
-    "use_feature_cache",
 ]
 
-CACHE_CHOICES = ("auto", True, False)
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
     "adamw": keras.optimizers.AdamW,
@@ -361,193 +358,6 @@ def global_random_state_kept() -> Iterator[None]:
         np.random.set_state(numpy_state)
 
 
-# --------------------------------------------------------------------- caching
-
-
-def use_feature_cache(
-    cache_features: str | bool,
-    model: keras.Model,
-    *,
-    augmenter: Any,
-    strategy: tf.distribute.Strategy | None,
-    sampled: bool = False,
-) -> bool:
-    """Decide whether `fit` caches a frozen backbone's features.
-
-    `"auto"` caches when the model has a frozen registered backbone, it splits
-    cleanly there, and neither an augmenter nor a strategy is used. True asks
-    for caching and raises a ValueError saying why when it cannot be done.
-    """
-    check_choice("cache_features", cache_features, CACHE_CHOICES, "fit")
-    if cache_features is False:
-        return False
-    backbone = find_backbone(model)
-    reasons = []
-    if backbone is None:
-        reasons.append("the model has no registered backbone")
-    elif backbone.trainable:
-        reasons.append("the backbone is trainable (unfrozen)")
-    if augmenter is not None:
-        reasons.append("an augmenter changes the images every epoch")
-    if strategy is not None:
-        reasons.append("a distribution strategy is used")
-    if sampled:
-        reasons.append("a balanced view draws other images every epoch")
-    if not reasons:
-        try:
-            features, _ = split_at_backbone(model)
-            if (
-                features.layers[1] is not backbone
-                and features.layers[1].trainable_weights
-            ):
-                reasons.append("layers before the backbone have trainable weights")
-        except ValueError as exc:
-            reasons.append(str(exc))
-    if reasons and cache_features is True:
-        raise ValueError(
-            "fit(cache_features=True) cannot cache features: "
-            + "; ".join(reasons)
-            + ". Pass cache_features='auto' or False."
-        )
-    if reasons:
-        logger.info("Not caching features: %s.", "; ".join(reasons))
-    return not reasons
-
-
-#: Frozen-backbone features above this many bytes go to a memory-mapped file.
-FEATURE_MEMORY_LIMIT = 2 * 1024**3
-#: Layers without weights or randomness that may move from the head into the
-#: cached features.
-_MOVABLE = (
-    keras.layers.AveragePooling2D,
-    keras.layers.MaxPooling2D,
-    keras.layers.GlobalAveragePooling2D,
-    keras.layers.GlobalMaxPooling2D,
-    keras.layers.Flatten,
-)
-
-
-def pool_into_features(
-    features: keras.Model, head: keras.Model
-) -> tuple[keras.Model, keras.Model]:
-    """Move the pooling (and flattening) layers that start the head into the
-    features, so that the cache holds what the head's first trained layer
-    reads: for the seed's head (2 x 2 average pooling, then flatten) a quarter
-    of the feature map, for a global pooling one vector per image (2,048 floats
-    for a ResNet50 instead of 7 x 7 x 2,048). Returns the pair unchanged when
-    the head does not start so, or is not a simple chain (checked on numbers).
-    """
-    layers = [la for la in head.layers if not isinstance(la, keras.layers.InputLayer)]
-    lead = 0
-    while lead < len(layers) and isinstance(layers[lead], _MOVABLE):
-        lead += 1
-    if lead == 0 or lead == len(layers):
-        return features, head
-    try:
-        moved = features.outputs[0]
-        shape = tuple(head.input_shape)
-        for layer in layers[:lead]:
-            moved = layer(moved)
-            shape = tuple(layer.compute_output_shape(shape))
-        pooled_in = keras.Input(shape[1:])
-        x = pooled_in
-        for layer in layers[lead:]:
-            x = layer(x)
-        new_head = keras.Model(pooled_in, x)
-        new_features = keras.Model(features.inputs, moved)
-        probe = np.random.default_rng(0).random((2, *head.input_shape[1:]), np.float32)
-        reduced = probe
-        for layer in layers[:lead]:
-            reduced = layer(reduced)
-        same = np.allclose(
-            new_head(reduced, training=False), head(probe, training=False), atol=1e-5
-        )
-    except (ValueError, TypeError):
-        return features, head
-    return (new_features, new_head) if same else (features, head)
-
-
-def _feature_store(n: int, shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 array for `n` feature vectors: in memory, or a temporary
-    memory-mapped file above `FEATURE_MEMORY_LIMIT` (in `$COVIDXRAY_CACHE_DIR`,
-    else the system's temporary folder)."""
-    nbytes = 4 * n * int(np.prod(shape))
-    if nbytes <= FEATURE_MEMORY_LIMIT:
-        return np.empty((n, *shape), np.float32)
-    return temporary_store(
-        (n, *shape), None, dtype=np.float32, prefix="covidxray-features-"
-    )
-
-
-def _run_features(
-    extract: Callable[[Any], Any], ds: tf.data.Dataset
-) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of every batch, written into one preallocated
-    store (no second copy), sized from the number of batches when the
-    pipeline knows it."""
-    batches = int(ds.cardinality())  # -1 or -2 when the pipeline cannot tell
-    store: np.ndarray | None = None
-    parts: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    written = 0  # rows of `store` filled, in order; the rest go to `parts`
-    for x, y in ds:
-        feats = extract(x).numpy()
-        if store is None and batches > 0:  # at most one batch too many
-            store = _feature_store(batches * len(feats), feats.shape[1:])
-        if store is not None and not parts and written + len(feats) <= len(store):
-            store[written : written + len(feats)] = feats
-            written += len(feats)
-        else:
-            parts.append(feats)
-        labels.append(np.asarray(y))
-    if parts:  # the pipeline did not know its size, or a batch did not fit
-        kept = [np.asarray(store[:written])] if store is not None else []
-        return np.concatenate([*kept, *parts]), np.concatenate(labels)
-    assert store is not None
-    return store[:written], np.concatenate(labels)
-
-
-def _feature_batches(
-    features: keras.Model,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset | None,
-    seed: int | None,
-) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
-    """Run the frozen part once over the data: datasets of (features, labels),
-    gathered from the store batch by batch (the store is not copied into
-    TensorFlow)."""
-    spec = tf.TensorSpec((None, *features.input_shape[1:]), tf.float32)
-    extract = tf.function(lambda x: features(x, training=False), input_signature=[spec])
-    batch = int(next(iter(train_ds))[0].shape[0])
-
-    def batches(ds: tf.data.Dataset, shuffle: bool) -> tf.data.Dataset:
-        x, y = _run_features(extract, ds)
-        order = tf.data.Dataset.range(len(x))
-        if shuffle:
-            order = order.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-
-        def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return np.asarray(x[idx]), y[idx]
-
-        shape = (None, *x.shape[1:])
-        return order.batch(batch).map(
-            lambda i: tuple(
-                tf.ensure_shape(t, s)
-                for t, s in zip(
-                    tf.numpy_function(gather, [i], [tf.float32, tf.as_dtype(y.dtype)]),
-                    (shape, (None,)),
-                    strict=True,
-                )
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-
-    train_feats = batches(train_ds, shuffle=True)
-    val_feats = batches(val_ds, shuffle=False) if val_ds is not None else None
-    logger.info("Cached frozen-backbone features for the head's training.")
-    return train_feats, val_feats
-
-
 # --------------------------------------------------------------------- training
 
 
@@ -672,12 +482,14 @@ def train(
     cache_features: bool,
     verbose: str | int,
     seed: int | None,
+    feature_cache: FeatureCache | None = None,
 ) -> FitResult:
     """Train `model` (already compiled), or only its head on cached features.
 
     With `cache_features`, the model is split at its frozen backbone, the
-    backbone runs once over the data, and only the head (which shares its
-    layers with `model`) trains; `user_callbacks` still see the full model.
+    backbone runs once over the images `feature_cache` (by default a new one)
+    lacks, and only the head (which shares its layers with `model`) trains;
+    `user_callbacks` still see the full model.
     Our own callbacks (`own_callbacks`, with `save`, `checkpoint` and
     `early_stopping`) run first, so that an exception raised by a user
     callback at the end of an epoch comes after that epoch's backup.
@@ -694,10 +506,14 @@ def train(
     start = time.perf_counter()
     trainee = model
     if cache_features:
-        features, head = pool_into_features(*split_at_backbone(model))
-        train_ds, val_ds = _feature_batches(features, train_ds, val_ds, seed)
+        cache = feature_cache if feature_cache is not None else FeatureCache()
+        parts = cache.parts(model)
+        if parts is None:
+            raise ValueError("The model's frozen part cannot be cached.")
+        train_ds, val_ds = cached_batches(cache, parts, train_ds, val_ds, seed)
         # The head trains with the full model's optimizer, so a callback that
         # changes `model.optimizer` (a learning-rate schedule) changes training.
+        head = parts.head
         compile_for(head, model.optimizer, 0.0, getattr(model.loss, "strength", 0.0))
         trainee = head
         user_callbacks = [ShowFullModel(c, model) for c in user_callbacks]

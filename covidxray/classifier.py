@@ -26,6 +26,7 @@ from ._validation import check_model_classes, check_positive_int
 from .data.loader import XrayDataset
 from .data.preprocessing import Preprocessing
 from .errors import NotFittedError
+from .features import FeatureCache, use_feature_cache
 from .metrics import Evaluation, choose_threshold
 from .models import unfreeze_backbone
 
@@ -67,6 +68,9 @@ class Classifier(Params):
             Python, NumPy and TensorFlow random state is left as it was. The
             weights are initialised when the model is built: call
             `keras.utils.set_random_seed` before building for identical runs.
+        feature_cache: A `FeatureCache` shared by every `fit`, prediction and
+            evaluation (and by clones with these parameters): a frozen
+            backbone runs once per image, whatever asks for it again.
 
     Examples:
         >>> import tempfile
@@ -102,6 +106,7 @@ class Classifier(Params):
         resize: str | None = None,
         spectral_decoupling: float = 0.0,
         seed: int | None = 0,
+        feature_cache: FeatureCache | None = None,
     ) -> None:
         self.model = model
         self.class_names = class_names
@@ -114,6 +119,7 @@ class Classifier(Params):
         self.resize = resize
         self.spectral_decoupling = spectral_decoupling
         self.seed = seed
+        self.feature_cache = feature_cache
 
     @property
     def _binary(self) -> bool:
@@ -192,7 +198,8 @@ class Classifier(Params):
             batch_size: Batch size for arrays (default 32), or to override an
                 `XrayDataset`'s own.
             cache_features: `"auto"` runs a frozen registered backbone once over
-                the data and trains only the head on its cached features, when
+                the images (those `feature_cache` lacks) and trains only the
+                head on their features (in `feature_cache`, if given), when
                 the model splits cleanly at the backbone and neither an
                 augmenter nor a strategy is used; otherwise it trains the whole
                 model. True insists (a ValueError says why it cannot); False
@@ -220,7 +227,7 @@ class Classifier(Params):
         weights = _inputs.class_weights(class_weight, labels, len(self.class_names))
         fitted_before = hasattr(self, "model_")
         model = getattr(self, "model_", self.model)
-        use_cache = _training.use_feature_cache(
+        use_cache = use_feature_cache(
             cache_features,
             model,
             augmenter=augmenter,
@@ -250,6 +257,7 @@ class Classifier(Params):
                 cache_features=use_cache,
                 verbose=verbose,
                 seed=self.seed,
+                feature_cache=self.feature_cache,
             )
         self.fit_seconds_ = result.seconds
         self.history_ = result.history
@@ -302,7 +310,9 @@ class Classifier(Params):
         """
         self._check_fitted()
         batches = _inputs.image_batches(x, self.preprocessing_)
-        return _inputs.probabilities(self.model_, batches, len(self.class_names))
+        return _inputs.probabilities(
+            self.model_, batches, len(self.class_names), self.feature_cache
+        )
 
     def predict(self, x: ImageInput) -> np.ndarray:
         """Predicted class names, shape (N,). Binary tasks use `threshold_`."""
@@ -407,6 +417,7 @@ class Classifier(Params):
             preprocessing=self.preprocessing_,
             learning_rate=self.learning_rate,
             seed=self.seed,
+            spectral_decoupling=self.spectral_decoupling,
             training=self.training_record_.info if self.training_record_ else None,
         )
 

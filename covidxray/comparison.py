@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .audit import audit
 from .data.layouts import is_synthetic
 from .data.loader import load_dataset
 from .datasets import make_synthetic
+
+if TYPE_CHECKING:
+    from .features import FeatureCache
 
 logger = logging.getLogger("covidxray")
 
@@ -240,17 +243,38 @@ def _with_ci(row: dict[str, Any], metric: str) -> str:
     return f"{text} ({_fmt(lo)}-{_fmt(hi)})"
 
 
-def _build(name: str, size: int, weights: Any, seed: int = 0) -> Any:
+def _build(
+    name: str,
+    size: int,
+    weights: Any,
+    seed: int = 0,
+    backbones: dict[str, Any] | None = None,
+) -> Any:
+    """The seed CNN or a backbone with the seed's head, initialised from `seed`.
+
+    Without pretrained weights, the first random backbone built for a name is
+    kept in `backbones` and reused for every later seed, as ImageNet weights
+    would be: a frozen backbone is then one fixed feature extractor (whose
+    features a `FeatureCache` computes once), and the seeds vary the head's
+    weights, the splits and the order of training.
+    """
     import keras
 
-    from .models import build_cnn, build_pretrained
+    from .models import build_cnn, build_pretrained, find_backbone
 
     keras.utils.set_random_seed(seed)  # the same initial weights on every run
     if name == "cnn":
         return build_cnn((size, size, 3))
-    return build_pretrained(
+    model = build_pretrained(
         name, input_shape=(size, size, 3), weights=weights, head="seed", dropout=0.5
     )
+    backbone = find_backbone(model)
+    if backbones is not None and weights is None and backbone is not None:
+        if name in backbones:
+            backbone.set_weights(backbones[name])
+        else:
+            backbones[name] = backbone.get_weights()
+    return model
 
 
 def run_comparison(
@@ -322,6 +346,8 @@ def run_comparison(
         WeightsUnavailableError: ImageNet weights were asked for and cannot be had.
         ValueError: An unknown model name.
     """
+    from ._scoring import load_for_evaluation
+    from .features import FeatureCache
     from .models import list_backbones
 
     models = list(models or (QUICK_MODELS if quick else DEFAULT_MODELS))
@@ -369,7 +395,26 @@ def run_comparison(
         if name != "cnn" and weights is not None:
             _build(name, size, weights)
 
-    report = audit(root, seed=seed, shortcut_probe=True)
+    run_seeds = [int(s) for s in (seeds if seeds is not None else [seed])]
+    if not run_seeds:
+        raise ValueError("The `seeds` argument of run_comparison needs a seed.")
+    # One scan: every later load reads the pixels and hashes from this file.
+    scratch = tempfile.TemporaryDirectory(prefix="covidxray-compare-")
+    pixel_cache = Path(scratch.name) / "pixels.cache"
+
+    def load(split: str, run_seed: int) -> Any:
+        return load_dataset(
+            root,
+            image_size=(size, size),
+            color_mode="rgb",
+            batch_size=32,
+            seed=run_seed,
+            cache=pixel_cache,
+            **SPLITS[split],  # type: ignore[arg-type]
+        )
+
+    first = load("seed (leaky)", run_seeds[0])
+    report = audit(first, seed=seed, shortcut_probe=True)
     audit_summary = {
         "cross_split_duplicates": sum(
             len(g["paths"]) - 1 for g in report.cross_split_duplicates
@@ -385,38 +430,34 @@ def run_comparison(
     rows: list[dict[str, Any]] = []
     curves: dict[str, dict[str, Any]] = {split: {} for split in SPLITS}
     fingerprints: dict[str, str] = {}
-    run_seeds = [int(s) for s in (seeds if seeds is not None else [seed])]
-    if not run_seeds:
-        raise ValueError("The `seeds` argument of run_comparison needs a seed.")
+    features = FeatureCache()  # each frozen backbone runs once per image
+    backbones: dict[str, Any] = {}
+    outside_data = None
     for run_seed in run_seeds:
-        for split, options in SPLITS.items():
-            dataset = load_dataset(
-                root,
-                image_size=(size, size),
-                color_mode="rgb",
-                batch_size=32,
-                seed=run_seed,
-                **options,  # type: ignore[arg-type]
-            )
+        for split in SPLITS:
+            reuse = (split, run_seed) == ("seed (leaky)", run_seeds[0])
+            dataset = first if reuse else load(split, run_seed)
             fingerprints.setdefault(split, dataset.fingerprint())  # the first seed's
             for name in models:
                 clf, evaluation = _train_and_score(
+                    _build(name, size, weights, run_seed, backbones),
                     name,
                     dataset,
                     split,
-                    size,
-                    weights,
                     n_epochs,
                     run_seed,
                     n_bootstrap,
                     verbose,
+                    features,
                 )
                 rows.append(
                     _row(split, name, run_seed, clf, dataset, evaluation, weights)
                 )
                 if external is not None and split == "audited":
+                    if outside_data is None:  # read once, as the models read it
+                        outside_data = load_for_evaluation(clf, external)
                     outside = clf.evaluate(
-                        external, n_bootstrap=n_bootstrap, seed=run_seed
+                        outside_data, n_bootstrap=n_bootstrap, seed=run_seed
                     )
                     rows.append(
                         _row(EXTERNAL, name, run_seed, clf, dataset, outside, weights)
@@ -425,6 +466,8 @@ def run_comparison(
                     curves[split][name] = evaluation
                     if plots:
                         _plot_model(out, split, name, clf, evaluation)
+    scratch.cleanup()
+    logger.info("Frozen-backbone features: %r.", features)
     if plots:
         _plot_roc(out, curves)
     import tensorflow as tf
@@ -453,15 +496,15 @@ def run_comparison(
 
 
 def _train_and_score(
+    model: Any,
     name: str,
     dataset: Any,
     split: str,
-    size: int,
-    weights: Any,
     epochs: int,
     seed: int,
     n_bootstrap: int,
-    verbose: str | int = "auto",
+    verbose: str | int,
+    features: FeatureCache,
 ) -> tuple[Any, Any]:
     """Train one model the seed's way on one split; score its test split (the
     leaky split with the images seen in training, as the seed did)."""
@@ -470,10 +513,11 @@ def _train_and_score(
 
     is_cnn = name == "cnn"
     clf = Classifier(
-        _build(name, size, weights, seed),
+        model,
         class_names=dataset.class_names,
         learning_rate=1e-3 if is_cnn else 1e-4,
         seed=seed,
+        feature_cache=None if is_cnn else features,
     )
     clf.fit(
         dataset,

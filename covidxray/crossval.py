@@ -24,6 +24,7 @@ import numpy as np
 from .classifier import Classifier
 from .data.loader import XrayDataset
 from .errors import DataError
+from .features import FeatureCache
 from .metrics import Evaluation
 
 logger = logging.getLogger("covidxray")
@@ -224,7 +225,10 @@ def leave_one_source_out(
         augmenter: Makes the augmenter of a run from its seed (e.g.
             `Augmenter.xray`), or None.
         classifier_kwargs: More arguments of `Classifier` (e.g.
-            `spectral_decoupling`).
+            `spectral_decoupling`). The runs share one `FeatureCache` (or the
+            `feature_cache` given here), so a frozen backbone whose weights are
+            the same in every run (pretrained, or built after the same seed)
+            runs once per image.
         fit_kwargs: More arguments of `Classifier.fit`.
         sources: The sources to leave out in turn; default: all.
         n_bootstrap: Bootstrap resamples for the AUC intervals.
@@ -253,6 +257,7 @@ def leave_one_source_out(
             f"dataset's sources are {names}."
         )
     result = SourceEvaluation(kind="leave-one-source-out")
+    kwargs = {"feature_cache": FeatureCache(), **dict(classifier_kwargs or {})}
     for name in chosen:
         others = [n for n in names if n != name]
         train = data.subset(others)
@@ -269,7 +274,7 @@ def leave_one_source_out(
             class_names=data.class_names,
             positive_class=data.positive_class,
             seed=seed,
-            **dict(classifier_kwargs or {}),
+            **kwargs,
         )
         clf.fit(
             train,

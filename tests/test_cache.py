@@ -95,9 +95,16 @@ def test_unreadable_files_are_remembered(root: Path, tmp_path: Path) -> None:
         load(root, path)  # on_error="raise" raises on the remembered file too
 
 
-def test_two_writers_never_mix_their_files(root: Path, tmp_path: Path) -> None:
+def test_writers_take_turns_and_never_mix_their_files(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "pixels.cache"
     results: list[object] = []
+    calls = []
+    real = preprocessing.decode_file
+    monkeypatch.setattr(
+        preprocessing, "decode_file", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
 
     def run() -> None:
         try:
@@ -111,11 +118,17 @@ def test_two_writers_never_mix_their_files(root: Path, tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert all(not isinstance(r, Exception) for r in results), results
+    n_files = len(results[0].records)  # type: ignore[attr-defined]
+    assert len(calls) == n_files  # one scanned; the others waited and reused it
     reference = load(root, False).images("train")
     for result in results:
         np.testing.assert_array_equal(result.images("train"), reference)  # type: ignore[attr-defined]
     np.testing.assert_array_equal(load(root, path).images("train"), reference)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "pixels.cache"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".pixels.cache.lock",
+        "data",
+        "pixels.cache",
+    ]
 
 
 def test_a_late_writer_keeps_its_own_pixels(tmp_path: Path) -> None:

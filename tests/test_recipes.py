@@ -162,7 +162,7 @@ def test_balanced_views_draw_the_classes_evenly(tmp_path: Path) -> None:
         data.balanced("patient")
 
 
-def test_spectral_decoupling_keeps_the_logits_small() -> None:
+def test_spectral_decoupling_keeps_the_logits_small(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.random((128, 8, 8, 1)).astype(np.float32)
     y = (x[:, :4].mean(axis=(1, 2, 3)) > x[:, 4:].mean(axis=(1, 2, 3))).astype(int)
@@ -188,6 +188,23 @@ def test_spectral_decoupling_keeps_the_logits_small() -> None:
         return float(np.abs(np.log(p / (1 - p))).mean())
 
     assert logits(1.0) < 0.5 * logits(0.0)
+    # The strength is kept in the model file: a loaded model trains with it.
+    clf = Classifier(
+        keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(1, "sigmoid"),
+            ]
+        ),
+        class_names=("a", "b"),
+        spectral_decoupling=0.3,
+    )
+    clf.fit((x, y), epochs=1, verbose=0).save(tmp_path / "sd.keras")
+    loaded = Classifier.load(tmp_path / "sd.keras")
+    assert loaded.metadata_.spectral_decoupling == loaded.spectral_decoupling == 0.3
+    loaded.fit((x, y), epochs=1, verbose=0)
+    assert loaded.model_.loss.strength == pytest.approx(0.3)
     from covidxray._training import compile_for
 
     with pytest.raises(ValueError, match="`spectral_decoupling` argument"):
@@ -202,7 +219,7 @@ def test_spectral_decoupling_keeps_the_logits_small() -> None:
 def test_a_balanced_view_gets_no_class_weights_and_no_feature_cache(
     tmp_path: Path,
 ) -> None:
-    from covidxray import _inputs, _training
+    from covidxray import _inputs
 
     data = load_dataset(two_sources(tmp_path), image_size=(8, 8), validation_split=0.0)
     view = data.balanced("source")
@@ -213,14 +230,15 @@ def test_a_balanced_view_gets_no_class_weights_and_no_feature_cache(
     assert _inputs.class_weights({0: 1.0, 1: 3.0}, labels, 2) == {0: 1.0, 1: 3.0}
     plain = _inputs.class_weights("balanced", data.labels("train"), 2)
     assert plain is not None and plain[1] > plain[0]
+    from covidxray.features import use_feature_cache
     from covidxray.models import build_pretrained
 
     model = build_pretrained("mobilenetv2", input_shape=(32, 32, 1), weights=None)
     kwargs = {"augmenter": None, "strategy": None}
-    assert _training.use_feature_cache("auto", model, **kwargs)
-    assert not _training.use_feature_cache("auto", model, sampled=True, **kwargs)
+    assert use_feature_cache("auto", model, **kwargs)
+    assert not use_feature_cache("auto", model, sampled=True, **kwargs)
     with pytest.raises(ValueError, match="a balanced view draws other images"):
-        _training.use_feature_cache(True, model, sampled=True, **kwargs)
+        use_feature_cache(True, model, sampled=True, **kwargs)
 
 
 def test_a_flat_image_is_left_as_it_is_by_equalisation() -> None:

@@ -195,3 +195,23 @@ def test_within_source_and_leave_one_source_out(
         "b",
         "hosp",
     }
+
+
+def test_leave_one_source_out_runs_a_frozen_backbone_once_per_image(
+    two: dict[str, Path],
+) -> None:
+    from covidxray import FeatureCache, build_pretrained, leave_one_source_out
+
+    data = load_dataset(two, image_size=(32, 32), deduplicate=True)
+    assert {r.split for r in data.records} <= {"train", "val"}
+    cache = FeatureCache()
+    result = leave_one_source_out(
+        data,
+        lambda shape: build_pretrained("mobilenetv2", input_shape=shape, weights=None),
+        epochs=1,
+        n_bootstrap=0,
+        classifier_kwargs={"feature_cache": cache},
+    )
+    assert sorted(result.evaluations) == ["a", "b"]
+    # Each image is computed once: trained on in one run, scored in the other.
+    assert cache.computed == len(data.records) == cache.reused

@@ -14,6 +14,7 @@ never written over.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -22,7 +23,7 @@ import os
 import struct
 import tempfile
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,34 @@ class CacheFile:
                 infos.append(ImageInfo(**entry["info"]))
         logger.info("Reused the cache '%s'; no image was decoded.", self.path)
         return pixels, rows, infos
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on `.<name>.lock` beside the cache, so that
+        processes scanning into one path take turns (the later ones then find
+        the file and reuse it). Without `fcntl` (Windows), or where the lock
+        file cannot be made (a read-only folder), nothing is locked."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        name = self.path.with_name(f".{self.path.name}.lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(name, "a+b")  # noqa: SIM115 - closed below
+        except OSError:
+            yield
+            return
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.info("Waiting for another process writing '%s'.", self.path)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            handle.close()  # releases the lock
 
     def create(self, shape: tuple[int, ...]) -> _Writer:
         """Start a new cache file of `shape` under a temporary name."""

@@ -146,6 +146,23 @@ def _fill(
     cache_file = CacheFile(
         cache, {"preprocessing": prep.to_dict(), "max_pixels": max_pixels}
     )
+    # Processes sharing the path (the workers of a cluster on a shared disk)
+    # take turns: the first scans and writes, the others then reuse its file.
+    with cache_file.lock():
+        return _fill_file(cache_file, entries, problems, prep, max_pixels, num_workers)
+
+
+def _fill_file(
+    cache_file: CacheFile,
+    entries: Sequence[Entry],
+    problems: _Problems,
+    prep: Preprocessing,
+    max_pixels: int,
+    num_workers: int | None,
+) -> tuple[np.ndarray | None, list[ImageInfo | None], list[int]]:
+    """`_fill` for a cache file at a path: reuse it, or scan and write it."""
+    cache = cache_file.path
+    shape = (len(entries), *prep.input_shape)
     if os.path.exists(cache):
         checked = _Problems("skip")  # unreadable files are reported once, below
         hashes = _file_hashes(entries, checked, num_workers)

@@ -1,0 +1,418 @@
+"""Frozen-backbone features, computed once per image and kept for reuse.
+
+A frozen backbone's output depends only on its weights and the pixels it is
+given. `FeatureCache` therefore keeps one table per backbone (found by a hash
+of its weights and layers) with one row per image (found by a hash of the
+exact float pixels the model receives). A feature is computed once, whichever
+fit, split, seed or evaluation asks for it again.
+
+`Classifier.fit` caches a frozen backbone's features for its own run on its
+own; a `FeatureCache` passed as `Classifier(feature_cache=...)` lives on, so
+that every fit, prediction and evaluation of that classifier (and of clones
+made from its parameters, as cross-validation makes them) shares it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ._validation import check_choice
+from .data.cache import temporary_store
+from .models import find_backbone, split_at_backbone
+
+logger = logging.getLogger("covidxray")
+
+__all__ = [
+    "FEATURE_MEMORY_LIMIT",
+    "FeatureCache",
+    "cached_batches",
+    "pool_into_features",
+    "use_feature_cache",
+]
+
+#: Features above this many bytes (per cache) go to memory-mapped files.
+FEATURE_MEMORY_LIMIT = 2 * 1024**3
+CACHE_CHOICES = ("auto", True, False)
+#: Layers without weights or randomness that may move from the head into the
+#: cached features.
+_MOVABLE = (
+    keras.layers.AveragePooling2D,
+    keras.layers.MaxPooling2D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.Flatten,
+)
+
+
+def use_feature_cache(
+    cache_features: str | bool,
+    model: keras.Model,
+    *,
+    augmenter: Any,
+    strategy: tf.distribute.Strategy | None,
+    sampled: bool = False,
+) -> bool:
+    """Decide whether `fit` caches a frozen backbone's features.
+
+    `"auto"` caches when the model has a frozen registered backbone, it splits
+    cleanly there, and neither an augmenter nor a strategy is used. True asks
+    for caching and raises a ValueError saying why when it cannot be done.
+    """
+    check_choice("cache_features", cache_features, CACHE_CHOICES, "fit")
+    if cache_features is False:
+        return False
+    backbone = find_backbone(model)
+    reasons = []
+    if backbone is None:
+        reasons.append("the model has no registered backbone")
+    elif backbone.trainable:
+        reasons.append("the backbone is trainable (unfrozen)")
+    if augmenter is not None:
+        reasons.append("an augmenter changes the images every epoch")
+    if strategy is not None:
+        reasons.append("a distribution strategy is used")
+    if sampled:
+        reasons.append("a balanced view draws other images every epoch")
+    if not reasons:
+        try:
+            features, _ = split_at_backbone(model)
+            if features.trainable_weights:
+                reasons.append("layers before the backbone have trainable weights")
+        except ValueError as exc:
+            reasons.append(str(exc))
+    if reasons and cache_features is True:
+        raise ValueError(
+            "fit(cache_features=True) cannot cache features: "
+            + "; ".join(reasons)
+            + ". Pass cache_features='auto' or False."
+        )
+    if reasons:
+        logger.info("Not caching features: %s.", "; ".join(reasons))
+    return not reasons
+
+
+def pool_into_features(
+    features: keras.Model, head: keras.Model
+) -> tuple[keras.Model, keras.Model]:
+    """Move the pooling (and flattening) layers that start the head into the
+    features, so that the cache holds what the head's first trained layer
+    reads: for the seed's head (2 x 2 average pooling, then flatten) a quarter
+    of the feature map, for a global pooling one vector per image (2,048 floats
+    for a ResNet50 instead of 7 x 7 x 2,048). Returns the pair unchanged when
+    the head does not start so, or is not a simple chain (checked on numbers).
+    """
+    layers = [la for la in head.layers if not isinstance(la, keras.layers.InputLayer)]
+    lead = 0
+    while lead < len(layers) and isinstance(layers[lead], _MOVABLE):
+        lead += 1
+    if lead == 0 or lead == len(layers):
+        return features, head
+    try:
+        moved = features.outputs[0]
+        shape = tuple(head.input_shape)
+        for layer in layers[:lead]:
+            moved = layer(moved)
+            shape = tuple(layer.compute_output_shape(shape))
+        pooled_in = keras.Input(shape[1:])
+        x = pooled_in
+        for layer in layers[lead:]:
+            x = layer(x)
+        new_head = keras.Model(pooled_in, x)
+        new_features = keras.Model(features.inputs, moved)
+        probe = np.random.default_rng(0).random((2, *head.input_shape[1:]), np.float32)
+        reduced = probe
+        for layer in layers[:lead]:
+            reduced = layer(reduced)
+        same = np.allclose(
+            new_head(reduced, training=False), head(probe, training=False), atol=1e-5
+        )
+    except (ValueError, TypeError):
+        return features, head
+    return (new_features, new_head) if same else (features, head)
+
+
+@dataclass
+class _Table:
+    """The features of one backbone: rows in blocks, found by image key."""
+
+    index: dict[bytes, int] = field(default_factory=dict)
+    blocks: list[np.ndarray] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    used: int = 0  # rows written in the last block
+
+    @property
+    def size(self) -> int:
+        return self.starts[-1] + self.used if self.blocks else 0
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The features of rows (global numbers), as one array."""
+        if len(self.blocks) == 1:
+            return np.asarray(self.blocks[0][rows])
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty((len(rows), *self.blocks[0].shape[1:]), self.blocks[0].dtype)
+        for b in np.unique(which):
+            mask = which == b
+            out[mask] = self.blocks[b][rows[mask] - self.starts[b]]
+        return out
+
+
+@dataclass
+class _Parts:
+    """A model split for caching: its frozen features, its head, and the table
+    the features' weights and layers select."""
+
+    features: keras.Model
+    head: keras.Model
+    extract: Callable[[Any], Any]
+    table: _Table
+
+
+class FeatureCache:
+    """Features of frozen backbones, computed once per image and shared by
+    every fit, prediction and evaluation that asks again.
+
+    A table is kept per backbone, found by a hash of its weights and layers,
+    so a backbone whose weights change (fine-tuning, other random weights)
+    gets its own table and never a stale feature. A row is kept per image,
+    found by a hash of the exact float pixels the model receives: the same
+    image in two splits, two datasets or two seeds is computed once. What is
+    cached is the output of the frozen part plus any pooling or flattening
+    that starts the head (see `Classifier.fit`'s `cache_features`).
+
+    Memory stays bounded: features beyond `memory_limit` bytes go to
+    temporary memory-mapped files, deleted with the cache. A cache is safe to
+    share between threads.
+
+    Args:
+        memory_limit: Bytes of features kept in memory, over all tables.
+        folder: Folder of the memory-mapped files. Default:
+            `$COVIDXRAY_CACHE_DIR`, else the system's temporary folder.
+
+    Attributes:
+        computed: Images the backbones were run on.
+        reused: Images served from the cache instead.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from covidxray import FeatureCache, build_pretrained
+        >>> keras.utils.set_random_seed(0)
+        >>> model = build_pretrained(
+        ...     "mobilenetv2", input_shape=(32, 32, 3), weights=None)
+        >>> cache = FeatureCache()
+        >>> x = np.random.default_rng(0).random((4, 32, 32, 3), np.float32)
+        >>> first, again = cache.predict(model, x), cache.predict(model, x)
+        >>> cache.computed, cache.reused
+        (4, 4)
+        >>> bool(np.allclose(again, model(x), atol=1e-5))
+        True
+    """
+
+    def __init__(
+        self,
+        memory_limit: int = FEATURE_MEMORY_LIMIT,
+        folder: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if int(memory_limit) < 0:
+            raise ValueError(
+                "The `memory_limit` argument of FeatureCache must be >= 0 bytes. "
+                f"Received: {memory_limit!r}."
+            )
+        self.memory_limit = int(memory_limit)
+        self.folder = folder
+        self.computed = 0
+        self.reused = 0
+        self._in_memory = 0
+        self._tables: dict[str, _Table] = {}
+        self._split: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return (
+            f"FeatureCache({len(self._tables)} backbones, "
+            f"{sum(t.size for t in self._tables.values())} images, "
+            f"{self.nbytes / 1e6:.1f} MB; computed {self.computed}, "
+            f"reused {self.reused})"
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of features held (in memory and in files)."""
+        return sum(b.nbytes for t in self._tables.values() for b in t.blocks)
+
+    def clear(self) -> None:
+        """Forget every feature (their files are deleted)."""
+        with self._lock:
+            self._tables.clear()
+            self._in_memory = 0
+
+    def predict(self, model: keras.Model, images: Any) -> np.ndarray | None:
+        """`model(images, training=False)`, with the frozen part's features
+        taken from the cache (and computed for images it lacks).
+
+        Returns:
+            The model's outputs, or None when the model has no frozen
+            backbone to cache (then call the model itself).
+        """
+        parts = self.parts(model)
+        return None if parts is None else self.outputs(parts, images)
+
+    def outputs(self, parts: _Parts, images: Any) -> np.ndarray:
+        """The model's outputs for a batch, from its parts (see `parts`)."""
+        rows = self.rows(parts, images)
+        return np.asarray(parts.head(parts.table.take(rows), training=False))
+
+    # ------------------------------------------------------------ internals
+
+    def parts(self, model: keras.Model) -> _Parts | None:
+        """The model split at its frozen backbone, with its table; None when it
+        has no frozen registered backbone or does not split cleanly."""
+        backbone = find_backbone(model)
+        if backbone is None or backbone.trainable:
+            return None
+        with self._lock:
+            split = self._split.get(model)
+            if split is None:
+                try:
+                    features, head = pool_into_features(*split_at_backbone(model))
+                except ValueError:
+                    return None
+                spec = tf.TensorSpec((None, *features.input_shape[1:]), tf.float32)
+                extract = tf.function(
+                    lambda x: features(x, training=False), input_signature=[spec]
+                )
+                split = self._split[model] = (features, head, extract)
+            features, head, extract = split
+            if features.trainable_weights:
+                return None
+            table = self._tables.setdefault(_fingerprint(features), _Table())
+        return _Parts(features, head, extract, table)
+
+    def rows(self, parts: _Parts, images: Any, expected: int = 0) -> np.ndarray:
+        """The table rows of a batch of images, running the frozen part on
+        those not in it. `expected` hints how many more images are coming, so
+        that a first pass over a dataset fills one block."""
+        x = np.ascontiguousarray(images, dtype=np.float32)
+        keys = [hashlib.blake2b(image, digest_size=16).digest() for image in x]
+        table = parts.table
+        with self._lock:
+            rows = np.array([table.index.get(k, -1) for k in keys], np.int64)
+            todo: dict[bytes, int] = {}
+            for i in np.flatnonzero(rows < 0):
+                todo.setdefault(keys[i], int(i))
+            if todo:
+                feats = np.asarray(parts.extract(x[list(todo.values())]))
+                self._append(table, list(todo), feats, expected)
+                rows = np.array([table.index[k] for k in keys], np.int64)
+            self.computed += len(todo)
+            self.reused += len(keys) - len(todo)
+        return rows
+
+    def _append(
+        self, table: _Table, keys: list[bytes], feats: np.ndarray, expected: int
+    ) -> None:
+        room = len(table.blocks[-1]) - table.used if table.blocks else 0
+        if room < len(feats):
+            # The pass's expected size, else room to double: few blocks.
+            n = max(len(feats), expected or max(table.size, 64))
+            nbytes = n * feats[0].nbytes
+            if self._in_memory + nbytes <= self.memory_limit:
+                block = np.empty((n, *feats.shape[1:]), feats.dtype)
+                self._in_memory += nbytes
+            else:
+                block = temporary_store(
+                    (n, *feats.shape[1:]),
+                    self.folder,
+                    dtype=feats.dtype,
+                    prefix="covidxray-features-",
+                )
+            table.starts.append(table.size)
+            table.blocks.append(block)
+            table.used = 0
+        start = table.used
+        table.blocks[-1][start : start + len(feats)] = feats
+        table.used += len(feats)
+        first = table.starts[-1] + start
+        for i, key in enumerate(keys):
+            table.index[key] = first + i
+
+
+def _fingerprint(features: keras.Model) -> str:
+    """A hash of a model's layers (types and output shapes) and weights."""
+    digest = hashlib.blake2b(digest_size=20)
+    for layer in features.layers:
+        shape = getattr(layer, "output_shape", None) if not layer.weights else None
+        digest.update(f"{type(layer).__name__}|{shape}\n".encode())
+    digest.update(f"{features.output_shape}\n".encode())
+    for weight in features.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{value.shape}|{value.dtype}\n".encode())
+        digest.update(value)
+    return digest.hexdigest()
+
+
+def cached_batches(
+    cache: FeatureCache,
+    parts: _Parts,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
+    seed: int | None,
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+    """The training and validation batches as (features, labels), the
+    features taken from `cache` (computed once for images it lacks) and
+    gathered from its table batch by batch: nothing is copied into
+    TensorFlow."""
+    batch = int(next(iter(train_ds))[0].shape[0])
+
+    def batches(ds: tf.data.Dataset, shuffle: bool) -> tf.data.Dataset:
+        rows, labels = _rows_and_labels(cache, parts, ds)
+        order = tf.data.Dataset.range(len(rows))
+        if shuffle:
+            order = order.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+        table = parts.table
+
+        def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return table.take(rows[idx]), labels[idx]
+
+        shape = (None, *parts.features.output_shape[1:])
+        dtype = tf.as_dtype(labels.dtype)
+        return order.batch(batch).map(
+            lambda i: tuple(
+                tf.ensure_shape(t, s)
+                for t, s in zip(
+                    tf.numpy_function(gather, [i], [tf.float32, dtype]),
+                    (shape, (None,)),
+                    strict=True,
+                )
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
+    train_feats = batches(train_ds, shuffle=True)
+    val_feats = batches(val_ds, shuffle=False) if val_ds is not None else None
+    logger.info("Frozen-backbone features: %r.", cache)
+    return train_feats, val_feats
+
+
+def _rows_and_labels(
+    cache: FeatureCache, parts: _Parts, ds: Iterable[Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Table rows and labels of every batch of `ds`, in order."""
+    n_batches = int(getattr(ds, "cardinality", lambda: -1)())  # < 0: unknown
+    rows: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for i, (x, y) in enumerate(ds):
+        left = max(n_batches - i, 0) * len(x)
+        rows.append(cache.rows(parts, x, expected=left))
+        labels.append(np.asarray(y).reshape(-1))
+    return np.concatenate(rows), np.concatenate(labels)
