@@ -32,20 +32,16 @@ args = parser.parse_args()
 CHILD = """
 import resource, sys
 import keras
-import numpy as np
-from covidxray import Classifier, build_pretrained, load_dataset
-from covidxray._training import pool_into_features
-from covidxray.models import split_at_backbone
+from covidxray import Classifier, FeatureCache, build_pretrained, load_dataset
 data = load_dataset(sys.argv[1], image_size=(224, 224), validation_split=0.1)
 keras.utils.set_random_seed(0)
 model = build_pretrained("mobilenetv2", input_shape=(224, 224, 1), weights=None)
-clf = Classifier(model, class_names=data.class_names)
+cache = FeatureCache()
+clf = Classifier(model, class_names=data.class_names, feature_cache=cache)
 clf.fit(data, epochs=2, verbose=0, cache_features=True)
 assert clf.feature_cache_used_
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-cached = pool_into_features(*split_at_backbone(clf.model_))[0].output_shape[1:]
-features = len(data.records) * int(np.prod(cached)) * 4 / 1e6
-print(f"RESULT {peak:.0f} {data._pixels.nbytes / 1e6:.0f} {features:.1f}")
+print(f"RESULT {peak:.0f} {data._pixels.nbytes / 1e6:.0f} {cache.nbytes / 1e6:.1f}")
 """
 
 work = Path(tempfile.mkdtemp(prefix="bench-features-"))

@@ -44,6 +44,9 @@ __all__ = [
 #: Features above this many bytes (per cache) go to memory-mapped files.
 FEATURE_MEMORY_LIMIT = 2 * 1024**3
 CACHE_CHOICES = ("auto", True, False)
+#: Images per call of the frozen part: its activations, not the features,
+#: set the peak memory of a feature pass.
+EXTRACT_BATCH = 16
 #: Layers without weights or randomness that may move from the head into the
 #: cached features.
 _MOVABLE = (
@@ -289,7 +292,9 @@ class FeatureCache:
                     return None
                 spec = tf.TensorSpec((None, *features.input_shape[1:]), tf.float32)
                 extract = tf.function(
-                    lambda x: features(x, training=False), input_signature=[spec]
+                    lambda x: features(x, training=False),
+                    input_signature=[spec],
+                    autograph=False,  # a plain call: nothing to convert
                 )
                 split = self._split[model] = (features, head, extract)
             features, head, extract = split
@@ -311,7 +316,13 @@ class FeatureCache:
             for i in np.flatnonzero(rows < 0):
                 todo.setdefault(keys[i], int(i))
             if todo:
-                feats = np.asarray(parts.extract(x[list(todo.values())]))
+                new = x[list(todo.values())]
+                feats = np.concatenate(
+                    [
+                        np.asarray(parts.extract(new[i : i + EXTRACT_BATCH]))
+                        for i in range(0, len(new), EXTRACT_BATCH)
+                    ]
+                )
                 self._append(table, list(todo), feats, expected)
                 rows = np.array([table.index[k] for k in keys], np.int64)
             self.computed += len(todo)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ WORKER = textwrap.dedent(
     from covidxray import Classifier, build_cnn, load_dataset
 
     root, out, index = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    epochs, die_after = int(sys.argv[4]), int(sys.argv[5])  # -1: never
     data = load_dataset(root, image_size=(48, 48), batch_size=8, validation_split=0.25)
     keras.utils.set_random_seed(0)
     clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names)
@@ -42,7 +44,17 @@ WORKER = textwrap.dedent(
     saves = []
     real_save = keras.Model.save
     keras.Model.save = lambda self, *a, **k: saves.append(a) or real_save(self, *a, **k)
-    clf.fit(data, epochs=2, strategy=strategy, verbose=0, checkpoint=out + ".best.keras")
+    class Die(keras.callbacks.Callback):  # a worker killed after its backup
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == die_after:
+                import os
+
+                os._exit(3)
+
+    clf.fit(data, epochs=epochs, strategy=strategy, verbose=0,
+            checkpoint=out + ".best.keras", callbacks=[Die()])
+    with open(f"{out}.epochs{index}.txt", "w") as fh:
+        fh.write(str(len(clf.history_["loss"])))
     weights = np.concatenate([w.ravel() for w in clf.model_.get_weights()])
     np.save(f"{out}.weights{index}.npy", weights)
     clf.save(out)
@@ -64,13 +76,12 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def test_two_workers_train_one_model(tmp_path: Path) -> None:
-    root = make_synthetic(tmp_path / "data", n_per_class=16, image_size=(48, 48))
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    out = out_dir / "model.keras"
+def run_workers(
+    script: Path, root: Path, out: Path, epochs: int, die_after: tuple[int, int]
+) -> tuple[list[int | None], str]:
+    """Start two workers; return their exit codes and logs. A worker that
+    outlives a dead peer (blocked in a collective) is killed, as a cluster
+    manager would."""
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     workers = []
@@ -83,23 +94,43 @@ def test_two_workers_train_one_model(tmp_path: Path) -> None:
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "CUDA_VISIBLE_DEVICES": "",
         }
+        args = [str(root), str(out), str(index), str(epochs), str(die_after[index])]
+        log = open(f"{out}.log{index}", "w")  # noqa: SIM115 - closed below
         workers.append(
             subprocess.Popen(
-                [sys.executable, str(script), str(root), str(out), str(index)],
+                [sys.executable, str(script), *args],
                 env=env,
-                stdout=subprocess.PIPE,
+                stdout=log,
                 stderr=subprocess.STDOUT,
-                text=True,
             )
         )
-    logs = []
+        log.close()  # the child holds its own copy
     try:
-        for worker in workers:
-            logs.append(worker.communicate(timeout=150)[0])
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and all(w.poll() is None for w in workers):
+            time.sleep(0.2)
+        for worker in workers:  # one has exited: the other has 20 s to follow
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
     finally:
         for worker in workers:
             worker.kill()
-    assert [w.returncode for w in workers] == [0, 0], "\n".join(logs)[-4000:]
+    logs = "\n".join(Path(f"{out}.log{i}").read_text() for i in range(2))
+    return [w.returncode for w in workers], logs[-4000:]
+
+
+def test_two_workers_train_one_model(tmp_path: Path) -> None:
+    root = make_synthetic(tmp_path / "data", n_per_class=16, image_size=(48, 48))
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "model.keras"
+    codes, log = run_workers(script, root, out, 2, (-1, -1))
+    assert codes == [0, 0], log
     first, second = (np.load(f"{out}.weights{i}.npy") for i in range(2))
     np.testing.assert_allclose(first, second, rtol=1e-6, atol=1e-6)
     # Each worker read its own half of the batches.
@@ -113,5 +144,37 @@ def test_two_workers_train_one_model(tmp_path: Path) -> None:
     clf = Classifier.load(out)
     images = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1), dtype=np.uint8)
     assert clf.predict_proba(images).shape == (3, 2)
+    trained = np.concatenate([w.ravel() for w in clf.model_.get_weights()])
+    np.testing.assert_allclose(trained, first, rtol=1e-6, atol=1e-6)
+
+
+def test_a_killed_worker_and_its_peer_resume_from_their_backups(
+    tmp_path: Path,
+) -> None:
+    root = make_synthetic(tmp_path / "data", n_per_class=16, image_size=(48, 48))
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "model.keras"
+    # Worker 1 dies after its second epoch; worker 0 is left waiting for it.
+    codes, log = run_workers(script, root, out, 3, (-1, 1))
+    assert codes[1] == 3 and codes[0] != 0, log
+    assert not out.exists()  # the job did not finish
+    backups = sorted(p.name for p in out_dir.iterdir() if "backup" in p.name)
+    assert backups == [
+        "model.keras.best.keras.backup",
+        "model.keras.best.keras.backup-worker1",
+    ]
+    # The same command again on both: each resumes after the second epoch.
+    codes, log = run_workers(script, root, out, 3, (-1, -1))
+    assert codes == [0, 0], log
+    resumed = [
+        int((out_dir / f"model.keras.epochs{i}.txt").read_text()) for i in range(2)
+    ]
+    assert resumed == [1, 1], log  # only the third epoch ran
+    first, second = (np.load(f"{out}.weights{i}.npy") for i in range(2))
+    np.testing.assert_allclose(first, second, rtol=1e-6, atol=1e-6)
+    clf = Classifier.load(out)
     trained = np.concatenate([w.ravel() for w in clf.model_.get_weights()])
     np.testing.assert_allclose(trained, first, rtol=1e-6, atol=1e-6)
