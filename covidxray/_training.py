@@ -455,7 +455,8 @@ def multi_worker_fit(
     hooks = keras.callbacks.CallbackList(list(callbacks), model=model, epochs=epochs)
     model.stop_training = False
     model._initial_epoch = 0
-    hooks.on_train_begin()
+    with strategy.scope():  # a backup restores the optimizer: its variables too
+        hooks.on_train_begin()
     for epoch in range(int(getattr(model, "_initial_epoch", 0) or 0), epochs):
         hooks.on_epoch_begin(epoch)
         logs = {"loss": mean_loss(train_ds, True)}
