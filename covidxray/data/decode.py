@@ -382,7 +382,7 @@ def _pixel_hash(arr: np.ndarray) -> str:
     else:
         salt = f"{arr.dtype.str}{arr.shape}"
     digest = hashlib.blake2b(salt.encode(), digest_size=20)
-    digest.update(np.ascontiguousarray(arr).tobytes())
+    digest.update(np.ascontiguousarray(arr).data)  # the buffer, not a copy
     return digest.hexdigest()
 
 
@@ -417,7 +417,8 @@ def perceptual_hash(img: Image.Image) -> str:
         >>> hamming(h, perceptual_hash(c)) > 24
         True
     """
-    small = img.convert("L").resize((64, 64), Image.Resampling.BOX)
+    gray = img if img.mode == "L" else img.convert("L")
+    small = gray.resize((64, 64), Image.Resampling.BOX)
     pixels = np.asarray(small, dtype=np.float64)
     coefficients = (_DCT64 @ pixels @ _DCT64.T)[:16, :16].flatten()[1:]
     bits = np.append(coefficients > np.median(coefficients), False)
@@ -541,7 +542,7 @@ def decode_file(
         raise DataError(f"'{path}' is empty (0 bytes); expected an image file.")
     if _is_dicom(path, data):
         raw, gray, auto_gray, mode, bits = _read_dicom(path, data, max_pixels, window)
-        fmt = "DICOM"
+        fmt, pil = "DICOM", None
     else:
         pil, mode, fmt, _ = _open_pil(path, data, max_pixels)
         raw = _raw_pixels(pil)
@@ -552,7 +553,14 @@ def decode_file(
         gray, _ = to_uint8(raw, window, declared)
         auto_gray = gray if window == "auto" else to_uint8(raw, "auto", declared)[0]
         bits = declared or _container_bits(mode)
-    img = Image.fromarray(gray)
+    if (
+        pil is not None
+        and gray is raw
+        and (pil.mode, raw.ndim) in (("L", 2), ("RGB", 3))
+    ):
+        img = pil  # the decoded image already holds these pixels: no copy
+    else:
+        img = Image.fromarray(gray)
     info = ImageInfo(
         width=img.width,
         height=img.height,
@@ -561,7 +569,7 @@ def decode_file(
         n_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         pixel_hash=_pixel_hash(raw),
-        phash=perceptual_hash(Image.fromarray(auto_gray)),
+        phash=perceptual_hash(img if auto_gray is gray else Image.fromarray(auto_gray)),
         bit_depth=bits,
     )
     return img, info
