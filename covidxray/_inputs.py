@@ -275,11 +275,11 @@ def probabilities(
     sigmoid unit becomes the two columns (1 - p, p). With a `cache`, a frozen
     backbone's features come from it."""
 
-    parts = cache.parts(model) if cache is not None else None  # weights hashed once
+    parts = cache._parts(model) if cache is not None else None
 
     def run(b: np.ndarray) -> np.ndarray:
         if parts is not None:
-            return cache.outputs(parts, b)  # type: ignore[union-attr]
+            return cache._outputs(parts, b)  # type: ignore[union-attr]
         # A direct eager call per batch: no start-up cost of model.predict and
         # no tracing, so one image costs one forward pass.
         return np.asarray(model(tf.convert_to_tensor(b), training=False))

@@ -37,9 +37,9 @@ def scores(
     """Labels, probabilities and what was scored (`meta`) for a fitted classifier.
 
     Args:
-        clf: A fitted `Classifier` (its `predict_proba`, `model_`,
-            `feature_cache`, `preprocessing_`, `class_names`, `positive_class`
-            and `training_record_` are used).
+        clf: A fitted `Classifier` (its `model_`, `feature_cache`,
+            `predict_proba` for arrays, `preprocessing_`, `class_names`,
+            `positive_class` and `training_record_` are used).
         data: An `XrayDataset`, a dataset folder or file (read with the
             model's own preprocessing; one class is enough), a `tf.data`
             dataset of `(images, labels)`, or `(x, y)` arrays.
@@ -68,6 +68,8 @@ def scores(
     if check_seen:
         kept = _unseen(clf, records, meta, include_seen, where)
         records, labels = [records[i] for i in kept], labels[kept]
+    # One pass of `predict_proba`'s two steps over the chunks: a frozen
+    # backbone's weights are checked once for the feature cache, not per chunk.
     batches = (
         batch
         for i in range(0, len(records), PREDICT_BATCH)

@@ -519,9 +519,12 @@ def train(
     trainee = model
     if cache_features:
         cache = feature_cache if feature_cache is not None else FeatureCache()
-        parts = cache.parts(model)
-        if parts is None:
-            raise ValueError("The model's frozen part cannot be cached.")
+        parts = cache._parts(model)
+        if parts is None:  # use_feature_cache said it could be: a bug if here
+            raise ValueError(
+                f"fit(cache_features=...) cannot cache the features of model "
+                f"'{model.name}': it has no frozen backbone it splits at."
+            )
         train_ds, val_ds = cached_batches(cache, parts, train_ds, val_ds, seed)
         # The head trains with the full model's optimizer, so a callback that
         # changes `model.optimizer` (a learning-rate schedule) changes training.

@@ -188,7 +188,8 @@ class Classifier(Params):
                 same checkpoint after an interruption resumes from the last
                 completed epoch.
             callbacks: More Keras callbacks. They always see the full model,
-                also while only the head trains on cached features.
+                also while only the head trains on cached features (then in
+                calls of 32 steps: batch-level hooks run every 32 batches).
             strategy: A `tf.distribute.Strategy`; the model is cloned into its
                 scope, from the fitted weights on a second call. Under
                 `MultiWorkerMirroredStrategy` each worker reads its share of

@@ -26,6 +26,7 @@ import numpy as np
 
 from ._version import __version__
 from .audit import audit
+from .data.cache import default_cache_dir
 from .data.layouts import is_synthetic
 from .data.loader import load_dataset
 from .datasets import make_synthetic
@@ -105,6 +106,13 @@ class Comparison:
             f"probe reaches ROC AUC {_fmt(self.audit.get('shortcut_auc'))}.",
             "",
         ]
+        if len(seeds) > 1 and str(meta.get("weights")) in ("None", "none"):
+            lines += [
+                "Each random-weight backbone was drawn once, with the first seed, "
+                "and kept for every seed: the spread over seeds is that of the "
+                "trained heads, splits and order, not of the backbones.",
+                "",
+            ]
         for split in (*SPLITS, EXTERNAL):
             rows = [r for r in self.rows if r["split"] == split]
             if rows:
@@ -324,10 +332,12 @@ def run_comparison(
             unless data is given.
         seed: Seed of splits, weights, augmentation and bootstrap.
         seeds: Train and evaluate every model once per seed (each seed makes
-            its own splits, weights and augmentation); the result has a row
-            per seed and a mean and standard deviation per model. Default:
-            `[seed]`. One run is one sample: differences between runs can be
-            as large as the effect being measured.
+            its own splits, augmentation and trained weights' starting point;
+            a backbone without pretrained weights is drawn once, with the
+            first seed, and kept as a fixed feature extractor); the result
+            has a row per seed and a mean and standard deviation per model.
+            Default: `[seed]`. One run is one sample: differences between
+            runs can be as large as the effect being measured.
         n_bootstrap: Bootstrap resamples for the ROC AUC intervals (1000, or
             200 with `quick`).
         plots: Also write ROC curves, confusion matrices and training curves
@@ -399,74 +409,81 @@ def run_comparison(
     if not run_seeds:
         raise ValueError("The `seeds` argument of run_comparison needs a seed.")
     # One scan: every later load reads the pixels and hashes from this file.
-    scratch = tempfile.TemporaryDirectory(prefix="covidxray-compare-")
-    pixel_cache = Path(scratch.name) / "pixels.cache"
+    folder = default_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(
+        prefix="covidxray-compare-", dir=folder, ignore_cleanup_errors=True
+    ) as scratch:
+        pixel_cache = Path(scratch) / "pixels.cache"
 
-    def load(split: str, run_seed: int) -> Any:
-        return load_dataset(
-            root,
-            image_size=(size, size),
-            color_mode="rgb",
-            batch_size=32,
-            seed=run_seed,
-            cache=pixel_cache,
-            **SPLITS[split],  # type: ignore[arg-type]
-        )
+        def load(split: str, run_seed: int) -> Any:
+            return load_dataset(
+                root,
+                image_size=(size, size),
+                color_mode="rgb",
+                batch_size=32,
+                seed=run_seed,
+                cache=pixel_cache,
+                **SPLITS[split],  # type: ignore[arg-type]
+            )
 
-    first = load("seed (leaky)", run_seeds[0])
-    report = audit(first, seed=seed, shortcut_probe=True)
-    audit_summary = {
-        "cross_split_duplicates": sum(
-            len(g["paths"]) - 1 for g in report.cross_split_duplicates
-        ),
-        "near_duplicate_pairs_across_splits": sum(
-            p["cross_split"] for p in report.near_duplicates
-        ),
-        "shortcut_auc": report.shortcut_auc,
-        "warnings": report.warnings,
-    }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    curves: dict[str, dict[str, Any]] = {split: {} for split in SPLITS}
-    fingerprints: dict[str, str] = {}
-    features = FeatureCache()  # each frozen backbone runs once per image
-    backbones: dict[str, Any] = {}
-    outside_data = None
-    for run_seed in run_seeds:
-        for split in SPLITS:
-            reuse = (split, run_seed) == ("seed (leaky)", run_seeds[0])
-            dataset = first if reuse else load(split, run_seed)
-            fingerprints.setdefault(split, dataset.fingerprint())  # the first seed's
-            for name in models:
-                clf, evaluation = _train_and_score(
-                    _build(name, size, weights, run_seed, backbones),
-                    name,
-                    dataset,
-                    split,
-                    n_epochs,
-                    run_seed,
-                    n_bootstrap,
-                    verbose,
-                    features,
-                )
-                rows.append(
-                    _row(split, name, run_seed, clf, dataset, evaluation, weights)
-                )
-                if external is not None and split == "audited":
-                    if outside_data is None:  # read once, as the models read it
-                        outside_data = load_for_evaluation(clf, external)
-                    outside = clf.evaluate(
-                        outside_data, n_bootstrap=n_bootstrap, seed=run_seed
+        first = load("seed (leaky)", run_seeds[0])
+        report = audit(first, seed=seed, shortcut_probe=True)
+        audit_summary = {
+            "cross_split_duplicates": sum(
+                len(g["paths"]) - 1 for g in report.cross_split_duplicates
+            ),
+            "near_duplicate_pairs_across_splits": sum(
+                p["cross_split"] for p in report.near_duplicates
+            ),
+            "shortcut_auc": report.shortcut_auc,
+            "warnings": report.warnings,
+        }
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        rows: list[dict[str, Any]] = []
+        curves: dict[str, dict[str, Any]] = {split: {} for split in SPLITS}
+        fingerprints: dict[str, str] = {}
+        features = FeatureCache()  # each frozen backbone runs once per image
+        backbones: dict[str, Any] = {}
+        outside_data = None
+        for run_seed in run_seeds:
+            for split in SPLITS:
+                reuse = (split, run_seed) == ("seed (leaky)", run_seeds[0])
+                dataset = first if reuse else load(split, run_seed)
+                fingerprints.setdefault(
+                    split, dataset.fingerprint()
+                )  # the first seed's
+                for name in models:
+                    clf, evaluation = _train_and_score(
+                        _build(name, size, weights, run_seed, backbones),
+                        name,
+                        dataset,
+                        split,
+                        n_epochs,
+                        run_seed,
+                        n_bootstrap,
+                        verbose,
+                        features,
                     )
                     rows.append(
-                        _row(EXTERNAL, name, run_seed, clf, dataset, outside, weights)
+                        _row(split, name, run_seed, clf, dataset, evaluation, weights)
                     )
-                if run_seed == run_seeds[0]:
-                    curves[split][name] = evaluation
-                    if plots:
-                        _plot_model(out, split, name, clf, evaluation)
-    scratch.cleanup()
+                    if external is not None and split == "audited":
+                        if outside_data is None:  # read once, as the models read it
+                            outside_data = load_for_evaluation(clf, external)
+                        outside = clf.evaluate(
+                            outside_data, n_bootstrap=n_bootstrap, seed=run_seed
+                        )
+                        rows.append(
+                            _row(
+                                EXTERNAL, name, run_seed, clf, dataset, outside, weights
+                            )
+                        )
+                    if run_seed == run_seeds[0]:
+                        curves[split][name] = evaluation
+                        if plots:
+                            _plot_model(out, split, name, clf, evaluation)
     logger.info("Frozen-backbone features: %r.", features)
     if plots:
         _plot_roc(out, curves)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from covidxray import run_comparison
 from covidxray.datasets import make_synthetic
@@ -52,3 +53,34 @@ def test_the_source_cue_is_in_the_pixels_and_in_the_files(tmp_path: Path) -> Non
     assert frame > 200 > plain  # the bright frame
     leaked = root / "test" / "covid" / covid[0].name
     assert leaked.read_bytes() == covid[0].read_bytes()
+
+
+def test_a_backbone_runs_once_per_image_over_splits_seeds_and_sets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from covidxray import load_dataset
+
+    caplog.set_level(logging.INFO, logger="covidxray")
+    result = run_comparison(
+        quick=True, models=["mobilenetv2"], seeds=[0, 1], out_dir=tmp_path, plots=False
+    )
+    assert all(r["feature_cache"] for r in result.rows if r["split"] != "external")
+    final = [m for m in caplog.messages if m.startswith("Frozen-backbone features:")]
+    computed, reused = (
+        int(final[-1].split(f"{word} ")[1].split(",")[0].rstrip(")."))
+        for word in ("computed", "reused")
+    )
+    # Each distinct image of the demo set and of the clean control, once.
+    demo = Path(result.meta["data"].split("(", 1)[1].rstrip(")"))
+    distinct = set()
+    for folder in (demo, Path(result.meta["external"])):
+        data = load_dataset(
+            folder, image_size=(64, 64), deduplicate=False, min_classes=1
+        )
+        distinct |= {r.pixel_hash for r in data.records}
+    assert computed == len(distinct)
+    assert reused > computed  # the audited split, the second seed, the evaluations
+    report = (tmp_path / "results.md").read_text()
+    assert "drawn once, with the first seed" in report

@@ -20,18 +20,20 @@ def _backbone_model(seed: int = 0, size: int = 32) -> keras.Model:
     return build_pretrained("mobilenetv2", input_shape=(size, size, 1), weights=None)
 
 
-@pytest.mark.parametrize(("head", "size"), [("gap", 1280), ("seed", 1280)])
-def test_the_pooling_moves_into_the_features(head: str, size: int) -> None:
+@pytest.mark.parametrize(
+    ("head", "side", "size"), [("gap", 128, 1280), ("seed", 128, 5120)]
+)
+def test_the_pooling_moves_into_the_features(head: str, side: int, size: int) -> None:
     model = build_pretrained(
-        "mobilenetv2", input_shape=(96, 96, 1), weights=None, head=head
+        "mobilenetv2", input_shape=(side, side, 1), weights=None, head=head
     )
     full_features, _ = split_at_backbone(model)
     features, new_head = pool_into_features(*split_at_backbone(model))
     assert len(features.output_shape) == 2  # vectors, not feature maps
-    # gap: 1 x 1 x 1280; seed (2 x 2 average pooling of 3 x 3): 1 x 1 x 1280
+    # gap: 1 x 1 x 1280; seed (2 x 2 average pooling of 4 x 4): 2 x 2 x 1280
     assert features.output_shape[1] == size
-    assert np.prod(full_features.output_shape[1:]) == 9 * 1280
-    x = np.random.default_rng(0).random((3, 96, 96, 1)).astype(np.float32)
+    assert np.prod(full_features.output_shape[1:]) == 16 * 1280
+    x = np.random.default_rng(0).random((3, side, side, 1)).astype(np.float32)
     np.testing.assert_allclose(
         new_head(features(x, training=False), training=False),
         model(x, training=False),
@@ -70,17 +72,18 @@ def test_features_above_the_limit_go_to_files(synthetic_root: Path) -> None:
 
 def test_a_memory_limit_splits_the_rows_between_memory_and_a_file() -> None:
     row = 2 * 4  # two float32 values
-    cache = FeatureCache(memory_limit=64 * row)  # the first block of 64 rows fits
+    cache = FeatureCache(memory_limit=64 * row)  # a first block of 60 rows fits
     parts = _Parts(None, None, lambda t: t[:, :2] * 2, _Table())  # type: ignore[arg-type]
     x = np.arange(100 * 3, dtype=np.float32).reshape(100, 3)
-    rows = np.concatenate([cache.rows(parts, x[:60]), cache.rows(parts, x[60:])])
+    first = cache._rows(parts, x[:60], expected=60)  # a pass of 60 images
+    rows = np.concatenate([first, cache._rows(parts, x[60:], expected=40)])
     blocks = parts.table.blocks
     assert len(blocks) == 2 and not isinstance(blocks[0], np.memmap)
     assert isinstance(blocks[1], np.memmap)  # no room left in memory
     order = np.random.default_rng(0).permutation(100)  # across both blocks
     np.testing.assert_array_equal(parts.table.take(rows[order]), x[order, :2] * 2)
     assert (cache.computed, cache.reused) == (100, 0)
-    again = cache.rows(parts, x[order])
+    again = cache._rows(parts, x[order])
     np.testing.assert_array_equal(again, rows[order])
     assert (cache.computed, cache.reused) == (100, 100)
 
@@ -189,3 +192,70 @@ def test_threads_sharing_a_cache_compute_each_image_once() -> None:
 def test_a_negative_memory_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="`memory_limit` argument of FeatureCache"):
         FeatureCache(memory_limit=-1)
+
+
+def test_another_input_normalisation_gets_its_own_table() -> None:
+    # The same backbone weights behind another weightless preprocessing layer:
+    # the frozen part computes other features, so it must not share a table.
+    cache = FeatureCache()
+    a = _backbone_model()
+    b = keras.models.clone_model(a)
+    b.set_weights(a.get_weights())
+    b.get_layer("preprocess").mode = "torch"  # MobileNetV2's own is "tf"
+    x = np.random.default_rng(2).random((3, 32, 32, 1), np.float32)
+    cache.predict(a, x)
+    out_b = cache.predict(b, x)
+    assert len(cache._tables) == 2 and cache.computed == 6
+    np.testing.assert_allclose(out_b, b(x, training=False), atol=1e-5)
+    held_a, held_b = (t.take(np.arange(3)) for t in cache._tables.values())
+    own_b = pool_into_features(*split_at_backbone(b))[0](x, training=False)
+    # Random MobileNetV2 features are tiny (about 1e-12): compare relatively.
+    np.testing.assert_allclose(held_b, own_b, rtol=1e-3, atol=0)
+    assert not np.allclose(held_a, held_b, rtol=1e-3, atol=0)
+
+
+def test_new_weights_in_a_frozen_backbone_are_seen() -> None:
+    cache = FeatureCache()
+    model = _backbone_model()
+    x = np.random.default_rng(3).random((2, 32, 32, 1), np.float32)
+    cache.predict(model, x)
+    backbone = model.get_layer("mobilenetv2")
+    backbone.set_weights([w * 1.01 for w in backbone.get_weights()])
+    out = cache.predict(model, x)  # the checksum changed: hashed again
+    assert len(cache._tables) == 2 and cache.computed == 4
+    np.testing.assert_allclose(out, model(x, training=False), atol=1e-5)
+
+
+def test_predict_checks_its_input_and_takes_an_empty_batch() -> None:
+    cache = FeatureCache()
+    model = _backbone_model()
+    assert cache.predict(model, np.zeros((0, 32, 32, 1), np.float32)).shape == (0, 1)
+    with pytest.raises(ValueError, match=r"`images` argument.*\(N, 32, 32, 1\)"):
+        cache.predict(model, np.zeros((2, 48, 48, 1), np.float32))
+
+
+def test_a_copied_cache_is_the_same_and_a_pickled_one_comes_back_empty() -> None:
+    import copy
+    import pickle
+
+    cache = FeatureCache(memory_limit=1000)
+    cache.predict(_backbone_model(), np.zeros((1, 32, 32, 1), np.float32))
+    assert copy.deepcopy(cache) is cache
+    back = pickle.loads(pickle.dumps(cache))
+    assert back.memory_limit == 1000 and back.nbytes == 0 and cache.nbytes > 0
+
+
+def test_heads_train_the_same_with_many_steps_per_call(
+    synthetic_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from covidxray import _training
+
+    data = load_dataset(synthetic_root, image_size=(32, 32), batch_size=4)
+    weights = []
+    for steps in (1, _training.HEAD_STEPS_PER_EXECUTION):
+        monkeypatch.setattr(_training, "HEAD_STEPS_PER_EXECUTION", steps)
+        clf = Classifier(_backbone_model(), class_names=data.class_names)
+        clf.fit(data, epochs=2, verbose=0, cache_features=True)
+        weights.append(np.concatenate([w.ravel() for w in clf.model_.get_weights()]))
+    assert _training.HEAD_STEPS_PER_EXECUTION > 1
+    np.testing.assert_array_equal(weights[0], weights[1])

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from covidxray import Classifier
 from covidxray.datasets import make_synthetic
@@ -109,9 +110,13 @@ def run_workers(
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline and all(w.poll() is None for w in workers):
             time.sleep(0.2)
-        for worker in workers:  # one has exited: the other has 20 s to follow
+        # One has exited. If it failed, its peer waits for it in vain: 20 s.
+        failed = any(w.poll() not in (None, 0) for w in workers)
+        for worker in workers:
             try:
-                worker.wait(timeout=20)
+                worker.wait(
+                    timeout=20 if failed else max(deadline - time.monotonic(), 1)
+                )
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
@@ -122,17 +127,31 @@ def run_workers(
     return [w.returncode for w in workers], logs[-4000:]
 
 
-def test_two_workers_train_one_model(tmp_path: Path) -> None:
+@pytest.fixture
+def job(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The worker script, a synthetic dataset, and where the model goes."""
     root = make_synthetic(tmp_path / "data", n_per_class=16, image_size=(48, 48))
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    out = out_dir / "model.keras"
-    codes, log = run_workers(script, root, out, 2, (-1, -1))
-    assert codes == [0, 0], log
+    (tmp_path / "out").mkdir()
+    return script, root, tmp_path / "out" / "model.keras"
+
+
+def one_model(out: Path) -> Classifier:
+    """Both workers ended with the same weights, and the file holds them."""
     first, second = (np.load(f"{out}.weights{i}.npy") for i in range(2))
     np.testing.assert_allclose(first, second, rtol=1e-6, atol=1e-6)
+    clf = Classifier.load(out)
+    trained = np.concatenate([w.ravel() for w in clf.model_.get_weights()])
+    np.testing.assert_allclose(trained, first, rtol=1e-6, atol=1e-6)
+    return clf
+
+
+def test_two_workers_train_one_model(job: tuple[Path, Path, Path]) -> None:
+    script, root, out = job
+    out_dir = out.parent
+    codes, log = run_workers(script, root, out, 2, (-1, -1))
+    assert codes == [0, 0], log
     # Each worker read its own half of the batches.
     shards = [(out_dir / f"model.keras.shards{i}.txt").read_text() for i in range(2)]
     assert "('train', (0, 2))" in shards[0] and "('train', (1, 2))" in shards[1]
@@ -141,22 +160,16 @@ def test_two_workers_train_one_model(tmp_path: Path) -> None:
     assert saves[0] >= 2 and saves[1] == 0  # checkpoint(s) and the final file
     keras_files = sorted(p.name for p in out_dir.iterdir() if p.suffix == ".keras")
     assert keras_files == ["model.keras", "model.keras.best.keras"]
-    clf = Classifier.load(out)
+    clf = one_model(out)
     images = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1), dtype=np.uint8)
     assert clf.predict_proba(images).shape == (3, 2)
-    trained = np.concatenate([w.ravel() for w in clf.model_.get_weights()])
-    np.testing.assert_allclose(trained, first, rtol=1e-6, atol=1e-6)
 
 
 def test_a_killed_worker_and_its_peer_resume_from_their_backups(
-    tmp_path: Path,
+    job: tuple[Path, Path, Path],
 ) -> None:
-    root = make_synthetic(tmp_path / "data", n_per_class=16, image_size=(48, 48))
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    out = out_dir / "model.keras"
+    script, root, out = job
+    out_dir = out.parent
     # Worker 1 dies after its second epoch; worker 0 is left waiting for it.
     codes, log = run_workers(script, root, out, 3, (-1, 1))
     assert codes[1] == 3 and codes[0] != 0, log
@@ -173,8 +186,4 @@ def test_a_killed_worker_and_its_peer_resume_from_their_backups(
         int((out_dir / f"model.keras.epochs{i}.txt").read_text()) for i in range(2)
     ]
     assert resumed == [1, 1], log  # only the third epoch ran
-    first, second = (np.load(f"{out}.weights{i}.npy") for i in range(2))
-    np.testing.assert_allclose(first, second, rtol=1e-6, atol=1e-6)
-    clf = Classifier.load(out)
-    trained = np.concatenate([w.ravel() for w in clf.model_.get_weights()])
-    np.testing.assert_allclose(trained, first, rtol=1e-6, atol=1e-6)
+    one_model(out)

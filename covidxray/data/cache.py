@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -55,17 +56,19 @@ def temporary_store(
     folder: str | os.PathLike[str] | None,
     dtype: Any = np.uint8,
     prefix: str = "covidxray-cache-",
+    fix: str = "Pass cache_dir=",
 ) -> np.ndarray:
     """A memory-mapped array in a temporary file in `folder` (default:
-    `default_cache_dir()`), deleted when the array is garbage-collected."""
+    `default_cache_dir()`), deleted when the array is garbage-collected.
+    `fix` starts the error's advice: the argument that names the folder."""
     where = Path(folder) if folder is not None else default_cache_dir()
     try:
         where.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(prefix=prefix, suffix=".bin", dir=where)
     except OSError as exc:
         raise DataError(
-            f"Could not create a cache file in '{where}': {exc}. Pass "
-            f"cache_dir= (or set {CACHE_DIR_VARIABLE}) to a writable folder."
+            f"Could not create a cache file in '{where}': {exc}. {fix} (or set "
+            f"{CACHE_DIR_VARIABLE}) to a writable folder."
         ) from exc
     os.close(handle)
     store = np.memmap(name, dtype=dtype, mode="w+", shape=shape)
@@ -177,8 +180,15 @@ class CacheFile:
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on `.<name>.lock` beside the cache, so that
         processes scanning into one path take turns (the later ones then find
-        the file and reuse it). Without `fcntl` (Windows), or where the lock
-        file cannot be made (a read-only folder), nothing is locked."""
+        the file and reuse it).
+
+        Without `fcntl` (Windows), where the lock file cannot be made (a
+        read-only folder), or where the file system refuses `flock` (some
+        network file systems), nothing is locked and a note is logged.
+
+        Yields:
+            None, with the lock held (or not, as above).
+        """
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
@@ -188,7 +198,8 @@ class CacheFile:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(name, "a+b")  # noqa: SIM115 - closed below
-        except OSError:
+        except OSError as exc:
+            logger.info("Scanning without a lock on '%s': %s.", name, exc)
             yield
             return
         try:
@@ -197,6 +208,12 @@ class CacheFile:
             except BlockingIOError:
                 logger.info("Waiting for another process writing '%s'.", self.path)
                 fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP: no locks on this disk
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                handle.close()
+                raise
+            logger.info("Scanning without a lock on '%s': %s.", name, exc)
+        try:
             yield
         finally:
             handle.close()  # releases the lock

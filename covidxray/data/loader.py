@@ -146,13 +146,50 @@ def _fill(
     cache_file = CacheFile(
         cache, {"preprocessing": prep.to_dict(), "max_pixels": max_pixels}
     )
-    # Processes sharing the path (the workers of a cluster on a shared disk)
-    # take turns: the first scans and writes, the others then reuse its file.
+    # A file already there is reused without a lock. Otherwise processes
+    # sharing the path (a cluster's workers on a shared disk) take turns:
+    # the first scans and writes, the others then find its file.
+    reused = _reuse(cache_file, entries, problems, num_workers)
+    if reused is not None:
+        return reused
     with cache_file.lock():
-        return _fill_file(cache_file, entries, problems, prep, max_pixels, num_workers)
+        reused = _reuse(cache_file, entries, problems, num_workers)
+        if reused is not None:
+            return reused
+        return _scan_into_file(
+            cache_file, entries, problems, prep, max_pixels, num_workers
+        )
 
 
-def _fill_file(
+def _reuse(
+    cache_file: CacheFile,
+    entries: Sequence[Entry],
+    problems: _Problems,
+    num_workers: int | None,
+) -> tuple[np.ndarray | None, list[ImageInfo | None], list[int]] | None:
+    """What `_fill` returns, from the cache file at the path; None when there
+    is no file there yet."""
+    if not os.path.exists(cache_file.path):
+        return None
+    checked = _Problems("skip")  # unreadable files are reported once, below
+    hashes = _file_hashes(entries, checked, num_workers)
+    reused = cache_file.reuse(hashes, [e.path for e in entries])
+    if reused is None:
+        return None
+    pixels, rows, found = reused
+    kept: list[ImageInfo | None] = []
+    reasons = dict(checked.skipped)
+    for entry, outcome in zip(entries, found, strict=True):
+        if isinstance(outcome, ImageInfo):
+            kept.append(outcome)
+            continue
+        reason = outcome or reasons.get(entry.path, "unreadable")
+        problems.add(entry.path, DataError(reason))
+        kept.append(None)
+    return pixels, kept, [-1 if r is None else r for r in rows]
+
+
+def _scan_into_file(
     cache_file: CacheFile,
     entries: Sequence[Entry],
     problems: _Problems,
@@ -160,25 +197,9 @@ def _fill_file(
     max_pixels: int,
     num_workers: int | None,
 ) -> tuple[np.ndarray | None, list[ImageInfo | None], list[int]]:
-    """`_fill` for a cache file at a path: reuse it, or scan and write it."""
+    """`_fill` for a cache file not written yet: scan, then write it."""
     cache = cache_file.path
     shape = (len(entries), *prep.input_shape)
-    if os.path.exists(cache):
-        checked = _Problems("skip")  # unreadable files are reported once, below
-        hashes = _file_hashes(entries, checked, num_workers)
-        reused = cache_file.reuse(hashes, [e.path for e in entries])
-        if reused is not None:
-            pixels, rows, found = reused
-            kept: list[ImageInfo | None] = []
-            reasons = dict(checked.skipped)
-            for entry, outcome in zip(entries, found, strict=True):
-                if isinstance(outcome, ImageInfo):
-                    kept.append(outcome)
-                    continue
-                reason = outcome or reasons.get(entry.path, "unreadable")
-                problems.add(entry.path, DataError(reason))
-                kept.append(None)
-            return pixels, kept, [-1 if r is None else r for r in rows]
     writer = cache_file.create(shape)
     try:
         infos = _scan(
