@@ -106,7 +106,12 @@ class Comparison:
             f"probe reaches ROC AUC {_fmt(self.audit.get('shortcut_auc'))}.",
             "",
         ]
-        if len(seeds) > 1 and str(meta.get("weights")) in ("None", "none"):
+        backbones = [m for m in meta.get("models", []) if m != "cnn"]
+        if (
+            len(seeds) > 1
+            and backbones
+            and str(meta.get("weights")) in ("None", "none")
+        ):
             lines += [
                 "Each random-weight backbone was drawn once, with the first seed, "
                 "and kept for every seed: the spread over seeds is that of the "

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -190,7 +191,7 @@ class _Split:
     head: keras.Model
     extract: Callable[[Any], Any]
     fingerprint: str = ""
-    checksum: bytes = b""
+    checksum: bytes | None = None  # None: not hashed yet
 
 
 class FeatureCache:
@@ -216,7 +217,9 @@ class FeatureCache:
     later call (a `fit`, an `evaluate`, a `predict_proba`) compares a checksum
     of its weights (sums and a sample: about 0.1 s for a ResNet101V2 on 2 CPU
     cores, against 0.3 s for the full hash) and hashes again when it changed.
-    So give `predict_proba` batches, not one image at a time.
+    So give `predict_proba` batches, not one image at a time. A layer's
+    settings are read once per model: after changing one in place (not its
+    weights), build a new model or `clear()` the cache.
 
     Args:
         memory_limit: Bytes of features kept in memory, over all tables.
@@ -272,8 +275,11 @@ class FeatureCache:
                 f"reused {self.reused})"
             )
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> FeatureCache:
+    def __copy__(self) -> FeatureCache:
         return self  # one cache, shared: a cloned classifier keeps it
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FeatureCache:
+        return self
 
     def __getstate__(self) -> dict[str, Any]:
         return {"memory_limit": self.memory_limit, "folder": self.folder}
@@ -399,8 +405,8 @@ class FeatureCache:
     ) -> None:
         room = len(table.blocks[-1]) - table.used if table.blocks else 0
         if room < len(feats):
-            # A pass's expected size, else room for a few more batches.
-            n = max(len(feats), more if more else 256)
+            # A pass's expected size, else room to grow by half: few blocks.
+            n = max(len(feats), more or max(256, table.size // 2))
             nbytes = n * feats[0].nbytes
             if self._in_memory + nbytes <= self.memory_limit:
                 block = np.empty((n, *feats.shape[1:]), feats.dtype)
@@ -455,10 +461,13 @@ def _fingerprint(features: keras.Model) -> str:
             return
         try:
             config = dict(layer.get_config())
-        except NotImplementedError:
-            config = {}
-        config.pop("name", None)
-        digest.update(json.dumps(config, sort_keys=True, default=repr).encode())
+            config.pop("name", None)
+            text = json.dumps(config, sort_keys=True, default=_plain)
+        except (NotImplementedError, TypeError, ValueError):
+            # Settings that cannot be written down: this layer object's own
+            # mark, so that no other model shares its table (nor its reuse).
+            text = f"unlisted-{_mark(layer)}"
+        digest.update(text.encode())
 
     for layer in features.layers:
         layer_settings(layer)
@@ -467,6 +476,21 @@ def _fingerprint(features: keras.Model) -> str:
         digest.update(f"{value.shape}|{value.dtype}\n".encode())
         digest.update(value.data)
     return digest.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """A JSON stand-in for a setting: arrays by their bytes, others by repr."""
+    if isinstance(value, np.ndarray):
+        digest = hashlib.blake2b(np.ascontiguousarray(value).data).hexdigest()
+        return f"{value.dtype.str}{value.shape}{digest}"
+    return repr(value)
+
+
+def _mark(layer: Any) -> str:
+    """A mark made once for a layer object (a fresh one for every layer)."""
+    if not hasattr(layer, "_covidxray_mark"):
+        object.__setattr__(layer, "_covidxray_mark", uuid.uuid4().hex)
+    return str(layer._covidxray_mark)
 
 
 def cached_batches(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -188,3 +189,23 @@ def test_a_missing_package_is_not_remembered(
     # The pixels of a cache just written cannot be changed by accident.
     with pytest.raises(ValueError, match="read-only"):
         again._pixels[0, 0, 0, 0] = 1  # type: ignore[index]
+
+
+def test_a_disk_without_locks_scans_unlocked_and_other_errors_surface(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import fcntl
+
+    def refuse(code: int):
+        def flock(handle: object, operation: int) -> None:
+            raise OSError(code, os.strerror(code))
+
+        return flock
+
+    monkeypatch.setattr(fcntl, "flock", refuse(errno.ENOLCK))
+    data = load(root, tmp_path / "a.cache")  # no lock to be had: scanned all the same
+    assert (tmp_path / "a.cache").exists() and data.records
+    monkeypatch.setattr(fcntl, "flock", refuse(errno.EIO))
+    with pytest.raises(OSError, match="Input/output error"):
+        load(root, tmp_path / "b.cache")

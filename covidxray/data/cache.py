@@ -202,6 +202,7 @@ class CacheFile:
             logger.info("Scanning without a lock on '%s': %s.", name, exc)
             yield
             return
+        refused = None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -212,7 +213,9 @@ class CacheFile:
             if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 handle.close()
                 raise
-            logger.info("Scanning without a lock on '%s': %s.", name, exc)
+            refused = str(exc)
+        if refused is not None:  # outside the `except`: no error context
+            logger.info("Scanning without a lock on '%s': %s.", name, refused)
         try:
             yield
         finally:
