@@ -294,10 +294,12 @@ class FeatureCache:
             return sum(t.nbytes for t in self._tables.values())
 
     def clear(self) -> None:
-        """Forget every feature. Their memory and files are freed once no
-        training pipeline still reads them."""
+        """Forget every feature, and what it knew of each model (read again
+        on the next call). Their memory and files are freed once no training
+        pipeline still reads them."""
         with self._lock:
             self._tables.clear()
+            self._split = weakref.WeakKeyDictionary()
             self._in_memory = 0
 
     def predict(self, model: keras.Model, images: Any) -> np.ndarray | None:
