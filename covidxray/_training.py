@@ -506,12 +506,14 @@ def train(
     `early_stopping`) run first, so that an exception raised by a user
     callback at the end of an epoch comes after that epoch's backup.
     """
+    # Features are never cached under a strategy: the head's is the model's.
+    worker = worker_shard(getattr(model, "distribute_strategy", None))
     callbacks = own_callbacks(
         save,
         monitor="val_loss" if val_ds is not None else "loss",
         checkpoint=checkpoint,
         early_stopping=early_stopping,
-        worker=worker_shard(getattr(model, "distribute_strategy", None)),
+        worker=worker,
     )
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 0
@@ -538,7 +540,7 @@ def train(
         )
         trainee = head
         user_callbacks = [ShowFullModel(c, model) for c in user_callbacks]
-    if worker_shard(getattr(trainee, "distribute_strategy", None)) is not None:
+    if worker is not None:
         logs = multi_worker_fit(
             trainee,
             train_ds=train_ds,

@@ -456,9 +456,8 @@ def run_comparison(
             for split in SPLITS:
                 reuse = (split, run_seed) == ("seed (leaky)", run_seeds[0])
                 dataset = first if reuse else load(split, run_seed)
-                fingerprints.setdefault(
-                    split, dataset.fingerprint()
-                )  # the first seed's
+                if split not in fingerprints:  # the first seed's
+                    fingerprints[split] = dataset.fingerprint()
                 for name in models:
                     clf, evaluation = _train_and_score(
                         _build(name, size, weights, run_seed, backbones),

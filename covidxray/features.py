@@ -173,23 +173,14 @@ class _Table:
 
 @dataclass
 class _Parts:
-    """A model split for caching: its frozen features, its head, and the table
-    the features' layers and weights select."""
+    """A model split for caching: its frozen features, its head, the table
+    the features' layers and weights select, and the hash of the frozen part
+    with the checksum of its weights that tells when to hash it again."""
 
     features: keras.Model
     head: keras.Model
     extract: Callable[[Any], Any]
-    table: _Table
-
-
-@dataclass
-class _Split:
-    """What `FeatureCache` remembers of a model: its parts, and the hash of
-    its frozen part with the checksum that tells when to hash it again."""
-
-    features: keras.Model
-    head: keras.Model
-    extract: Callable[[Any], Any]
+    table: _Table = field(default_factory=_Table)
     fingerprint: str = ""
     checksum: bytes | None = None  # None: not hashed yet
 
@@ -261,7 +252,7 @@ class FeatureCache:
         self.reused = 0
         self._in_memory = 0
         self._tables: dict[str, _Table] = {}
-        self._split: weakref.WeakKeyDictionary[Any, _Split] = (
+        self._split: weakref.WeakKeyDictionary[Any, _Parts] = (
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.RLock()
@@ -363,15 +354,15 @@ class FeatureCache:
                     input_signature=[spec],
                     autograph=False,  # a plain call: nothing to convert
                 )
-                split = self._split[model] = _Split(features, head, extract)
+                split = self._split[model] = _Parts(features, head, extract)
             if split.features.trainable_weights:
                 return None
             checksum = _checksum(split.features)
             if checksum != split.checksum:
                 split.fingerprint = _fingerprint(split.features)
                 split.checksum = checksum
-            table = self._tables.setdefault(split.fingerprint, _Table())
-        return _Parts(split.features, split.head, split.extract, table)
+            split.table = self._tables.setdefault(split.fingerprint, _Table())
+        return split
 
     def _rows(self, parts: _Parts, images: Any, expected: int = 0) -> np.ndarray:
         """The table rows of a batch of images, running the frozen part on
