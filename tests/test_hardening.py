@@ -250,6 +250,9 @@ def valid_image(
     w, h = size
     if mode == "I;16":
         raw = rng.integers(0, 65536, (h, w)).astype(np.uint16)
+        # The data must span 16 bits: a 16-bit file whose values all fit in
+        # fewer bits is read at that depth (14 bits for values below 16,384).
+        raw.flat[0] = 65535
         gray = np.round(raw / 65535.0 * 255.0).astype(np.uint8)  # full 16-bit range
         return Image.fromarray(raw), np.repeat(gray[..., None], 3, axis=-1)
     if mode == "1":
