@@ -25,6 +25,8 @@ EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_WEIGHTS = 0, 1, 2, 3
 _CHUNK = 64  # images per step of `covidxray predict`
 #: What `covidxray train` does when not told otherwise; why, in the docs'
 #: "Sources and shortcuts" guide.
+#: The `--augment` names of `train` and `crossval` (see `_augmenter`).
+AUGMENTS = ("seed", "xray", "acquisition", "none")
 DEFAULT_RECIPE: dict[str, Any] = {
     "augment": "xray",
     "resize": "stretch",
@@ -339,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color-mode", choices=["grayscale", "rgb"], default="grayscale")
     p.add_argument(
         "--augment",
-        choices=["seed", "xray", "acquisition", "none"],
+        choices=AUGMENTS,
         default=DEFAULT_RECIPE["augment"],
     )
     p.add_argument(
@@ -426,9 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="cnn", help="cnn or a backbone name")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--image-size", type=int, help="default 256 for cnn, 224 else")
-    p.add_argument(
-        "--augment", choices=["seed", "xray", "acquisition", "none"], default="xray"
-    )
+    p.add_argument("--augment", choices=AUGMENTS, default=DEFAULT_RECIPE["augment"])
     p.add_argument("--weights", default="imagenet", help="imagenet, none, or a file")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--bootstrap", type=int, default=1000, help="AUC resamples")
