@@ -4,7 +4,7 @@ Both read seed-xray/train at 256 x 256 RGB with the seed's training
 augmentation (rotation 40, shear 0.2, zoom 0.2, shift 0.2, horizontal flip,
 brightness 0.2-1.0, fill 'nearest'), batch 32, in this one process:
 
-- covidxray: load_dataset + Augmenter.seed_training() on the uint8 cache, as
+- covidxray: load_dataset + Augmenter.paper_training() on the uint8 cache, as
   Classifier.fit runs it; the first epoch includes the scan.
 - seed: tf_keras' ImageDataGenerator(...).flow_from_directory, which decodes
   and augments every image with NumPy/SciPy on every epoch.
@@ -34,7 +34,7 @@ root, name = data_root()
 train_dir = root / "train"
 print(f"data: {name}, folder {train_dir}, {SIZE[0]}x{SIZE[1]} RGB, batch 32")
 
-augmenter = Augmenter.seed_training(seed=0)
+augmenter = Augmenter.paper_training(seed=0)
 warm_file_cache(train_dir)
 
 

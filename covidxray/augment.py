@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from ._choices import AUGMENT_PRESETS
+from ._deprecation import deprecated
 from ._validation import check_choice
 from .data.decode import decode_file, is_image_name
 
@@ -29,6 +31,8 @@ logger = logging.getLogger("covidxray")
 __all__ = ["Augmenter", "AugmentLayer"]
 
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")
+#: The names `Augmenter.preset` knows (the command line's `--augment` choices).
+PRESETS = AUGMENT_PRESETS
 _SAVE_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}
 
 
@@ -181,7 +185,7 @@ class Augmenter:
     Examples:
         >>> import numpy as np
         >>> from covidxray import Augmenter
-        >>> aug = Augmenter.seed_training()
+        >>> aug = Augmenter.paper_training()
         >>> batch = np.random.default_rng(0).random((4, 32, 32, 1)).astype("float32")
         >>> out = aug(batch)
         >>> out.shape, out.dtype.name, float(out.numpy().min()) >= 0.0
@@ -238,9 +242,10 @@ class Augmenter:
     # ------------------------------------------------------------------ presets
 
     @classmethod
-    def seed_training(cls, *, seed: int | None = None) -> Augmenter:
-        """The seed's CNN training augmentation: rotation 40, shear 0.2, zoom 0.2,
-        shift 0.2, horizontal flip, brightness (0.2, 1.0), fill 'nearest'."""
+    def paper_training(cls, *, seed: int | None = None) -> Augmenter:
+        """The published comparison's CNN training augmentation: rotation 40,
+        shear 0.2, zoom 0.2, shift 0.2, horizontal flip, brightness (0.2, 1.0),
+        fill 'nearest'."""
         return cls(
             rotation=40,
             shear=0.2,
@@ -252,9 +257,10 @@ class Augmenter:
         )
 
     @classmethod
-    def seed_expansion(cls, *, seed: int | None = None) -> Augmenter:
-        """The seed's offline COVID expansion: rotation 5, shear 0.2, zoom 0.3,
-        horizontal flip, brightness (0.2, 1.0), fill 'nearest'."""
+    def paper_expansion(cls, *, seed: int | None = None) -> Augmenter:
+        """The published comparison's offline COVID expansion: rotation 5,
+        shear 0.2, zoom 0.3, horizontal flip, brightness (0.2, 1.0), fill
+        'nearest'."""
         return cls(
             rotation=5,
             shear=0.2,
@@ -263,6 +269,18 @@ class Augmenter:
             brightness=(0.2, 1.0),
             seed=seed,
         )
+
+    @classmethod
+    def seed_training(cls, *, seed: int | None = None) -> Augmenter:
+        """Deprecated name of `paper_training` ("seed" also means a random seed)."""
+        deprecated("Augmenter.seed_training", "Augmenter.paper_training")
+        return cls.paper_training(seed=seed)
+
+    @classmethod
+    def seed_expansion(cls, *, seed: int | None = None) -> Augmenter:
+        """Deprecated name of `paper_expansion` ("seed" also means a random seed)."""
+        deprecated("Augmenter.seed_expansion", "Augmenter.paper_expansion")
+        return cls.paper_expansion(seed=seed)
 
     @classmethod
     def xray(cls, *, seed: int | None = None) -> Augmenter:
@@ -303,6 +321,27 @@ class Augmenter:
             },
             seed=seed,
         )
+
+    @classmethod
+    def preset(cls, name: str, *, seed: int | None = None) -> Augmenter:
+        """The preset called `name`, one of `PRESETS`: `"paper"`
+        (`paper_training`), `"xray"` or `"acquisition"`.
+
+        Examples:
+            >>> from covidxray import Augmenter
+            >>> Augmenter.preset("xray").get_config() == Augmenter.xray().get_config()
+            True
+        """
+        if name == "seed":
+            deprecated("the preset name 'seed'", "'paper'")
+            name = "paper"
+        check_choice("name", name, PRESETS, "Augmenter.preset")
+        build = {
+            "paper": cls.paper_training,
+            "xray": cls.xray,
+            "acquisition": cls.acquisition,
+        }[name]
+        return build(seed=seed)
 
     def get_config(self) -> dict[str, Any]:
         """The parameters, enough to rebuild this augmenter."""

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from . import _progress
+from ._choices import AUGMENT_PRESETS
 from ._version import __version__
 from .data.loader import source_name
+from .data.preprocessing import COLOR_MODES, EQUALIZE_MODES, RESIZE_MODES
 from .errors import DataError, WeightsUnavailableError
 
 __all__ = ["main"]
@@ -25,8 +27,10 @@ EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_WEIGHTS = 0, 1, 2, 3
 _CHUNK = 64  # images per step of `covidxray predict`
 #: What `covidxray train` does when not told otherwise; why, in the docs'
 #: "Sources and shortcuts" guide.
-#: The `--augment` names of `train` and `crossval` (see `_augmenter`).
-AUGMENTS = ("seed", "xray", "acquisition", "none")
+#: The `--augment` names of `train` and `crossval`: `Augmenter.preset`'s, or
+#: none. "seed" is the deprecated name of "paper" (accepted, with a warning).
+AUGMENTS = (*AUGMENT_PRESETS, "none")
+_DEPRECATED_AUGMENTS = {"seed": "paper"}
 DEFAULT_RECIPE: dict[str, Any] = {
     "augment": "xray",
     "resize": "stretch",
@@ -204,12 +208,13 @@ def _augmenter(name: str, seed: int) -> Any:
     """The augmenter a `--augment` name means, or None for `none`."""
     from . import Augmenter
 
-    presets = {
-        "seed": Augmenter.seed_training,
-        "xray": Augmenter.xray,
-        "acquisition": Augmenter.acquisition,
-    }
-    return presets[name](seed=seed) if name != "none" else None
+    if name in _DEPRECATED_AUGMENTS:
+        new = _DEPRECATED_AUGMENTS[name]
+        logging.getLogger("covidxray").warning(
+            "--augment %s is deprecated; use --augment %s instead.", name, new
+        )
+        name = new
+    return Augmenter.preset(name, seed=seed) if name != "none" else None
 
 
 def _window(value: str) -> Any:
@@ -338,17 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--image-size", type=int, help="default 256 for cnn, 224 for backbones"
     )
-    p.add_argument("--color-mode", choices=["grayscale", "rgb"], default="grayscale")
+    p.add_argument("--color-mode", choices=COLOR_MODES, default="grayscale")
     p.add_argument(
         "--augment",
-        choices=AUGMENTS,
+        choices=(*AUGMENTS, *_DEPRECATED_AUGMENTS),
+        metavar="{" + ",".join(AUGMENTS) + "}",
         default=DEFAULT_RECIPE["augment"],
+        help=f"{', '.join(AUGMENTS)} (default: {DEFAULT_RECIPE['augment']})",
     )
     p.add_argument(
         "--weights", default="imagenet", help="imagenet, none, or a file/folder"
     )
     p.add_argument(
-        "--resize", choices=["stretch", "pad", "crop"], default=DEFAULT_RECIPE["resize"]
+        "--resize", choices=RESIZE_MODES, default=DEFAULT_RECIPE["resize"]
     )
     p.add_argument(
         "--trim",
@@ -361,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--equalize",
-        choices=["none", "histogram", "clahe"],
+        choices=EQUALIZE_MODES,
         default=DEFAULT_RECIPE["equalize"],
     )
     p.add_argument(
@@ -428,7 +435,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="cnn", help="cnn or a backbone name")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--image-size", type=int, help="default 256 for cnn, 224 else")
-    p.add_argument("--augment", choices=AUGMENTS, default=DEFAULT_RECIPE["augment"])
+    p.add_argument(
+        "--augment",
+        choices=(*AUGMENTS, *_DEPRECATED_AUGMENTS),
+        metavar="{" + ",".join(AUGMENTS) + "}",
+        default=DEFAULT_RECIPE["augment"],
+        help=f"{', '.join(AUGMENTS)} (default: {DEFAULT_RECIPE['augment']})",
+    )
     p.add_argument("--weights", default="imagenet", help="imagenet, none, or a file")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--bootstrap", type=int, default=1000, help="AUC resamples")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._version import __version__
+from ._version import provenance
 from .audit import audit
 from .data.cache import default_cache_dir
 from .data.layouts import is_synthetic
@@ -491,8 +491,6 @@ def run_comparison(
     logger.info("Frozen-backbone features: %r.", features)
     if plots:
         _plot_roc(out, curves)
-    import tensorflow as tf
-
     meta = {
         "synthetic": synthetic,
         "data": f"SYNTHETIC demo set ({root})" if synthetic else str(root),
@@ -504,8 +502,7 @@ def run_comparison(
         "models": list(models),
         "external": None if external is None else str(external),
         "data_fingerprints": fingerprints,
-        "covidxray_version": __version__,
-        "tensorflow_version": tf.__version__,
+        **provenance(),
         "python": sys.version.split()[0],
         "command": " ".join(sys.argv),
     }
@@ -544,7 +541,7 @@ def _train_and_score(
         dataset,
         epochs=epochs,
         class_weight=None,
-        augmenter=Augmenter.seed_training(seed=seed) if is_cnn else None,
+        augmenter=Augmenter.paper_training(seed=seed) if is_cnn else None,
         batch_size=32 if is_cnn else 8,
         verbose=verbose,
     )

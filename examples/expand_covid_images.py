@@ -56,7 +56,7 @@ else:
     source = Path(args.source)
 
 n_sources = sum(1 for p in source.iterdir() if p.is_file())
-written = Augmenter.seed_expansion().expand(
+written = Augmenter.paper_expansion().expand(
     source, args.out, total=args.total, seed=args.seed
 )
 

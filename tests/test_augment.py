@@ -69,11 +69,11 @@ def test_brightness_scales_the_mean() -> None:
 
 def test_same_seed_same_images_other_seed_other_images() -> None:
     x = np.random.default_rng(0).random((4, 32, 32, 3)).astype(np.float32)
-    aug = Augmenter.seed_training()
+    aug = Augmenter.paper_training()
     a, b, c = (np.asarray(aug.augment(x, s)) for s in ([1, 2], [1, 2], [1, 3]))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
-    first = [np.asarray(Augmenter.seed_training(seed=7)(x)) for _ in range(2)]
+    first = [np.asarray(Augmenter.paper_training(seed=7)(x)) for _ in range(2)]
     np.testing.assert_array_equal(first[0], first[1])
 
 
@@ -85,9 +85,9 @@ def test_shape_and_dtype_are_kept_and_brightness_darkens(
     rng = np.random.default_rng(0)
     x = rng.random((3, 24, 20, channels))
     x = (x * 255).astype(np.uint8) if dtype == np.uint8 else x.astype(np.float32)
-    out = np.asarray(Augmenter.seed_training(seed=0)(x))
+    out = np.asarray(Augmenter.paper_training(seed=0)(x))
     assert out.shape == x.shape and out.dtype == x.dtype
-    # seed_training's brightness range (0.2, 1.0) only darkens: on average by
+    # paper_training's brightness range (0.2, 1.0) only darkens: on average by
     # 40%, far beyond what the warp's edge filling can change.
     assert out.astype(np.float64).mean() < 0.85 * x.astype(np.float64).mean()
     single = np.asarray(Augmenter.xray(seed=0)(x[0]))
@@ -97,7 +97,7 @@ def test_shape_and_dtype_are_kept_and_brightness_darkens(
 def test_works_inside_tf_data() -> None:
     images = np.random.default_rng(0).random((10, 16, 16, 1)).astype(np.float32)
     ds = tf.data.Dataset.from_tensor_slices((images, np.arange(10))).batch(4)
-    out = list(ds.map(Augmenter.seed_training(seed=1)))
+    out = list(ds.map(Augmenter.paper_training(seed=1)))
     assert [tuple(x.shape) for x, _ in out] == [
         (4, 16, 16, 1),
         (4, 16, 16, 1),
@@ -107,7 +107,7 @@ def test_works_inside_tf_data() -> None:
 
 
 def test_layer_is_identity_at_inference_and_serialises(tmp_path: Path) -> None:
-    layer = Augmenter.seed_training(seed=0).as_layer()
+    layer = Augmenter.paper_training(seed=0).as_layer()
     x = np.random.default_rng(0).random((2, 16, 16, 1)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
     assert not np.array_equal(np.asarray(layer(x, training=True)), x)
@@ -146,13 +146,13 @@ def test_expand_uses_every_source_evenly_and_writes_exact_count(tmp_path: Path) 
     make_sources(src, 4)
     before = {p.name: p.read_bytes() for p in src.iterdir()}
     out = tmp_path / "expanded"
-    written = Augmenter.seed_expansion().expand(src, out, total=10, seed=0)
+    written = Augmenter.paper_expansion().expand(src, out, total=10, seed=0)
     assert len(written) == 10 and all(p.parent == out for p in written)
     stems = sorted(p.name.split("_aug")[0] for p in written)
     assert stems == ["src0"] * 3 + ["src1"] * 3 + ["src2"] * 2 + ["src3"] * 2
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # source untouched
     assert Image.open(written[0]).mode == "L"
-    again = Augmenter.seed_expansion().expand(src, out, factor=1, seed=0)
+    again = Augmenter.paper_expansion().expand(src, out, factor=1, seed=0)
     assert len(again) == 4
     assert len(list(out.iterdir())) == 14  # nothing overwritten
     assert {p.name for p in again}.isdisjoint({p.name for p in written})
@@ -163,17 +163,17 @@ def test_expand_refuses_the_source_folder(tmp_path: Path) -> None:
     make_sources(src, 2)
     for target in (src, src / "sub"):
         with pytest.raises(ValueError, match="must not be the source folder"):
-            Augmenter.seed_expansion().expand(src, target, total=2)
+            Augmenter.paper_expansion().expand(src, target, total=2)
     assert sorted(p.name for p in src.iterdir()) == ["src0.png", "src1.png"]
 
 
 def test_expand_same_seed_same_files(tmp_path: Path) -> None:
     src = tmp_path / "covid"
     make_sources(src, 2)
-    a = Augmenter.seed_expansion().expand(
+    a = Augmenter.paper_expansion().expand(
         src, tmp_path / "a", total=3, seed=5, format="png"
     )
-    b = Augmenter.seed_expansion().expand(
+    b = Augmenter.paper_expansion().expand(
         src, tmp_path / "b", total=3, seed=5, format="png"
     )
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
@@ -185,7 +185,7 @@ def test_fast_uint8_path_matches_the_float_path() -> None:
         Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).resize((32, 32))
     )
     x8 = np.repeat(smooth[None, :, :, None], 4, axis=0)
-    aug = Augmenter.seed_training()
+    aug = Augmenter.paper_training()
     fast = np.asarray(aug.augment(x8, [4, 2], output_dtype="float32"))
     slow = np.asarray(aug.augment(x8.astype(np.float32) / 255.0, [4, 2]))
     assert fast.dtype == np.float32 and fast.shape == slow.shape
@@ -198,7 +198,7 @@ def test_dataset_augmentation_is_seeded(synthetic_root) -> None:
     data = load_dataset(synthetic_root, image_size=(32, 32), batch_size=8)
 
     def first_batch(seed: int) -> np.ndarray:
-        aug = Augmenter.seed_training(seed=seed)
+        aug = Augmenter.paper_training(seed=seed)
         ds = data.as_tf_dataset(
             "val",
             transform=functools.partial(aug.augment, output_dtype="float32"),
@@ -212,3 +212,28 @@ def test_dataset_augmentation_is_seeded(synthetic_root) -> None:
     assert first_batch(1).shape == plain.shape and not np.array_equal(
         first_batch(1), plain
     )
+
+
+def test_paper_presets_and_their_deprecated_seed_names() -> None:
+    assert Augmenter.paper_training().params.rotation == 40
+    assert Augmenter.paper_expansion().params.zoom == (0.7, 1.3)
+    for old, new in (
+        (Augmenter.seed_training, Augmenter.paper_training),
+        (Augmenter.seed_expansion, Augmenter.paper_expansion),
+    ):
+        with pytest.warns(DeprecationWarning, match=f"use Augmenter.{new.__name__}"):
+            aug = old(seed=3)
+        assert aug.get_config() == new(seed=3).get_config()
+
+
+def test_preset_names_every_preset_and_refuses_others() -> None:
+    from covidxray.augment import PRESETS
+
+    assert PRESETS == ("paper", "xray", "acquisition")
+    assert Augmenter.preset("acquisition", seed=1).get_config() == (
+        Augmenter.acquisition(seed=1).get_config()
+    )
+    with pytest.warns(DeprecationWarning, match="'paper'"):
+        assert Augmenter.preset("seed").params.rotation == 40
+    with pytest.raises(ValueError, match="must be one of"):
+        Augmenter.preset("flip")

@@ -43,7 +43,7 @@ def model_file(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--image-size",
             "48",
             "--augment",
-            "seed",
+            "paper",
         ]
     )
     assert code == 0 and out.is_file()
@@ -171,6 +171,7 @@ def test_weights_unavailable_exit_code(
     assert not (tmp_path / "out" / "results.md").exists()  # stopped before training
 
 
+@pytest.mark.slow
 def test_compare_quick_writes_results(
     root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -320,3 +321,35 @@ def test_predict_places_each_overlay_on_the_original_image(
     hot = rgb[:, :, 0] - rgb[:, :, 2] > 20  # jet: red where the heat is high
     box = image > 0
     assert (hot & box).sum() / (hot | box).sum() > 0.7
+
+
+def test_augment_seed_is_a_deprecated_name_of_paper(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from covidxray import Augmenter
+    from covidxray.cli import AUGMENTS, _augmenter, build_parser
+
+    assert "seed" not in AUGMENTS and "paper" in AUGMENTS
+    args = build_parser().parse_args(["train", "d", "--out", "m.keras", "--augment", "seed"])
+    with caplog.at_level("WARNING", logger="covidxray"):
+        augmenter = _augmenter(args.augment, 0)
+    assert augmenter.get_config() == Augmenter.paper_training(seed=0).get_config()
+    assert "--augment seed is deprecated; use --augment paper" in caplog.text
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "d", "--out", "m", "--augment", "flip"])
+
+
+def test_cli_choices_are_the_librarys_own() -> None:
+    from covidxray._choices import AUGMENT_PRESETS
+    from covidxray.cli import build_parser
+    from covidxray.data.preprocessing import COLOR_MODES, EQUALIZE_MODES, RESIZE_MODES
+
+    parser = build_parser()
+    train = next(
+        a for a in parser._subparsers._group_actions if a.dest == "command"  # type: ignore[union-attr]
+    ).choices["train"]
+    choices = {a.dest: a.choices for a in train._actions if a.choices}
+    assert tuple(choices["color_mode"]) == COLOR_MODES
+    assert tuple(choices["resize"]) == RESIZE_MODES
+    assert tuple(choices["equalize"]) == EQUALIZE_MODES
+    assert set(AUGMENT_PRESETS) <= set(choices["augment"])

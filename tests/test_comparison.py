@@ -11,6 +11,7 @@ from covidxray import run_comparison
 from covidxray.datasets import make_synthetic
 
 
+@pytest.mark.slow
 def test_the_quick_demo_shows_the_copies_the_shortcut_and_the_clean_control(
     tmp_path: Path,
 ) -> None:
@@ -55,6 +56,7 @@ def test_the_source_cue_is_in_the_pixels_and_in_the_files(tmp_path: Path) -> Non
     assert leaked.read_bytes() == covid[0].read_bytes()
 
 
+@pytest.mark.slow
 def test_a_backbone_runs_once_per_image_over_splits_seeds_and_sets(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

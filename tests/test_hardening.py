@@ -127,7 +127,7 @@ def test_same_seed_same_trained_weights(tmp_path: Path) -> None:
         keras.utils.set_random_seed(3)  # before the weights are initialised
         data = load_dataset(root, image_size=(48, 48), batch_size=8, seed=3)
         clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names, seed=3)
-        clf.fit(data, epochs=2, verbose=0, augmenter=Augmenter.seed_training(seed=3))
+        clf.fit(data, epochs=2, verbose=0, augmenter=Augmenter.paper_training(seed=3))
         return clf.model_.get_weights()
 
     first, second = train(), train()
