@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .crossval import SourceEvaluation, evaluate_by_source, leave_one_source_out
     from .explain import grad_cam, overlay
     from .features import FeatureCache
+    from .lungs import LungMask, LungSegmenter
     from .metrics import Evaluation
     from .models import (
         Backbone,
@@ -49,6 +50,8 @@ _LAZY = {
     "Comparison": "comparison",
     "Evaluation": "metrics",
     "FeatureCache": "features",
+    "LungMask": "lungs",
+    "LungSegmenter": "lungs",
     "SourceEvaluation": "crossval",
     "evaluate_by_source": "crossval",
     "leave_one_source_out": "crossval",
@@ -75,6 +78,8 @@ __all__ = [
     "DataError",
     "Evaluation",
     "FeatureCache",
+    "LungMask",
+    "LungSegmenter",
     "NotFittedError",
     "Preprocessing",
     "Record",

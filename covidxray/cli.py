@@ -185,6 +185,74 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _image_files(items: Sequence[str]) -> list[str]:
+    """The image files named, folders expanded; a DataError for a missing one."""
+    from .data import find_images
+
+    files: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(find_images(path))
+        elif path.is_file():
+            files.append(str(path))
+        else:
+            raise DataError(f"No such file or folder: '{item}'.")
+    if not files:
+        raise DataError(f"Found no images in {list(items)}.")
+    return files
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from . import LungSegmenter
+
+    files = _image_files(args.images)
+    out = Path(args.out)
+    targets: dict[str, str] = {}
+    for name in files:  # every name checked before anything is written
+        target = str(out / f"{Path(name).stem}.png")
+        if target in targets:
+            raise DataError(
+                f"'{targets[target]}' and '{name}' would both be written to "
+                f"'{target}': segment them into different --out folders."
+            )
+        targets[target] = name
+    out.mkdir(parents=True, exist_ok=True)
+    segmenter = LungSegmenter()
+    flagged = 0
+    for start in range(0, len(files), _CHUNK):
+        names = files[start : start + _CHUNK]
+        with warnings.catch_warnings():
+            # Reported below, one line per file, with the mask it concerns.
+            warnings.simplefilter("ignore")
+            masks = segmenter.predict(names, names=names)
+        for (target, name), result in zip(
+            list(targets.items())[start : start + _CHUNK], masks, strict=True
+        ):
+            pixels = np.where(result.mask, 255, 0).astype(np.uint8)
+            Image.fromarray(pixels, "L").save(target)
+            if not result.plausible:
+                flagged += 1
+                print(
+                    f"covidxray segment: warning: implausible lung mask for "
+                    f"'{name}': {'; '.join(result.problems)}",
+                    file=sys.stderr,
+                )
+            print(f"{result.area:.3f}\t{target}\t{name}")
+    if flagged:
+        print(
+            f"covidxray segment: {flagged} of {len(files)} masks are implausible "
+            "(listed above); look at them before using them.",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from . import run_comparison
 
@@ -422,6 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--gradcam", metavar="OUTDIR", help="write a Grad-CAM overlay per image"
     )
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "segment",
+        help="lung masks with the shipped lung segmenter: one 8-bit PNG per "
+        "image (255 lung, 0 not), at the image's size",
+    )
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--out", required=True, help="folder for <image stem>.png masks")
+    p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser(
         "crossval",
