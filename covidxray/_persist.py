@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from ._seen import TrainingRecord
@@ -36,9 +35,9 @@ __all__ = [
     "ModelMetadata",
     "RECORD_NAME",
     "check_model_path",
-    "load_classifier",
     "load_keras_model",
     "provenance",
+    "read_classifier",
     "read_metadata",
     "read_training_record",
     "save_atomic",
@@ -310,28 +309,17 @@ def load_keras_model(path: Path) -> keras.Model:
         raise DataError(f"Could not load the Keras model in '{path}': {exc}") from exc
 
 
-def load_classifier(cls: Any, path: Path) -> Any:
-    """Build a fitted classifier of class `cls` from a classifier file: its
-    constructor arguments and learned attributes come from the metadata."""
+def read_classifier(
+    path: Path,
+) -> tuple[keras.Model, ModelMetadata, TrainingRecord | None]:
+    """What a classifier file holds, as plain values: its Keras model (loaded
+    in safe mode), its `ModelMetadata`, and its `TrainingRecord` (None when it
+    was saved without one). `Classifier.load` builds the classifier from them.
+
+    Raises:
+        DataError: The file is missing, not a `.keras` archive, corrupted, or
+            a plain Keras model without covidxray metadata.
+    """
     meta = read_metadata(path)
     model = load_keras_model(path)
-    prep = meta.preprocessing
-    clf = cls(
-        model,
-        class_names=list(meta.class_names),
-        positive_class=meta.positive_class,
-        threshold=meta.threshold,
-        learning_rate=meta.learning_rate,
-        image_size=prep.image_size,
-        color_mode=prep.color_mode,
-        resize=prep.resize,
-        spectral_decoupling=meta.spectral_decoupling,
-        seed=meta.seed,
-    )
-    clf.model_ = model
-    clf.classes_ = np.array(meta.class_names)
-    clf.threshold_ = meta.threshold
-    clf.preprocessing_ = prep
-    clf.metadata_ = meta
-    clf.training_record_ = read_training_record(path, meta)
-    return clf
+    return model, meta, read_training_record(path, meta)

@@ -1,32 +1,68 @@
 """What an evaluation scores: which split, which images the model saw, and how
 a dataset's classes map onto the model's.
 
-`Classifier.evaluate` and `tune_threshold` call `scores`; it reads a folder
-with the model's own `Preprocessing`, picks the split, leaves out what the
-model's training record says it saw, and maps labels to the model's classes.
+`Classifier.evaluate` and `tune_threshold` hand `scores` a `FittedModel`: the
+Keras model with what it needs to score (its `Preprocessing`, class names,
+positive class, training record and feature cache), never the `Classifier`.
+`scores` reads a folder with the model's own `Preprocessing`, picks the split,
+leaves out what the training record says the model saw, and maps labels to the
+model's classes. See `docs/architecture.md`.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from ._inputs import PREDICT_BATCH, array_batches, image_batches, probabilities
+from ._seen import TrainingRecord
 from ._validation import check_choice
 from .data.labels import canon, is_covid_name
 from .data.loader import NO_CLASS, XrayDataset
+from .data.preprocessing import Preprocessing
 from .data.records import Record
 from .errors import CovidXrayWarning, DataError
+from .features import FeatureCache
 
-__all__ = ["load_for_evaluation", "scores"]
+__all__ = ["FittedModel", "load_for_evaluation", "model_labels", "scores"]
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """A fitted model and what scoring it needs, as plain values.
+
+    Attributes:
+        model: The Keras model, taking float images in [0, 1].
+        preprocessing: How files and arrays are decoded and resized for it.
+        class_names: Class names in the model's label-index order.
+        positive_index: The index of the positive class (binary tasks).
+        record: The content record of its training images, or None.
+        feature_cache: A `FeatureCache` for a frozen backbone, or None.
+    """
+
+    model: keras.Model
+    preprocessing: Preprocessing
+    class_names: tuple[str, ...]
+    positive_index: int = 1
+    record: TrainingRecord | None = None
+    feature_cache: FeatureCache | None = None
+
+    def predict_proba(self, batches: Any) -> np.ndarray:
+        """Class probabilities (N, n_classes) of images or float batches."""
+        return probabilities(
+            self.model, batches, len(self.class_names), self.feature_cache
+        )
 
 
 def scores(
-    clf: Any,
+    fitted: FittedModel,
     data: Any,
     *,
     split: str | None,
@@ -34,12 +70,10 @@ def scores(
     check_seen: bool = True,
     include_seen: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Labels, probabilities and what was scored (`meta`) for a fitted classifier.
+    """Labels, probabilities and what was scored (`meta`) for a fitted model.
 
     Args:
-        clf: A fitted `Classifier` (its `model_`, `feature_cache`,
-            `predict_proba` for arrays, `preprocessing_`, `class_names`,
-            `positive_class` and `training_record_` are used).
+        fitted: The model and what scoring it needs.
         data: An `XrayDataset`, a dataset folder or file (read with the
             model's own preprocessing; one class is enough), a `tf.data`
             dataset of `(images, labels)`, or `(x, y)` arrays.
@@ -49,24 +83,31 @@ def scores(
         where: The method asking, for messages.
         check_seen: Leave out images the model saw in training or validation
             (by content), unless `include_seen`.
+        include_seen: Keep the seen images (and say so in `meta`).
     """
     if isinstance(data, (str, os.PathLike)):
-        data = load_for_evaluation(clf, data)
+        data = load_for_evaluation(
+            data,
+            preprocessing=fitted.preprocessing,
+            class_names=fitted.class_names,
+            positive_index=fitted.positive_index,
+        )
     if not isinstance(data, XrayDataset):
         if split is not None:
             raise ValueError(
                 f"The `split` argument of {where} applies to a dataset only. "
                 f"Received: split={split!r} with {type(data).__name__}."
             )
-        return _array_scores(clf, array_batches(data, PREDICT_BATCH, shuffle=False))
+        return _array_scores(fitted, array_batches(data, PREDICT_BATCH, shuffle=False))
     records, meta = _pick_split(data, split, where)
-    labels = _model_labels(data, records, clf)  # classes the model lacks: an error
+    # classes the model lacks: an error
+    labels = model_labels(data, records, fitted.class_names, fitted.positive_index)
     found = {
-        r.finding: clf.class_names[i] for r, i in zip(records, labels, strict=True)
+        r.finding: fitted.class_names[i] for r, i in zip(records, labels, strict=True)
     }
     meta["classes_found"] = dict(sorted(found.items()))  # finding -> model's class
     if check_seen:
-        kept = _unseen(clf, records, meta, include_seen, where)
+        kept = _unseen(fitted.record, records, meta, include_seen, where)
         records, labels = [records[i] for i in kept], labels[kept]
     # One pass of `predict_proba`'s two steps over the chunks: a frozen
     # backbone's weights are checked once for the feature cache, not per chunk.
@@ -74,22 +115,22 @@ def scores(
         batch
         for i in range(0, len(records), PREDICT_BATCH)
         for batch in image_batches(
-            data.images_of(records[i : i + PREDICT_BATCH]), clf.preprocessing_
+            data.images_of(records[i : i + PREDICT_BATCH]), fitted.preprocessing
         )
     )
-    proba = probabilities(
-        clf.model_, batches, len(clf.class_names), getattr(clf, "feature_cache", None)
-    )
+    proba = fitted.predict_proba(batches)
     meta["n"] = len(records)
     return labels, proba, meta
 
 
 def _array_scores(
-    clf: Any, ds: tf.data.Dataset
+    fitted: FittedModel, ds: tf.data.Dataset
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     probs, labels = [], []
     for x, y in ds:
-        probs.append(clf.predict_proba(np.asarray(x)))
+        # As `Classifier.predict_proba` does on each batch of arrays.
+        batches = image_batches(np.asarray(x), fitted.preprocessing)
+        probs.append(fitted.predict_proba(batches))
         labels.append(np.asarray(y).reshape(-1))
     if not probs:
         raise ValueError("No labelled images to score.")
@@ -97,16 +138,22 @@ def _array_scores(
     return np.concatenate(labels).astype(int), np.concatenate(probs), meta
 
 
-def load_for_evaluation(clf: Any, source: str | os.PathLike[str]) -> XrayDataset:
+def load_for_evaluation(
+    source: str | os.PathLike[str],
+    *,
+    preprocessing: Preprocessing,
+    class_names: Sequence[str],
+    positive_index: int = 1,
+) -> XrayDataset:
     """Read a dataset as the model reads images: its `Preprocessing`, its
     classes, no new splits, no deduplication (the training record decides what
     was seen), and one class is enough."""
     from .data.loader import load_dataset
 
-    prep = clf.preprocessing_
-    names = list(clf.class_names)
+    prep = preprocessing
+    names = list(class_names)
     binary = len(names) == 2
-    positive = names[clf.positive_index] if binary else None
+    positive = names[positive_index] if binary else None
     if positive is not None and is_covid_name(positive):
         positive = None  # the COVID rule training used: 'COVID-19, ARDS' counts
     data = load_dataset(
@@ -162,7 +209,7 @@ def _pick_split(
 
 
 def _unseen(
-    clf: Any,
+    record: TrainingRecord | None,
     records: list[Record],
     meta: dict[str, Any],
     include_seen: bool,
@@ -170,7 +217,6 @@ def _unseen(
 ) -> list[int]:
     """The positions of the records to score: those whose content the model
     did not see (all of them with `include_seen`, or without a record)."""
-    record = getattr(clf, "training_record_", None)
     if record is None:
         warnings.warn(
             f"This model has no record of its training images (it was saved by an "
@@ -213,12 +259,22 @@ def _unseen(
     return kept
 
 
-def _model_labels(data: XrayDataset, records: list[Record], clf: Any) -> np.ndarray:
+def model_labels(
+    data: XrayDataset,
+    records: Sequence[Record],
+    class_names: Sequence[str],
+    positive_index: int = 1,
+) -> np.ndarray:
     """The model's class index of each record: by role (positive or not) for
-    two classes, by name for more."""
-    names = list(clf.class_names)
+    two classes, by name for more.
+
+    Raises:
+        DataError: With more than two classes, a record's class is not one of
+            the model's.
+    """
+    names = list(class_names)
     if len(names) == 2:
-        pos = clf.positive_index
+        pos = positive_index
         return np.array(
             [pos if r.label == data.positive_class else 1 - pos for r in records],
             dtype=int,

@@ -1,13 +1,16 @@
-"""`Classifier`: fit, predict, evaluate, save and load, in the scikit-learn manner.
+"""`Classifier`: fit, predict, evaluate, save and load, as a scikit-learn estimator.
 
-It is the one object that ties data, model and metrics together. The class
-holds parameters, `fit`, `predict*`, `evaluate` and `tune_threshold`; its input
-coercion (`_inputs`), training plumbing (`_training`) and file format
-(`_persist`) live in private modules beside it.
+It is the one object that ties data, model and metrics together, and it owns
+its state: every fitted attribute is set here, by `fit` or by `from_config`
+(which `load` calls). The helpers beside it take arrays, records, datasets and
+Keras models, never the `Classifier`: input coercion (`_inputs`), training
+(`_training`), what an evaluation scores (`_scoring`) and the file format
+(`_persist`). See `docs/architecture.md`.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,8 +24,9 @@ from . import _inputs, _persist, _scoring, _training
 from ._inputs import ImageInput
 from ._params import Params
 from ._persist import ModelMetadata
+from ._scoring import FittedModel
 from ._seen import TrainingRecord, record_after_fit
-from ._validation import check_model_classes, check_positive_int
+from ._validation import check_model_classes, check_positive_int, renamed_argument
 from .data.loader import XrayDataset
 from .data.preprocessing import Preprocessing
 from .errors import NotFittedError
@@ -43,6 +47,24 @@ class Classifier(Params):
     A second `fit` continues from the fitted weights (`model_`) with a fresh
     optimizer, with or without a `strategy`: fit, `unfreeze`, lower the
     learning rate, fit again. To start again, build a new model.
+
+    It keeps scikit-learn's estimator contract, checked with scikit-learn:
+
+    - `get_params(deep=True)` and `set_params` (also `name__sub=...` for a
+      parameter with parameters of its own). A new `model` by `set_params`
+      makes the classifier unfitted: the next `fit` trains that model.
+    - `sklearn.base.clone(clf)` gives an unfitted `Classifier` with equal
+      parameters. Its `model` is a copy, `keras.models.clone_model` with the
+      weights the original `model` has now (fitted weights, if `fit` trained
+      it in place), so fitting the clone never changes the original; a
+      model that `clone_model` cannot rebuild (a subclassed model without
+      `get_config`) makes `clone` raise. A Keras optimizer instance is
+      copied from its config; the `feature_cache` is shared, not copied.
+    - `sklearn.utils.validation.check_is_fitted(clf)` works, and using an
+      unfitted classifier raises `NotFittedError`, a `ValueError` and an
+      `AttributeError` like scikit-learn's.
+    - `get_config()` and `from_config(config, model, record)` are the one
+      pair through which `save`, `load` and checkpoints store and restore it.
 
     Args:
         model: A Keras model taking images in [0, 1], e.g. from `build_cnn` or
@@ -91,6 +113,21 @@ class Classifier(Params):
     history_: dict[str, list[float]]
     metadata_: ModelMetadata
     training_record_: TrainingRecord | None
+    fit_seconds_: float
+    feature_cache_used_: bool
+
+    #: The attributes `fit` and `from_config` set; a new `model` drops them.
+    _FITTED = (
+        "model_",
+        "classes_",
+        "threshold_",
+        "preprocessing_",
+        "history_",
+        "metadata_",
+        "training_record_",
+        "fit_seconds_",
+        "feature_cache_used_",
+    )
 
     def __init__(
         self,
@@ -140,20 +177,62 @@ class Classifier(Params):
         return names.index(self.positive_class)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
+        if not self.__sklearn_is_fitted__():
             raise NotFittedError(
                 "This Classifier is not fitted yet. Call `fit` or `Classifier.load` "
                 "before using it to predict, evaluate, explain or save."
             )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether `fit` or `load` has run (scikit-learn's `check_is_fitted`)."""
+        return "model_" in self.__dict__
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags: a classifier that must be fitted, on images."""
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="classifier",
+            target_tags=TargetTags(required=True),
+            classifier_tags=ClassifierTags(),
+            input_tags=InputTags(two_d_array=False, three_d_array=True),
+            requires_fit=True,
+            non_deterministic=True,
+        )
+
+    def __sklearn_clone__(self) -> Classifier:
+        """An unfitted copy with equal parameters, for `sklearn.base.clone`:
+        the `model` is rebuilt with its current weights, the optimizer (an
+        instance) from its config, the `feature_cache` shared."""
+        params = self.get_params(deep=False)
+        shared = ("model", "optimizer", "feature_cache")
+        plain = {k: copy.deepcopy(v) for k, v in params.items() if k not in shared}
+        optimizer = self.optimizer
+        if isinstance(optimizer, keras.optimizers.Optimizer):
+            optimizer = keras.optimizers.deserialize(
+                keras.optimizers.serialize(optimizer)
+            )
+        return type(self)(
+            _copy_model(self.model),
+            optimizer=optimizer,
+            feature_cache=self.feature_cache,
+            **plain,
+        )
+
+    def _parameter_changed(self, name: str, old: Any, new: Any) -> None:
+        if name == "model" and new is not old:  # a new model: unfitted
+            for attribute in self._FITTED:
+                self.__dict__.pop(attribute, None)
 
     def _compile(self, model: keras.Model) -> None:
         _training.compile_for(
             model, self.optimizer, self.learning_rate, self.spectral_decoupling
         )
 
+    @renamed_argument("train", "data", "Classifier.fit")
     def fit(
         self,
-        train: XrayDataset | tf.data.Dataset | tuple[np.ndarray, np.ndarray],
+        data: XrayDataset | tf.data.Dataset | tuple[np.ndarray, np.ndarray],
         *,
         validation_data: tf.data.Dataset | tuple[np.ndarray, np.ndarray] | None = None,
         epochs: int = 10,
@@ -170,10 +249,11 @@ class Classifier(Params):
         """Train the model; a second call continues from the fitted weights.
 
         Args:
-            train: An `XrayDataset` (its train split, with its val split as
+            data: An `XrayDataset` (its train split, with its val split as
                 validation data and its balanced class weights), a `tf.data`
                 dataset of `(images, labels)` batches, or `(x, y)` arrays.
-            validation_data: Validation batches or arrays.
+                (`train=` is a deprecated alias.)
+            validation_data: Validation batches or arrays (Keras' name).
             epochs: Number of epochs.
             class_weight: `"balanced"`, None, or a dict from class index to weight.
             augmenter: A callable applied to training image batches. An
@@ -215,10 +295,10 @@ class Classifier(Params):
         if checkpoint is not None:  # before any work, not after it
             _persist.check_model_path(checkpoint, "fit(checkpoint=...)")
         preprocessing = _inputs.resolve_preprocessing(
-            train, self.model.input_shape, self.image_size, self.color_mode, self.resize
+            data, self.model.input_shape, self.image_size, self.color_mode, self.resize
         )
         train_ds, val_ds, labels = _inputs.training_batches(
-            train,
+            data,
             validation_data,
             batch_size=batch_size,
             augmenter=augmenter,
@@ -233,7 +313,7 @@ class Classifier(Params):
             model,
             augmenter=augmenter,
             strategy=strategy,
-            sampled=getattr(train, "sampling", None) is not None,
+            sampled=getattr(data, "sampling", None) is not None,
         )
         with _training.global_random_state_kept():
             self.model_ = _training.prepare(model, strategy, self._compile)
@@ -242,7 +322,7 @@ class Classifier(Params):
             self.threshold_, self.preprocessing_ = float(self.threshold), preprocessing
             self.training_record_ = record_after_fit(
                 getattr(self, "training_record_", None),
-                train,
+                data,
                 fitted_before=fitted_before,
             )
             result = _training.train(
@@ -266,7 +346,7 @@ class Classifier(Params):
         return self
 
     def _save_checkpoint(self, path: Path, epoch: int, key: str, value: float) -> None:
-        meta = self._metadata().with_checkpoint(epoch, key, value)
+        meta = self.get_config().with_checkpoint(epoch, key, value)
         _persist.save_atomic(self.model_, path, meta, self.training_record_)
 
     def unfreeze(self, n_layers: int | str = "all") -> Classifier:
@@ -367,7 +447,11 @@ class Classifier(Params):
         """
         self._check_fitted()
         y, proba, meta = _scoring.scores(
-            self, data, split=split, where="evaluate", include_seen=include_seen
+            self._fitted_model(),
+            data,
+            split=split,
+            where="evaluate",
+            include_seen=include_seen,
         )
         meta.update(_persist.provenance(), seed=self.seed)
         return Evaluation.from_predictions(
@@ -383,15 +467,17 @@ class Classifier(Params):
             meta=meta,
         )
 
+    @renamed_argument("validation_data", "data", "Classifier.tune_threshold")
     def tune_threshold(
-        self, validation_data: Any, target: str | Mapping[str, float] = "youden"
+        self, data: Any, target: str | Mapping[str, float] = "youden"
     ) -> float:
         """Choose the decision threshold on validation data and set `threshold_`.
 
         Args:
-            validation_data: An `XrayDataset` or a dataset folder (its
-                validation split, never its test split; a ValueError if it has
-                none), or validation batches or `(x, y)` arrays.
+            data: An `XrayDataset` or a dataset folder (its validation split,
+                never its test split; a ValueError if it has none), or
+                validation batches or `(x, y)` arrays. (`validation_data=` is
+                a deprecated alias.)
             target: `"youden"` maximises sensitivity + specificity - 1;
                 `{"sensitivity": 0.95}` (or `{"specificity": ...}`) gives the
                 highest (lowest) threshold that reaches that value.
@@ -401,16 +487,44 @@ class Classifier(Params):
         self._check_fitted()
         if not self._binary:
             raise ValueError("tune_threshold applies to binary classifiers only.")
-        dataset = isinstance(validation_data, (XrayDataset, str, os.PathLike))
+        dataset = isinstance(data, (XrayDataset, str, os.PathLike))
         split = "val" if dataset else None
         y, proba, _ = _scoring.scores(
-            self, validation_data, split=split, where="tune_threshold", check_seen=False
+            self._fitted_model(),
+            data,
+            split=split,
+            where="tune_threshold",
+            check_seen=False,
         )
         pos = self.positive_index
         self.threshold_ = choose_threshold(y == pos, proba[:, pos], target)
         return self.threshold_
 
-    def _metadata(self) -> ModelMetadata:
+    def _fitted_model(self) -> FittedModel:
+        """The fitted model and what scoring needs, as plain values."""
+        return FittedModel(
+            model=self.model_,
+            preprocessing=self.preprocessing_,
+            class_names=tuple(self.class_names),
+            positive_index=self.positive_index,
+            record=self.training_record_,
+            feature_cache=self.feature_cache,
+        )
+
+    def get_config(self) -> ModelMetadata:
+        """What a classifier file stores about this fitted classifier.
+
+        `save` and every checkpoint write it; `from_config` reads it back.
+
+        Returns:
+            A `ModelMetadata`: class names, positive class, threshold,
+            `Preprocessing`, learning rate, seed, spectral decoupling and a
+            summary of the training data.
+
+        Raises:
+            NotFittedError: Before `fit` or `load`.
+        """
+        self._check_fitted()
         return ModelMetadata(
             class_names=tuple(self.class_names),
             positive_class=self.positive_class,
@@ -422,6 +536,59 @@ class Classifier(Params):
             training=self.training_record_.info if self.training_record_ else None,
         )
 
+    @classmethod
+    def from_config(
+        cls,
+        config: ModelMetadata,
+        model: keras.Model,
+        record: TrainingRecord | None = None,
+    ) -> Classifier:
+        """A fitted classifier from its stored config and its Keras model.
+
+        Its parameters come from `config` (the model's preprocessing gives
+        `image_size`, `color_mode` and `resize`), and so do its fitted
+        attributes; `metadata_` is `config` itself.
+
+        Args:
+            config: What `get_config` returned (or a file stored).
+            model: The Keras model, fitted.
+            record: The content record of its training images, if any: what
+                `evaluate` leaves out as seen.
+
+        Returns:
+            A fitted `Classifier`.
+
+        Examples:
+            >>> from covidxray import Classifier, Preprocessing, build_cnn
+            >>> from covidxray._persist import ModelMetadata
+            >>> config = ModelMetadata(
+            ...     class_names=("normal", "covid"), positive_class=None,
+            ...     threshold=0.3, preprocessing=Preprocessing((48, 48)))
+            >>> clf = Classifier.from_config(config, build_cnn((48, 48, 1)))
+            >>> clf.threshold_, clf.get_config().threshold
+            (0.3, 0.3)
+        """
+        prep = config.preprocessing
+        clf = cls(
+            model,
+            class_names=list(config.class_names),
+            positive_class=config.positive_class,
+            threshold=config.threshold,
+            learning_rate=config.learning_rate,
+            image_size=prep.image_size,
+            color_mode=prep.color_mode,
+            resize=prep.resize,
+            spectral_decoupling=config.spectral_decoupling,
+            seed=config.seed,
+        )
+        clf.model_ = model
+        clf.classes_ = np.array(config.class_names)
+        clf.threshold_ = config.threshold
+        clf.preprocessing_ = prep
+        clf.metadata_ = config
+        clf.training_record_ = record
+        return clf
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write everything needed to predict into one `.keras` file.
 
@@ -432,7 +599,7 @@ class Classifier(Params):
         """
         self._check_fitted()
         return _persist.save_atomic(
-            self.model_, Path(path), self._metadata(), self.training_record_
+            self.model_, Path(path), self.get_config(), self.training_record_
         )
 
     @classmethod
@@ -445,4 +612,23 @@ class Classifier(Params):
             DataError: The file is missing, not a `.keras` archive, corrupted, or
                 a plain Keras model without covidxray metadata.
         """
-        return _persist.load_classifier(cls, Path(path))
+        model, config, record = _persist.read_classifier(Path(path))
+        return cls.from_config(config, model, record)
+
+
+def _copy_model(model: keras.Model) -> keras.Model:
+    """A new Keras model with the architecture and the current weights of
+    `model` (trainable flags kept, as their layers' configs hold them).
+
+    Raises:
+        TypeError: `keras.models.clone_model` cannot rebuild the model.
+    """
+    try:
+        clone = keras.models.clone_model(model)
+    except Exception as exc:  # Keras raises several types for this
+        raise TypeError(
+            f"Cannot clone the `model` parameter of Classifier ({model.name!r}): "
+            f"keras.models.clone_model failed with {type(exc).__name__}: {exc}"
+        ) from exc
+    clone.set_weights(model.get_weights())
+    return clone

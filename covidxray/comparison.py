@@ -475,7 +475,12 @@ def run_comparison(
                     )
                     if external is not None and split == "audited":
                         if outside_data is None:  # read once, as the models read it
-                            outside_data = load_for_evaluation(clf, external)
+                            outside_data = load_for_evaluation(
+                                external,
+                                preprocessing=clf.preprocessing_,
+                                class_names=clf.class_names,
+                                positive_index=clf.positive_index,
+                            )
                         outside = clf.evaluate(
                             outside_data, n_bootstrap=n_bootstrap, seed=run_seed
                         )

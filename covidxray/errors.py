@@ -27,12 +27,18 @@ class DataError(ValueError):
     """
 
 
-class NotFittedError(ValueError):
+class NotFittedError(ValueError, AttributeError):
     """A `Classifier` was used before `fit` or `load`.
+
+    Like scikit-learn's own `NotFittedError`, it is both a `ValueError` and an
+    `AttributeError`, so `except AttributeError` and `hasattr` treat a missing
+    fit as a missing attribute.
 
     Examples:
         >>> from covidxray import NotFittedError
         >>> issubclass(NotFittedError, ValueError)
+        True
+        >>> issubclass(NotFittedError, AttributeError)
         True
     """
 

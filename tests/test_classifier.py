@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import inspect
 import random
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import keras
@@ -14,11 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from sklearn.exceptions import NotFittedError as SkNotFittedError
 
 from covidxray import (
     Augmenter,
     Classifier,
-    DataError,
     NotFittedError,
     Preprocessing,
     build_cnn,
@@ -26,6 +25,7 @@ from covidxray import (
     load_dataset,
 )
 from covidxray.datasets import make_synthetic
+from covidxray.features import FeatureCache
 
 SIZE = 96
 
@@ -119,69 +119,6 @@ def test_predict_accepts_every_input_type(
     assert fitted.predict_proba(big).shape == (1, 2)
     labels = fitted.predict(str(folder))
     assert set(labels) <= {"normal", "covid"}
-
-
-def test_save_and_load_in_a_fresh_process_is_bit_identical(
-    fitted: Classifier, data, tmp_path: Path
-) -> None:
-    path = fitted.save(tmp_path / "model.keras")
-    x = data.images("test")[:8]
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "p.npy", fitted.predict_proba(x))
-    code = (
-        "import numpy as np, sys; from covidxray import Classifier;"
-        f"c = Classifier.load(r'{path}');"
-        f"p = c.predict_proba(np.load(r'{tmp_path / 'x.npy'}'));"
-        f"ref = np.load(r'{tmp_path / 'p.npy'}');"
-        "sys.exit(0 if np.array_equal(p, ref) and list(c.classes_) == ['normal', 'covid'] else 3)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    with zipfile.ZipFile(path) as archive:
-        meta = json.loads(archive.read("covidxray.json"))
-    assert (
-        meta["class_names"] == ["normal", "covid"]
-        and meta["preprocessing"]["resize"] == "stretch"
-    )
-    assert meta["format_version"] == 2 and meta["provenance"]["covidxray_version"]
-
-
-def test_failed_save_keeps_the_old_file(
-    fitted: Classifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = fitted.save(tmp_path / "model.keras")
-    before = path.read_bytes()
-
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(zipfile.ZipFile, "writestr", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        fitted.save(path)
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "model.keras"
-    ]  # no temp file left
-
-
-def test_load_rejects_broken_and_foreign_files(
-    fitted: Classifier, tmp_path: Path
-) -> None:
-    good = fitted.save(tmp_path / "good.keras")
-    truncated = tmp_path / "truncated.keras"
-    truncated.write_bytes(good.read_bytes()[:1000])
-    with pytest.raises(DataError, match="not a .keras archive"):
-        Classifier.load(truncated)
-    plain = tmp_path / "plain.keras"
-    build_cnn((48, 48, 1)).save(plain)
-    with pytest.raises(DataError, match="without covidxray metadata"):
-        Classifier.load(plain)
-    with pytest.raises(DataError, match="No model file"):
-        Classifier.load(tmp_path / "missing.keras")
-    with pytest.raises(ValueError, match="must end in '.keras'"):
-        fitted.save(tmp_path / "model.h5")
 
 
 def brightness_scorer() -> keras.Model:
@@ -333,21 +270,6 @@ print("MIRRORED-OK", strategy.num_replicas_in_sync)
     assert "MIRRORED-OK 2" in result.stdout
 
 
-def test_load_never_runs_code_from_the_file(tmp_path: Path) -> None:
-    inputs = keras.Input((48, 48, 1))
-    hidden = keras.layers.Lambda(lambda t: t * 1.0)(inputs)  # code stored in the file
-    outputs = keras.layers.Dense(1, activation="sigmoid")(
-        keras.layers.Flatten()(hidden)
-    )
-    clf = Classifier(keras.Model(inputs, outputs), class_names=["a", "b"])
-    clf.fit(
-        (np.zeros((2, 48, 48, 1), np.float32), np.array([0, 1])), epochs=1, verbose=0
-    )
-    path = clf.save(tmp_path / "lambda.keras")
-    with pytest.raises(DataError, match="Could not load the Keras model.*safe_mode"):
-        Classifier.load(path)  # Keras safe mode refuses to deserialise the lambda
-
-
 def test_fit_refuses_data_of_another_shape(data) -> None:
     clf = Classifier(build_cnn((64, 64, 3)), class_names=data.class_names)
     with pytest.raises(
@@ -486,46 +408,6 @@ def test_cache_features_choice_and_callbacks_see_the_full_model(data) -> None:
         cnn.fit(data, epochs=1, cache_features=True)
 
 
-def rewrite_metadata(path: Path, target: Path, change) -> Path:
-    """Copy a classifier file with its covidxray.json changed by `change`."""
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(target, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            if item.filename == "covidxray.json":
-                data = json.dumps(change(json.loads(data))).encode()
-            dst.writestr(item, data)
-    return target
-
-
-def test_file_format_1_still_loads_and_a_newer_one_is_refused(
-    fitted: Classifier, tmp_path: Path
-) -> None:
-    path = fitted.save(tmp_path / "v2.keras")
-
-    def as_version_1(meta: dict) -> dict:  # the flat layout of format 1
-        versions = meta.pop("provenance")
-        return {**meta, **versions, "format_version": 1}
-
-    old = Classifier.load(rewrite_metadata(path, tmp_path / "v1.keras", as_version_1))
-    assert old.preprocessing_ == fitted.preprocessing_
-    assert old.metadata_.provenance["covidxray_version"]
-    x = np.zeros((2, SIZE, SIZE, 1), np.uint8)
-    np.testing.assert_array_equal(old.predict_proba(x), fitted.predict_proba(x))
-
-    def from_the_future(meta: dict) -> dict:
-        return {**meta, "format_version": 99}
-
-    newer = rewrite_metadata(path, tmp_path / "v99.keras", from_the_future)
-    with pytest.raises(DataError, match="file format 99.*Upgrade covidxray"):
-        Classifier.load(newer)
-
-    def broken(meta: dict) -> dict:
-        return {**meta, "preprocessing": {"image_size": [SIZE, SIZE]}}
-
-    with pytest.raises(DataError, match="v0.keras' is invalid.*Missing: color_mode"):
-        Classifier.load(rewrite_metadata(path, tmp_path / "v0.keras", broken))
-
-
 class FreezeLearning(keras.callbacks.Callback):
     """Set the optimizer's learning rate to 0, as a schedule callback would."""
 
@@ -583,3 +465,137 @@ def test_fit_checks_the_checkpoint_path_before_training(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"Cannot write '.*missing/best.keras' \(fit"):
         clf.fit(tiny_data(8), epochs=1, checkpoint=target)
     assert not hasattr(clf, "model_")  # nothing was trained
+
+
+# The scikit-learn contract, checked with scikit-learn itself.
+
+
+def test_clone_gives_an_unfitted_classifier_with_equal_parameters() -> None:
+    from sklearn.base import clone
+
+    keras.utils.set_random_seed(0)
+    model = build_pretrained(
+        "mobilenetv2", input_shape=(32, 32, 1), weights=None, head="gap"
+    )
+    cache = FeatureCache()
+    clf = Classifier(
+        model,
+        class_names=["a", "b"],
+        threshold=0.3,
+        optimizer=keras.optimizers.SGD(learning_rate=0.05),
+        image_size=(32, 32),
+        feature_cache=cache,
+    )
+    twin = clone(clf)
+    assert type(twin) is Classifier and not hasattr(twin, "model_")
+    mine, theirs = clf.get_params(deep=False), twin.get_params(deep=False)
+    copied = ("model", "optimizer")
+    assert {k: v for k, v in mine.items() if k not in copied} == {
+        k: v for k, v in theirs.items() if k not in copied
+    }
+    assert twin.feature_cache is cache  # shared, as the docstring says
+    assert twin.model is not model and twin.optimizer is not clf.optimizer
+    assert twin.optimizer.get_config() == clf.optimizer.get_config()
+    for a, b in zip(model.get_weights(), twin.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert layer_flags(twin.model) == layer_flags(model)  # BatchNorm frozen too
+
+
+def layer_flags(model: keras.Model) -> list[tuple[str, str, bool]]:
+    """Name, type and trainable flag of every layer, nested models included."""
+    out = []
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.InputLayer):
+            out.append((layer.name, type(layer).__name__, layer.trainable))
+        if isinstance(layer, keras.Model):
+            out += layer_flags(layer)
+    return out
+
+
+def test_fitting_a_clone_leaves_the_original_alone() -> None:
+    from sklearn.base import clone
+    from sklearn.utils.validation import check_is_fitted
+
+    keras.utils.set_random_seed(0)
+    clf = Classifier(build_cnn((48, 48, 1)), class_names=["a", "b"])
+    clf.fit(tiny_data(8), epochs=1, verbose=0)
+    check_is_fitted(clf)
+    fitted_weights = [w.copy() for w in clf.model_.get_weights()]
+    twin = clone(clf)
+    with pytest.raises(SkNotFittedError):
+        check_is_fitted(twin)
+    with pytest.raises(NotFittedError):
+        twin.predict(tiny_data(1)[0])
+    for a, b in zip(fitted_weights, twin.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the clone starts from these weights
+    twin.fit(tiny_data(16, seed=1), epochs=2, verbose=0)
+    check_is_fitted(twin)
+    assert twin.model_ is not clf.model_
+    moved = [
+        not np.array_equal(a, b)
+        for a, b in zip(fitted_weights, twin.model_.get_weights(), strict=True)
+    ]
+    assert any(moved)  # the clone trained ...
+    for a, b in zip(fitted_weights, clf.model_.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # ... and the original did not move
+
+
+def test_get_params_deep_and_set_params_nested_in_a_scikit_learn_pipeline() -> None:
+    from sklearn.pipeline import Pipeline
+
+    model = build_cnn((48, 48, 1))
+    clf = Classifier(model, class_names=["a", "b"])
+    params = clf.get_params(deep=True)
+    assert params == clf.get_params(deep=False)  # no parameter has parameters
+    assert params["model"] is model and params["threshold"] == 0.5
+    pipe = Pipeline([("clf", clf)])
+    assert pipe.get_params()["clf__learning_rate"] == 1e-3
+    pipe.set_params(clf__learning_rate=1e-4, clf__threshold=0.2)
+    assert clf.learning_rate == 1e-4 and clf.threshold == 0.2
+    with pytest.raises(ValueError, match="Unknown parameter 'speed' for Classifier"):
+        clf.set_params(speed=1)
+    with pytest.raises(ValueError, match="'threshold' of Classifier has no parameters"):
+        clf.set_params(threshold__x=1)
+
+
+def test_not_fitted_error_is_a_value_error_and_an_attribute_error() -> None:
+    assert issubclass(NotFittedError, ValueError)
+    assert issubclass(NotFittedError, AttributeError)
+    clf = Classifier(build_cnn((48, 48, 1)), class_names=["a", "b"])
+    with pytest.raises(AttributeError, match="not fitted yet"):
+        clf.predict_proba(np.zeros((48, 48)))
+    with pytest.raises(AttributeError, match="not fitted yet"):
+        clf.get_config()
+
+
+def test_a_new_model_drops_every_fitted_attribute() -> None:
+    clf = Classifier(build_cnn((48, 48, 1)), class_names=["a", "b"])
+    clf.fit(tiny_data(8), epochs=1, verbose=0)
+    same = clf.model
+    clf.set_params(model=same, threshold=0.4)  # the same model: still fitted
+    assert clf.model_ is same and clf.threshold == 0.4
+    clf.set_params(model=build_cnn((48, 48, 1)))
+    assert not [k for k in vars(clf) if k.endswith("_") and not k.startswith("_")]
+
+
+def test_data_is_the_one_data_argument_and_old_names_warn() -> None:
+    clf = Classifier(brightness_scorer(), class_names=["neg", "pos"])
+    with pytest.warns(
+        DeprecationWarning,
+        match=r"`train` argument of Classifier\.fit is deprecated; use `data`",
+    ):
+        clf.fit(train=brightness_data(8, 0), epochs=1, verbose=0, class_weight=None)
+    assert clf.model_ is clf.model
+    with pytest.raises(TypeError, match="both `data` and its deprecated alias `train`"):
+        clf.fit(data=brightness_data(8, 0), train=brightness_data(8, 0))
+    clf.model_.get_layer("output").set_weights([np.array([[20.0]]), np.array([-10.0])])
+    val = brightness_data(400, 1)
+    new = clf.tune_threshold(data=val)
+    with pytest.warns(
+        DeprecationWarning,
+        match="`validation_data` argument of Classifier.tune_threshold is deprecated; use `data`",
+    ):
+        old = clf.tune_threshold(validation_data=val)
+    assert old == new == clf.threshold_
+    for method in (Classifier.fit, Classifier.tune_threshold, Classifier.evaluate):
+        assert next(iter(list(inspect.signature(method).parameters)[1:])) == "data"

@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from sklearn.base import clone
 
 from covidxray import Classifier, FeatureCache, build_pretrained, load_dataset
 from covidxray.features import _Parts, _rows_and_labels, _Table, pool_into_features
@@ -153,7 +154,12 @@ def test_fits_seeds_and_evaluations_share_one_pass_of_the_backbone(
     through_cache = second.predict_proba(x)
     direct = np.asarray(second.model_(x.astype(np.float32) / 255.0, training=False))
     np.testing.assert_allclose(through_cache[:, 1], direct[:, 0], atol=1e-5)
-    assert first.get_params()["feature_cache"] is cache  # clones share it
+    # scikit-learn's clone shares the cache and copies the model, weights and
+    # all: the copy's frozen backbone is the same, so it computes nothing new.
+    twin = clone(first)
+    assert twin.feature_cache is cache and twin.model is not first.model
+    twin.fit(data, epochs=1, verbose=0)
+    assert twin.feature_cache_used_ and cache.computed == n
 
 
 def test_other_backbone_weights_never_get_stale_features() -> None:

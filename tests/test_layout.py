@@ -95,6 +95,123 @@ def test_explain_knows_models_not_the_classifier() -> None:
     assert "covidxray.models" in GRAPH["covidxray.explain"]
 
 
-def test_the_estimator_module_stays_small() -> None:
-    lines = len((PACKAGE / "classifier.py").read_text().splitlines())
-    assert lines < 450, lines
+# A private helper never takes a `Classifier`: it takes arrays, records,
+# datasets, Keras models or plain values, and the Classifier (which owns its
+# state) hands them over. Checked on the source: no function outside the
+# `Classifier` class body, that is private (its name starts with `_`, it is
+# nested in another function, or its module is private), has a parameter named
+# like a classifier or annotated `Classifier`; and no code outside that class
+# body sets a fitted attribute of a classifier. Public functions that take a
+# classifier (`evaluate_by_source(clf, data)`, `grad_cam(classifier_or_model,
+# ...)`) are public API, not helpers.
+
+CLASSIFIER_NAMES = {"clf", "classifier", "estimator"}
+FITTED = {
+    "model_",
+    "classes_",
+    "threshold_",
+    "preprocessing_",
+    "history_",
+    "metadata_",
+    "training_record_",
+    "fit_seconds_",
+    "feature_cache_used_",
+}
+# Helpers in files this change did not own, to be fixed where they live. An
+# entry that no longer takes a classifier fails the test below: delete it then.
+PENDING = {
+    "covidxray.comparison:_row",
+    "covidxray.comparison:_plot_model",
+    "covidxray.crossval:_trained_sources",
+}
+
+
+def _takes_a_classifier(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    args = node.args
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+    every += [a for a in (args.vararg, args.kwarg) if a is not None]
+    for arg in every:
+        annotation = ast.unparse(arg.annotation) if arg.annotation else ""
+        named = arg.arg in CLASSIFIER_NAMES
+        typed = any(
+            part.strip("'\" []|") == "Classifier"
+            for part in annotation.replace(",", " ").split()
+        )
+        if named or typed:
+            return True
+    return False
+
+
+def classifier_helpers(source: str, module: str) -> set[str]:
+    """`module:qualname` of each private helper in `source` that takes a
+    classifier, and `module:qualname=attr` for each fitted attribute set
+    outside the `Classifier` class body."""
+    found: set[str] = set()
+    private_module = module.rpartition(".")[2].startswith("_") and not (
+        module.endswith(("__init__", "__main__"))
+    )
+
+    def visit(node: ast.AST, scope: list[str], in_function: bool, owner: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                own = owner or (
+                    module == "covidxray.classifier" and child.name == "Classifier"
+                )
+                visit(child, [*scope, child.name], in_function, own)
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = ".".join([*scope, child.name])
+                dunder = child.name.startswith("__") and child.name.endswith("__")
+                private = (
+                    private_module
+                    or in_function
+                    or (child.name.startswith("_") and not dunder)
+                )
+                if private and not owner and _takes_a_classifier(child):
+                    found.add(f"{module}:{name}")
+                visit(child, [*scope, child.name], True, owner)
+            else:
+                if not owner and isinstance(child, ast.Attribute):
+                    if isinstance(child.ctx, ast.Store) and child.attr in FITTED:
+                        found.add(f"{module}:{'.'.join(scope)}={child.attr}")
+                visit(child, scope, in_function, owner)
+
+    visit(ast.parse(source), [], False, False)
+    return found
+
+
+def test_no_private_helper_receives_a_classifier() -> None:
+    found = set()
+    for name, path in MODULES.items():
+        found |= classifier_helpers(path.read_text(), name)
+    assert found - PENDING == set(), sorted(found - PENDING)
+    assert PENDING <= found, sorted(PENDING - found)  # fixed: delete the entry
+
+
+def test_the_helper_check_catches_the_old_scoring_and_persist() -> None:
+    # The shape of `_scoring` and `_persist` before the Classifier owned its
+    # state: both are caught.
+    old_scoring = (
+        "def scores(clf: Any, data, *, split): ...\n"
+        "def _model_labels(data, records, clf): ...\n"
+    )
+    assert classifier_helpers(old_scoring, "covidxray._scoring") == {
+        "covidxray._scoring:scores",
+        "covidxray._scoring:_model_labels",
+    }
+    old_persist = (
+        "def load_classifier(cls, path):\n"
+        "    clf = cls(model)\n"
+        "    clf.model_ = model\n"
+        "    return clf\n"
+    )
+    assert classifier_helpers(old_persist, "covidxray._persist") == {
+        "covidxray._persist:load_classifier=model_"
+    }
+    typed = "def _describe(thing: 'Classifier | None'): ...\n"
+    assert classifier_helpers(typed, "covidxray.report") == {
+        "covidxray.report:_describe"
+    }
+    public = "def evaluate_by_source(clf: Classifier, data): ...\n"
+    assert classifier_helpers(public, "covidxray.crossval") == set()
+    owner = "class Classifier:\n    def _fitted(self, clf):\n        clf.model_ = 1\n"
+    assert classifier_helpers(owner, "covidxray.classifier") == set()

@@ -97,3 +97,37 @@ def test_serialisation_and_bad_shapes() -> None:
     assert "| accuracy | 1.000 |" in ev.to_markdown()
     with pytest.raises(ValueError, match="2 labels but y_prob has 3 rows"):
         Evaluation.from_predictions([0, 1], [0.2, 0.9, 0.1], class_names=["a", "b"])
+
+
+def plain_bootstrap(y, score, n, seed):
+    """The hand-written loop `scipy.stats.bootstrap` replaced: one draw of
+    indices per resample, one-class resamples skipped, 2.5/97.5 percentiles."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    rocs, prs = [], []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() == y[idx].max():
+            continue
+        rocs.append(roc_auc_score(y[idx], score[idx]))
+        prs.append(average_precision_score(y[idx], score[idx]))
+    return {
+        "roc_auc": tuple(np.percentile(rocs, [2.5, 97.5])),
+        "pr_auc": tuple(np.percentile(prs, [2.5, 97.5])),
+    }
+
+
+@pytest.mark.parametrize(("n", "positives"), [(301, 0.5), (40, 0.1), (9, 0.3)])
+def test_auc_intervals_are_those_of_the_plain_resampling_loop(
+    n: int, positives: float
+) -> None:
+    rng = np.random.default_rng(n)
+    y = (np.arange(n) < max(1, int(n * positives))).astype(int)
+    score = np.round(np.clip(rng.normal(0.4 + 0.3 * y, 0.2), 0, 1), 2)  # with ties
+    ev = Evaluation.from_predictions(
+        y, score, class_names=["non", "covid"], n_bootstrap=200, seed=3
+    )
+    expected = plain_bootstrap(y, score, 200, 3)  # small sets: one-class resamples
+    for key in ("roc_auc", "pr_auc"):
+        np.testing.assert_allclose(ev.ci[key], expected[key], rtol=1e-12)
