@@ -470,8 +470,16 @@ def run_comparison(
                         verbose,
                         features,
                     )
+                    trained = _Trained(  # the row's facts, as plain values
+                        params=int(clf.model_.count_params()),
+                        fit_seconds=float(clf.fit_seconds_),
+                        feature_cache_used=bool(clf.feature_cache_used_),
+                        history=dict(clf.history_),
+                    )
                     rows.append(
-                        _row(split, name, run_seed, clf, dataset, evaluation, weights)
+                        _row(
+                            split, name, run_seed, trained, dataset, evaluation, weights
+                        )
                     )
                     if external is not None and split == "audited":
                         if outside_data is None:  # read once, as the models read it
@@ -486,13 +494,19 @@ def run_comparison(
                         )
                         rows.append(
                             _row(
-                                EXTERNAL, name, run_seed, clf, dataset, outside, weights
+                                EXTERNAL,
+                                name,
+                                run_seed,
+                                trained,
+                                dataset,
+                                outside,
+                                weights,
                             )
                         )
                     if run_seed == run_seeds[0]:
                         curves[split][name] = evaluation
                         if plots:
-                            _plot_model(out, split, name, clf, evaluation)
+                            _plot_model(out, split, name, trained.history, evaluation)
     logger.info("Frozen-backbone features: %r.", features)
     if plots:
         _plot_roc(out, curves)
@@ -560,11 +574,21 @@ def _train_and_score(
     return clf, evaluation
 
 
+@dataclass(frozen=True)
+class _Trained:
+    """What a comparison row reports of one trained model."""
+
+    params: int
+    fit_seconds: float
+    feature_cache_used: bool
+    history: dict[str, list[float]]
+
+
 def _row(
     split: str,
     name: str,
     seed: int,
-    clf: Any,
+    trained: _Trained,
     dataset: Any,
     evaluation: Any,
     weights: Any,
@@ -574,9 +598,9 @@ def _row(
         "model": name,
         "seed": seed,
         "weights": "-" if name == "cnn" else str(weights),
-        "params": int(clf.model_.count_params()),
-        "train_seconds": round(clf.fit_seconds_, 2),
-        "feature_cache": bool(clf.feature_cache_used_),
+        "params": trained.params,
+        "train_seconds": round(trained.fit_seconds, 2),
+        "feature_cache": trained.feature_cache_used,
         "n_train": len(dataset.split_records("train")),
         "n_test": int(len(evaluation.y_true)),
         "n_seen_in_test": int(evaluation.meta.get("n_seen", 0)),
@@ -604,11 +628,13 @@ def _slug(text: str) -> str:
     return "_".join("".join(c if c.isalnum() else " " for c in text).split())
 
 
-def _plot_model(out: Path, split: str, name: str, clf: Any, evaluation: Any) -> None:
+def _plot_model(
+    out: Path, split: str, name: str, history: dict[str, list[float]], evaluation: Any
+) -> None:
     from .plots import plot_confusion_matrix, plot_history
 
     try:
-        plot_history(clf, path=out / f"history_{name}_{_slug(split)}.png")
+        plot_history(history, path=out / f"history_{name}_{_slug(split)}.png")
         plot_confusion_matrix(
             evaluation,
             title=f"{name}, {split}",
