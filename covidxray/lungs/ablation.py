@@ -14,7 +14,7 @@ See `docs/guides/lungs.md`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = [
     "blank",
     "control_region",
     "reading",
+    "run_lung_test",
     "saliency_in_lungs",
 ]
 
@@ -247,10 +248,89 @@ def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def run_variants(
-    images: np.ndarray,
-    masks: Sequence[np.ndarray],
-    score: Callable[[np.ndarray], Any],
-) -> dict[str, Any]:
-    """`score(blank(images, masks, variant))` for every variant."""
-    return {v: score(blank(images, masks, v)) for v in VARIANTS}
+def _gray_uint8(images: np.ndarray) -> np.ndarray:
+    """Model inputs (N, H, W, C) in [0, 1] as the segmenter takes them."""
+    gray = images.mean(axis=-1) if images.shape[-1] > 1 else images[..., 0]
+    return np.clip(np.rint(gray * 255.0), 0, 255).astype(np.uint8)
+
+
+def run_lung_test(
+    chunks: Iterable[tuple[np.ndarray, Sequence[str]]],
+    labels: np.ndarray,
+    *,
+    predict_proba: Callable[[np.ndarray], np.ndarray],
+    evaluate: Callable[[np.ndarray, np.ndarray, dict[str, Any]], Any],
+    segmenter: Any,
+    explain: Callable[[np.ndarray], np.ndarray] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> LungTest:
+    """Score the same images four ways (`VARIANTS`) and measure saliency.
+
+    Args:
+        chunks: `(images, names)` in the order of `labels`: model inputs
+            (N, H, W, C), float in [0, 1], and their file names.
+        labels: The model's class index of each image.
+        predict_proba: Float images -> class probabilities (N, n_classes).
+        evaluate: `(labels, probabilities, meta)` -> an `Evaluation`.
+        segmenter: A `LungSegmenter`; each image is segmented as the model
+            sees it, so the masks lie on the model's own pixels.
+        explain: Float images -> Grad-CAM heatmaps (N, H, W); None skips the
+            saliency measure.
+        meta: Provenance copied into each evaluation's `meta`.
+
+    Returns:
+        A `LungTest`. Images whose mask is implausible are left out of all four
+        variants (the segmenter warns with each name) and listed in `excluded`.
+
+    Raises:
+        DataError: No image had a plausible lung mask.
+    """
+    from ..errors import DataError
+
+    probs: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
+    kept_labels, shares, areas, excluded = [], [], [], []
+    start = 0
+    for images, names in chunks:
+        n = len(images)
+        chunk_labels = labels[start : start + n]
+        start += n
+        masks = segmenter.predict(_gray_uint8(images), names=list(names))
+        keep = [i for i, m in enumerate(masks) if m.plausible]
+        excluded += [masks[i].name for i in range(n) if not masks[i].plausible]
+        if not keep:
+            continue
+        x = images[keep]
+        lungs = [masks[i].mask for i in keep]
+        for variant in VARIANTS:
+            probs[variant].append(predict_proba(blank(x, lungs, variant)))
+        kept_labels.append(chunk_labels[keep])
+        areas += [float(m.mean()) for m in lungs]
+        if explain is not None:
+            shares += saliency_in_lungs(explain(x), lungs).tolist()
+    if not kept_labels:
+        raise DataError(
+            f"The lung test found no plausible lung mask in any of the "
+            f"{len(excluded)} images; it cannot blank what it cannot find."
+        )
+    y = np.concatenate(kept_labels)
+    info = dict(meta or {})
+    info.update(
+        n_lung_test=int(len(y)),
+        n_excluded=len(excluded),
+        segmenter=segmenter.info(),
+    )
+    evaluations = {
+        v: evaluate(y, np.concatenate(probs[v]), {**info, "variant": v, "n": len(y)})
+        for v in VARIANTS
+    }
+    saliency = float(np.nanmedian(shares)) if shares else float("nan")
+    area = float(np.mean(areas))
+    aucs = {v: evaluations[v].metrics.get("roc_auc") for v in VARIANTS}
+    return LungTest(
+        evaluations=evaluations,
+        saliency_in_lungs=saliency,
+        lung_area=area,
+        reading=reading(aucs, saliency, area),
+        excluded=excluded,
+        segmenter=segmenter.info(),
+    )
