@@ -17,8 +17,9 @@ import tensorflow as tf
 
 from ._inputs import PREDICT_BATCH, array_batches, image_batches, probabilities
 from ._validation import check_choice
+from .data.catalog import NO_CLASS
+from .data.dataset import XrayDataset
 from .data.labels import canon, is_covid_name
-from .data.loader import NO_CLASS, XrayDataset
 from .data.records import Record
 from .errors import CovidXrayWarning, DataError
 
@@ -101,7 +102,7 @@ def load_for_evaluation(clf: Any, source: str | os.PathLike[str]) -> XrayDataset
     """Read a dataset as the model reads images: its `Preprocessing`, its
     classes, no new splits, no deduplication (the training record decides what
     was seen), and one class is enough."""
-    from .data.loader import load_dataset
+    from .data.catalog import load_dataset
 
     prep = clf.preprocessing_
     names = list(clf.class_names)

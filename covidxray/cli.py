@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _progress
 from ._version import __version__
-from .data.loader import source_name
+from .data.catalog import source_name
 from .errors import DataError, WeightsUnavailableError
 
 __all__ = ["main"]

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from .classifier import Classifier
-from .data.loader import XrayDataset
+from .data.dataset import XrayDataset
 from .errors import DataError
 from .features import FeatureCache
 from .metrics import Evaluation
@@ -188,9 +188,19 @@ def _trained_sources(clf: Classifier) -> list[str]:
         return []
     names = []
     for entry in record.info.get("datasets", []):
-        # "name=path, name=path" for several sources, a path or names else
-        for part in str(entry.get("source", "")).split(", "):
-            names.append(part.split("=")[0] if "=" in part else part)
+        names += _source_names(entry)
+    return names
+
+
+def _source_names(entry: Mapping[str, Any]) -> list[str]:
+    """The source names of one dataset of a training record: its structured
+    `sources`, or in a file saved before they were kept, its display text
+    (`"name=path, name=path"` for several sources, a path or names else)."""
+    if "sources" in entry:
+        return [str(s["name"]) for s in entry["sources"]]
+    names = []
+    for part in str(entry.get("source", "")).split(", "):
+        names.append(part.split("=")[0] if "=" in part else part)
     return names
 
 

@@ -76,7 +76,7 @@ def test_patient_overlap_is_reported(tmp_path: Path) -> None:
     assert {r.split for r in ds.records if r.patient_id == "A"} == {
         "test"
     }  # load moved it
-    from covidxray.data.loader import XrayDataset
+    from covidxray.data.dataset import XrayDataset
 
     given = XrayDataset(
         [

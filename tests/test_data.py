@@ -13,7 +13,8 @@ import tensorflow as tf
 from PIL import Image
 
 from covidxray import CovidXrayWarning, DataError, load_dataset
-from covidxray.data.decode import decode_file, image_to_array
+from covidxray.data.decode import decode_file
+from covidxray.data.preprocessing import image_to_array
 from helpers import write_dicom as write_dicom_file
 from helpers import write_image
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from covidxray.data import near
-from covidxray.data.near import all_pairs, near_pairs
+from covidxray.data import identity as near
+from covidxray.data.identity import all_pairs, near_pairs
 
 
 def planted(
