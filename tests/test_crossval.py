@@ -97,3 +97,17 @@ def test_leave_one_source_out_runs_a_frozen_backbone_once_per_image(
     assert sorted(result.evaluations) == ["a", "b"]
     # Each image is computed once: trained on in one run, scored in the other.
     assert cache.computed == len(data.records) == cache.reused
+
+
+def test_trained_sources_are_read_as_values_and_from_older_files() -> None:
+    from covidxray.crossval import _source_names
+
+    new = {
+        "source": "a=/data/x, y, b=/data/b=2",  # a comma and an '=' in paths
+        "sources": [{"name": "a", "path": "/data/x, y"}, {"name": "b", "path": None}],
+    }
+    assert _source_names(new) == ["a", "b"]
+    # Files saved before the sources were kept: the display text is parsed.
+    assert _source_names({"source": "a=/data/a, b=/data/b"}) == ["a", "b"]
+    assert _source_names({"source": "covidx/sirm"}) == ["covidx/sirm"]
+    assert _source_names({}) == [""]

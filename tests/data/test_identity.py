@@ -4,6 +4,7 @@ the seen-check share."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -12,10 +13,14 @@ import pytest
 from PIL import Image
 
 from covidxray import audit, load_dataset
-from covidxray.data import identity as near
+from covidxray.data import identity
 from covidxray.data.decode import decode_file
 from covidxray.data.identity import all_pairs, near_pairs
+from covidxray.data.preprocessing import Preprocessing
+from covidxray.data.records import Record
+from covidxray.data.split import cross_source_copies
 from covidxray.datasets import synthetic_xray
+from helpers import two_sources
 
 
 def planted(
@@ -62,9 +67,9 @@ def test_queries_against_another_set() -> None:
 def test_far_fewer_pairs_are_compared(monkeypatch: pytest.MonkeyPatch) -> None:
     hashes, _ = planted(3000, 32, [3, 12, 20])
     compared = []
-    real = near._distance
+    real = identity._distance
     monkeypatch.setattr(
-        near, "_distance", lambda a, b: compared.append(len(a)) or real(a, b)
+        identity, "_distance", lambda a, b: compared.append(len(a)) or real(a, b)
     )
     found = near_pairs(hashes, 24)
     all_of_them = len(hashes) * (len(hashes) - 1) // 2
@@ -147,3 +152,103 @@ def test_pixel_hashes_do_not_depend_on_image_size(tmp_path: Path) -> None:
     hashes = {r.path: (r.pixel_hash, r.phash) for r in cached.records}
     assert hashes == {r.path: (r.pixel_hash, r.phash) for r in small.records}
     assert len({h for h, _ in hashes.values()}) == 6  # six different pictures
+
+
+# ------------------------------------------------------------- the hashes
+
+
+def test_hashes_are_the_ones_the_records_always_had(tmp_path: Path) -> None:
+    """Moving the hashes out of decode changed no value: pinned on one file."""
+    pixels = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    _, info = decode_file(tmp_path / "a.png")
+    assert info.sha256 == identity.file_hash(data) == hashlib.sha256(data).hexdigest()
+    salted = hashlib.blake2b(b"L(8, 6)", digest_size=20)
+    salted.update(pixels.tobytes())
+    assert info.pixel_hash == identity.pixel_hash(pixels) == salted.hexdigest()
+    assert info.phash == identity.perceptual_hash(Image.fromarray(pixels))
+    assert len(info.phash) == 64
+
+
+def test_stack_and_hamming_agree() -> None:
+    hashes = ["00" * 31 + "07", "ff" * 32]
+    stacked = identity.stack_hashes(hashes)
+    assert stacked.shape == (2, 32) and stacked.dtype == np.uint8
+    assert identity.hamming(hashes[0], "00" * 32) == 3
+    assert identity.hamming(hashes[0], hashes[1]) == 253
+
+
+# -------------------------------------------------------------- the policy
+
+
+def test_one_policy_gives_every_threshold_used_before() -> None:
+    policy = identity.SAME_PICTURE
+    assert policy.copy_bits(256) == 12  # split.COPY_BITS
+    assert policy.near_bits(256) == 24  # audit's near_threshold
+    assert policy.near_bits(64) == 6  # _seen.NEAR_BITS
+    assert policy.copy_bits(64) == 3
+    assert identity.SamePicture(copy=0.0, near=1.0).near_bits(64) == 64
+
+
+def spaced(distance: int) -> str:
+    """A 256-bit hash `distance` bits from zero, on bits the seen-check keeps
+    (every 4th), so the distance is the same in its 64 bits."""
+    bits = np.zeros(256, np.uint8)
+    bits[: 4 * distance : 4] = 1
+    return np.packbits(bits).tobytes().hex()
+
+
+def record(i: int, phash: str, source: str, split: str) -> Record:
+    return Record(
+        f"{i}.png", ("normal", "covid")[i % 2], split, None, source, "",
+        f"{i:02x}" * 32, f"{i + 100:02x}" * 20, phash, 8, 8, "L", "PNG", 10,
+    )  # fmt: skip
+
+
+def test_dedupe_audit_and_seen_check_all_follow_the_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from covidxray import XrayDataset, audit
+    from covidxray._seen import TrainingRecord
+
+    # Two pictures 5 bits apart, from two sources, with one label.
+    a = record(1, spaced(0), "a", "train")
+    b = record(3, spaced(5), "b", "test")
+
+    def outcomes() -> tuple[bool, bool, bool]:
+        data = XrayDataset(
+            [a, b], class_names=("normal", "covid"), positive_class="covid",
+            preprocessing=Preprocessing((8, 8)), batch_size=2, seed=0,
+            pixels=None, rows={},
+        )  # fmt: skip
+        report = audit(data, shortcut_probe=False, source_probe=False)
+        seen = TrainingRecord.from_records([a]).check([b])
+        return (
+            bool(cross_source_copies([a, b])),  # what deduplication removes
+            bool(report.near_duplicates),
+            seen.near == [0],
+        )
+
+    assert outcomes() == (True, True, True)  # 5 <= 12 and 5 <= 24 of 256, 5 <= 6 of 64
+    monkeypatch.setattr(
+        identity, "SAME_PICTURE", identity.SamePicture(4 / 256, 4 / 256)
+    )
+    assert outcomes() == (False, False, False)  # 5 > 4 of 256, 5 > 1 of 64
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return two_sources(tmp_path_factory)
+
+
+def test_load_dataset_deduplicates_by_the_policy(
+    two: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def across() -> int:
+        data = load_dataset(two, image_size=(16, 16), cache=False)
+        return sum(a.source != b.source for a, b in data.duplicates_removed)
+
+    assert across() == 1  # b's republished copy of an image of a
+    monkeypatch.setattr(identity, "SAME_PICTURE", identity.SamePicture(0.0, 0.0))
+    assert across() == 0

@@ -10,6 +10,9 @@ import pytest
 import tensorflow as tf
 
 from covidxray import load_dataset
+from covidxray.data.pipeline import balanced_class_weights, batches, draw_weights
+from covidxray.data.preprocessing import Preprocessing
+from covidxray.data.records import Record
 from helpers import write_image
 
 
@@ -88,3 +91,46 @@ def test_transform_hook_and_the_deprecated_augmenter_argument(
         np.concatenate([b.numpy() for b, _ in old]),
         np.concatenate([b.numpy() for b, _ in new]),
     )
+
+
+# ------------------------------------- the pipeline as a function of records
+
+
+def test_batches_need_records_labels_and_pixels_only() -> None:
+    recs = [
+        Record(f"{i}.png", "covid" if i % 2 else "normal", "train", None, "a",
+               "", "", "", "", 4, 4, "L", "PNG", 1)
+        for i in range(6)
+    ]  # fmt: skip
+    pixels = np.arange(6, dtype=np.uint8)[:, None, None, None] * np.ones(
+        (1, 4, 4, 1), np.uint8
+    )
+    rows = {r.path: 5 - i for i, r in enumerate(recs)}  # rows in reverse
+    labels = np.array([i % 2 for i in range(6)], np.int32)
+    ds = batches(
+        recs, labels, preprocessing=Preprocessing((4, 4)), pixels=pixels,
+        rows=rows, max_pixels=100, batch_size=4, seed=0, split="train",
+        dtype="uint8",
+    )  # fmt: skip
+    images, y = (np.concatenate(part) for part in zip(*ds, strict=True))
+    assert images.dtype == np.uint8 and images.shape == (6, 4, 4, 1)
+    assert images[:, 0, 0, 0].tolist() == [5, 4, 3, 2, 1, 0]
+    assert y.tolist() == labels.tolist()
+    weights = np.array([0, 0, 0, 0, 0, 1.0])  # always the last record
+    drawn = batches(
+        recs, labels, preprocessing=Preprocessing((4, 4)), pixels=pixels,
+        rows=rows, max_pixels=100, batch_size=6, seed=0, split="train",
+        dtype="uint8", shuffle=True, weights=weights,
+    )  # fmt: skip
+    images, _ = next(iter(drawn))
+    assert np.asarray(images)[:, 0, 0, 0].tolist() == [0] * 6
+
+
+def test_balanced_class_weights_and_uniform_draws() -> None:
+    assert balanced_class_weights(np.array([0, 0, 0, 1]), 3) == {
+        0: 4 / 9,
+        1: 4 / 3,
+        2: 0.0,
+    }
+    uniform = draw_weights([], None)
+    assert uniform.shape == (0,)
