@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ._seen import TrainingRecord
 from .classifier import Classifier
 from .data.dataset import XrayDataset
 from .errors import DataError
@@ -158,7 +159,8 @@ def evaluate_by_source(
         ['a', 'b']
     """
     result = SourceEvaluation(kind="within-source")
-    trained = sorted({str(s) for s in _trained_sources(clf)})
+    record = getattr(clf, "training_record_", None)
+    trained = sorted({str(s) for s in _trained_sources(record)})
     for name in _sources(data):
         part = data.subset([name])
         records = part.records if split == "all" else part.split_records(split)
@@ -182,8 +184,8 @@ def evaluate_by_source(
     return result
 
 
-def _trained_sources(clf: Classifier) -> list[str]:
-    record = getattr(clf, "training_record_", None)
+def _trained_sources(record: TrainingRecord | None) -> list[str]:
+    """The source names a training record holds (none for no record)."""
     if record is None:
         return []
     names = []

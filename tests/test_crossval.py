@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -100,7 +101,8 @@ def test_leave_one_source_out_runs_a_frozen_backbone_once_per_image(
 
 
 def test_trained_sources_are_read_as_values_and_from_older_files() -> None:
-    from covidxray.crossval import _source_names
+    from covidxray._seen import TrainingRecord
+    from covidxray.crossval import _source_names, _trained_sources
 
     new = {
         "source": "a=/data/x, y, b=/data/b=2",  # a comma and an '=' in paths
@@ -111,3 +113,9 @@ def test_trained_sources_are_read_as_values_and_from_older_files() -> None:
     assert _source_names({"source": "a=/data/a, b=/data/b"}) == ["a", "b"]
     assert _source_names({"source": "covidx/sirm"}) == ["covidx/sirm"]
     assert _source_names({}) == [""]
+    record = TrainingRecord(
+        np.zeros((0, 16), np.uint8),
+        {"datasets": [new, {"source": "/data/c"}, {"sources": []}]},
+    )
+    assert _trained_sources(record) == ["a", "b", "/data/c"]
+    assert _trained_sources(None) == []
