@@ -22,8 +22,7 @@ import numpy as np
 from _common import timed
 from PIL import Image
 
-from covidxray.data.decode import perceptual_hash
-from covidxray.data.near import all_pairs, near_pairs
+from covidxray.data.identity import all_pairs, near_pairs, perceptual_hash
 from covidxray.datasets import synthetic_xray
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

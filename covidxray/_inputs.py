@@ -20,12 +20,9 @@ from PIL import Image
 from ._training import worker_shard
 from ._validation import check_choice
 from .augment import Augmenter
+from .data.dataset import XrayDataset
 from .data.decode import COLOR_MODES, RESIZE_MODES, find_images
-from .data.loader import (
-    XrayDataset,
-    balanced_class_weights,
-    with_transform,
-)
+from .data.pipeline import balanced_class_weights, with_transform
 from .data.preprocessing import Preprocessing
 from .errors import DataError
 from .features import FeatureCache

@@ -24,8 +24,8 @@ import tensorflow as tf
 from ._inputs import PREDICT_BATCH, array_batches, image_batches, probabilities
 from ._seen import TrainingRecord
 from ._validation import check_choice
+from .data.dataset import XrayDataset
 from .data.labels import canon, is_covid_name
-from .data.loader import NO_CLASS, XrayDataset
 from .data.preprocessing import Preprocessing
 from .data.records import Record
 from .errors import CovidXrayWarning, DataError
@@ -148,7 +148,7 @@ def load_for_evaluation(
     """Read a dataset as the model reads images: its `Preprocessing`, its
     classes, no new splits, no deduplication (the training record decides what
     was seen), and one class is enough."""
-    from .data.loader import load_dataset
+    from .data.catalog import load_dataset
 
     prep = preprocessing
     names = list(class_names)
@@ -167,9 +167,7 @@ def load_for_evaluation(
         deduplicate=False,
         min_classes=1,
     )
-    unknown = sorted(
-        k.removeprefix(NO_CLASS) for k in data.dropped if k.startswith(NO_CLASS)
-    )
+    unknown = sorted(data.unmatched_findings)
     if unknown:
         raise DataError(
             f"The classes {unknown} of '{source}' are not among the model's "

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .data.loader import XrayDataset
-from .data.near import near_pairs
+from .data import identity
+from .data.dataset import XrayDataset
 from .data.records import Record
 
 __all__ = [
@@ -35,10 +35,12 @@ __all__ = [
 ]
 
 RECORD_BYTES = 16
+#: Bits of perceptual hash kept per image (every 4th of 256).
+KEPT_BITS = 64
 #: Perceptual hashes within this many of their 64 bits are the same picture
-#: (resized, recompressed). On seed-xray, its 6 known re-published copies differ
-#: by at most 5 bits, and no two different images by 7 or fewer.
-NEAR_BITS = 6
+#: (resized, recompressed): `identity.SAME_PICTURE.near_bits(64)`, which the
+#: check reads (this name is kept for those who imported it).
+NEAR_BITS = identity.SAME_PICTURE.near_bits(KEPT_BITS)
 
 
 def signature(record: Record) -> bytes:
@@ -119,7 +121,8 @@ class TrainingRecord:
 
         Returns:
             A `SeenCheck`: exact copies (same bytes or same decoded pixels) and
-            near-duplicates (perceptual hashes within `NEAR_BITS` bits).
+            near-duplicates (perceptual hashes within
+            `identity.SAME_PICTURE.near_bits(64)` bits, 6 by default).
         """
         if not records or not len(self):
             return SeenCheck()
@@ -134,7 +137,8 @@ class TrainingRecord:
         ours = np.ascontiguousarray(mine[:, 8:16])
         theirs = np.ascontiguousarray(self.signatures[:, 8:16])
         close = np.zeros(len(mine), bool)
-        close[near_pairs(ours, NEAR_BITS, theirs)[0]] = True
+        bits = identity.SAME_PICTURE.near_bits(KEPT_BITS)
+        close[identity.near_pairs(ours, bits, theirs)[0]] = True
         done = set(exact)
         near = [int(i) for i in np.nonzero(close)[0] if int(i) not in done]
         return SeenCheck(exact=exact, near=near)
@@ -153,7 +157,9 @@ def record_after_fit(
 
     Returns:
         The previous record plus the training and validation images of an
-        `XrayDataset`, one entry per dataset in `info["datasets"]`. A model
+        `XrayDataset`, one entry per dataset in `info["datasets"]` (its
+        `sources` as a list of `{"name", "path"}`; `path` is None for a
+        sub-source kept by `subset`). A model
         that also saw arrays or `tf.data` gets `info["complete"] = False`.
     """
     earlier_complete = (
@@ -166,7 +172,10 @@ def record_after_fit(
     seen = data.split_records("train") + data.split_records("val")
     entry = {
         "data_fingerprint": data.fingerprint(),
-        "source": data.source,
+        "source": data.source,  # display text; older files have only this
+        "sources": [
+            {"name": name, "path": data.sources.get(name)} for name in data.source_names
+        ],
         "layout": data.layout,
         "seed": data.seed,
         "counts": data.counts(),
@@ -181,7 +190,7 @@ def record_after_fit(
         "data_fingerprint": entry["data_fingerprint"],
         "images": len(record),
         "bytes_per_image": RECORD_BYTES,
-        "near_bits": NEAR_BITS,
+        "near_bits": identity.SAME_PICTURE.near_bits(KEPT_BITS),
         "complete": earlier_complete,
     }
     return record

@@ -22,11 +22,12 @@ from ._probe import (
     metadata_features,
     probe_auc,
 )
+from .data import identity
+from .data.catalog import load_dataset
+from .data.dataset import XrayDataset
 from .data.layouts import is_synthetic
-from .data.loader import XrayDataset, load_dataset
-from .data.near import near_pairs
 from .data.records import Record, count_by_source
-from .data.split import COPY_BITS, content_groups, cross_source_copies
+from .data.split import content_groups, cross_source_copies
 
 logger = logging.getLogger("covidxray")
 
@@ -57,8 +58,9 @@ class AuditReport:
         shortcut_feature_auc: The same probe with one feature at a time.
         source_table: Images per source and class.
         cross_source_copies: Pairs of images of two sources whose perceptual
-            hashes differ in at most `COPY_BITS` bits (the same radiograph
-            published twice), with `paths`, `sources`, `labels`, `distance`.
+            hashes differ in at most `SAME_PICTURE.copy_bits()` bits (12 of
+            256: the same radiograph published twice), with `paths`,
+            `sources`, `labels`, `distance`.
         source_probe: How well image statistics (intensity histogram, border
             and corners, noise, sharpness, size, aspect, bit depth, colour
             mode) predict the source (`source_auc`, macro one-vs-rest) and the
@@ -180,7 +182,8 @@ class AuditReport:
             lines += [
                 "",
                 f"{len(self.cross_source_copies)} images are copies of an image of "
-                f"another source (perceptual hash within {COPY_BITS} bits).",
+                "another source (perceptual hash within "
+                f"{identity.SAME_PICTURE.copy_bits(256)} bits).",
             ]
         probe = self.source_probe
         if probe:
@@ -221,9 +224,7 @@ def _near_pairs(
 ) -> list[dict[str, Any]]:
     if not records:
         return []
-    hashes = np.stack(
-        [np.frombuffer(bytes.fromhex(r.phash), dtype=np.uint8) for r in records]
-    )
+    hashes = identity.stack_hashes([r.phash for r in records])
     same_content = {
         frozenset((a, b))
         for g in exact
@@ -232,7 +233,7 @@ def _near_pairs(
         if a != b
     }
     pairs = []
-    for i, j, distance in zip(*near_pairs(hashes, threshold), strict=True):
+    for i, j, distance in zip(*identity.near_pairs(hashes, threshold), strict=True):
         a, b = records[int(i)], records[int(j)]
         if frozenset((a.path, b.path)) in same_content:
             continue
@@ -272,7 +273,7 @@ def _class_table(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
 def audit(
     dataset: XrayDataset | str | os.PathLike[str],
     *,
-    near_threshold: int = 24,
+    near_threshold: int | None = None,
     shortcut_probe: bool = True,
     source_probe: bool = True,
     seed: int = 0,
@@ -296,7 +297,8 @@ def audit(
             `load_dataset` takes them), which is then read with
             `load_dataset(path, deduplicate=False, image_size=(64, 64),
             **load_kwargs)`.
-        near_threshold: Hamming distance (of 256 bits) for near-duplicates. On
+        near_threshold: Hamming distance (of 256 bits) for near-duplicates;
+            None (the default) takes it from `identity.SAME_PICTURE`: 24. On
             seed-xray, copies of one figure differ by 4-20 bits and different
             studies of one patient by 38 or more.
         shortcut_probe: Run the metadata shortcut probe.
@@ -324,6 +326,8 @@ def audit(
         load_kwargs.setdefault("deduplicate", False)
         load_kwargs.setdefault("image_size", (64, 64))
         dataset = load_dataset(dataset, **load_kwargs)
+    if near_threshold is None:
+        near_threshold = identity.SAME_PICTURE.near_bits(256)
     removed = [pair[0] for pair in dataset.duplicates_removed]
     removed_paths = {r.path for r in removed}
     records = list(dataset.records) + removed
@@ -408,7 +412,7 @@ def audit(
 
 def _copies(records: Sequence[Record]) -> list[dict[str, Any]]:
     out = []
-    for i, j, distance in cross_source_copies(records, COPY_BITS):
+    for i, j, distance in cross_source_copies(records):
         a, b = records[i], records[j]
         out.append(
             {

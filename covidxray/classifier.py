@@ -27,7 +27,7 @@ from ._persist import ModelMetadata
 from ._scoring import FittedModel
 from ._seen import TrainingRecord, record_after_fit
 from ._validation import check_model_classes, check_positive_int, renamed_argument
-from .data.loader import XrayDataset
+from .data.dataset import XrayDataset
 from .data.preprocessing import Preprocessing
 from .errors import NotFittedError
 from .features import FeatureCache, use_feature_cache

@@ -17,7 +17,7 @@ from typing import Any
 from . import _progress
 from ._choices import AUGMENT_PRESETS
 from ._version import __version__
-from .data.loader import source_name
+from .data.catalog import source_name
 from .data.preprocessing import COLOR_MODES, EQUALIZE_MODES, RESIZE_MODES
 from .errors import DataError, WeightsUnavailableError
 

@@ -27,8 +27,8 @@ import numpy as np
 from ._version import provenance
 from .audit import audit
 from .data.cache import default_cache_dir
+from .data.catalog import load_dataset
 from .data.layouts import is_synthetic
-from .data.loader import load_dataset
 from .datasets import make_synthetic
 
 if TYPE_CHECKING:

@@ -21,8 +21,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from ._seen import TrainingRecord
 from .classifier import Classifier
-from .data.loader import XrayDataset
+from .data.dataset import XrayDataset
 from .errors import DataError
 from .features import FeatureCache
 from .metrics import Evaluation
@@ -158,7 +159,8 @@ def evaluate_by_source(
         ['a', 'b']
     """
     result = SourceEvaluation(kind="within-source")
-    trained = sorted({str(s) for s in _trained_sources(clf)})
+    record = getattr(clf, "training_record_", None)
+    trained = sorted({str(s) for s in _trained_sources(record)})
     for name in _sources(data):
         part = data.subset([name])
         records = part.records if split == "all" else part.split_records(split)
@@ -182,15 +184,25 @@ def evaluate_by_source(
     return result
 
 
-def _trained_sources(clf: Classifier) -> list[str]:
-    record = getattr(clf, "training_record_", None)
+def _trained_sources(record: TrainingRecord | None) -> list[str]:
+    """The source names a training record holds (none for no record)."""
     if record is None:
         return []
     names = []
     for entry in record.info.get("datasets", []):
-        # "name=path, name=path" for several sources, a path or names else
-        for part in str(entry.get("source", "")).split(", "):
-            names.append(part.split("=")[0] if "=" in part else part)
+        names += _source_names(entry)
+    return names
+
+
+def _source_names(entry: Mapping[str, Any]) -> list[str]:
+    """The source names of one dataset of a training record: its structured
+    `sources`, or in a file saved before they were kept, its display text
+    (`"name=path, name=path"` for several sources, a path or names else)."""
+    if "sources" in entry:
+        return [str(s["name"]) for s in entry["sources"]]
+    names = []
+    for part in str(entry.get("source", "")).split(", "):
+        names.append(part.split("=")[0] if "=" in part else part)
     return names
 
 

@@ -68,3 +68,43 @@ def write_dicom(
     ds.save_as(path, enforce_file_format=True)
     assert pydicom.dcmread(path).Rows == stored.shape[-2]
     return path
+
+
+def two_sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two sources that write their classes their own ways: `a` (synthetic) and
+    `b`, which republishes one image of `a` at another size and format (not
+    the same bytes, nor the same pixels)."""
+    from covidxray.datasets import make_synthetic
+
+    # 128 px: a perceptual hash of a much smaller picture is not stable.
+    a = make_synthetic(
+        tmp_path_factory.mktemp("a"), n_per_class=12, image_size=(128, 128), seed=1
+    )
+    b = tmp_path_factory.mktemp("b")
+    # Source b writes its classes its own way, and republishes one image of a
+    # (another size, another format): not the same bytes, nor the same pixels.
+    other = make_synthetic(b / "raw", n_per_class=10, image_size=(128, 128), seed=2)
+    for folder, name in (("covid", "COVID-19"), ("normal", "non")):
+        (b / name).mkdir()
+        for path in sorted((other / folder).iterdir()):
+            Image.open(path).save(b / name / path.name)
+    copy = sorted((a / "covid").iterdir())[0]
+    Image.open(copy).resize((60, 60)).save(
+        b / "COVID-19" / "republished.jpg", quality=90
+    )
+    import shutil
+
+    shutil.rmtree(b / "raw")
+    return {"a": a, "b": b}
+
+
+def make_folder_set(
+    root: Path, classes=("covid", "normal"), n: int = 6, split: str | None = None
+) -> Path:
+    """Class folders of small random images, under `root/split` when given."""
+    offset = {None: 0, "train": 100, "test": 200}[split]  # no image in two splits
+    for c, cls in enumerate(classes):
+        for k in range(n):
+            base = root / split if split else root
+            write_image(base / cls / f"{cls}_{k}.png", seed=1000 * c + k + offset)
+    return root

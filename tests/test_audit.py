@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from covidxray import audit, load_dataset
-from covidxray.datasets import synthetic_xray
+from covidxray.datasets import make_synthetic, synthetic_xray
 from helpers import write_image
 
 
@@ -76,7 +76,7 @@ def test_patient_overlap_is_reported(tmp_path: Path) -> None:
     assert {r.split for r in ds.records if r.patient_id == "A"} == {
         "test"
     }  # load moved it
-    from covidxray.data.loader import XrayDataset
+    from covidxray.data.dataset import XrayDataset
 
     given = XrayDataset(
         [
@@ -131,3 +131,24 @@ def test_report_serialises(leaky_root: Path) -> None:
     markdown = report.to_markdown()
     assert markdown.startswith("# Dataset audit")
     assert "3 of them across splits" in markdown
+
+
+def test_audit_warns_when_a_class_comes_only_from_its_own_source(
+    tmp_path: Path,
+) -> None:
+    root = make_synthetic(tmp_path / "both", n_per_class=10, image_size=(48, 48))
+    only_covid = tmp_path / "covid-only"
+    (only_covid / "covid").mkdir(parents=True)
+    for path in sorted((root / "covid").iterdir())[:5]:
+        image = np.asarray(Image.open(path))
+        Image.fromarray(255 - image).save(only_covid / "covid" / path.name)
+    report = audit({"both": root, "hosp": only_covid}, shortcut_probe=False)
+    assert report.source_table["hosp"] == {"normal": 0, "covid": 5}
+    assert any("hosp holds only 'covid' (33% of" in w for w in report.warnings)
+    probe = report.source_probe
+    assert set(probe["label_auc_by_source"]) == {"both"}
+    assert (
+        probe["source_auc"] is not None
+        and "Simple image statistics" in probe["reading"]
+    )
+    assert "## Sources" in report.to_markdown()

@@ -179,7 +179,7 @@ def test_tune_threshold_never_reads_the_test_split(
 
 def test_the_seen_check_matches_comparing_every_pair(trained, root: Path) -> None:
     from covidxray._seen import NEAR_BITS, TrainingRecord
-    from covidxray.data.near import all_pairs
+    from covidxray.data.identity import all_pairs
 
     clf, _, _ = trained
     data = load_dataset(root, image_size=(SIZE, SIZE), deduplicate=False)

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from covidxray import Augmenter, Classifier, DataError, build_cnn, load_dataset
-from covidxray.data.decode import decode_file, image_to_array
+from covidxray.data.decode import decode_file
+from covidxray.data.preprocessing import image_to_array
 from covidxray.datasets import make_synthetic
 from helpers import write_image
 

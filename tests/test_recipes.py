@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from covidxray import Augmenter, Classifier, Preprocessing, load_dataset
-from covidxray.data.decode import equalize, trim_box
+from covidxray.data.preprocessing import equalize, trim_box
 from covidxray.datasets import make_synthetic, synthetic_xray
 
 

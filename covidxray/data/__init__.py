@@ -1,9 +1,18 @@
-"""The data layer: layouts, decoding, splitting, `load_dataset` and `XrayDataset`."""
+"""The data layer: from files on disk to `tf.data` batches.
 
-from .decode import decode_file, find_images, image_to_array
+One module per concept (see `docs/architecture.md`): `layouts` (readers and
+their registry), `decode` (file -> pixels), `identity` (hashes, the
+near-duplicate search and `SAME_PICTURE`), `preprocessing` (pixels -> what a
+model sees), `cache` (the scan and the cache file), `labels`, `split`,
+`catalog` (`load_dataset`), `dataset` (`XrayDataset`) and `pipeline` (`tf.data`
+batches, sampling, class weights).
+"""
+
+from .catalog import load_dataset
+from .dataset import XrayDataset
+from .decode import decode_file, find_images
 from .layouts import LAYOUTS, register_layout
-from .loader import XrayDataset, load_dataset
-from .preprocessing import Preprocessing
+from .preprocessing import Preprocessing, image_to_array
 from .records import Entry, Record
 
 __all__ = [

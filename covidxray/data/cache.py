@@ -10,6 +10,11 @@ A file is written under a temporary name in the same folder and linked to its
 final name only when complete, so a reader never sees half a cache and two
 writers never mix their rows. An existing file that is not a matching cache is
 never written over.
+
+The scan lives here too: `fill` decodes every file once (in threads), checks
+it, hashes it and writes its pixels into the store (in memory, a temporary
+file, or a cache file at a path), or reuses a matching cache file without
+decoding. See `docs/guides/datasets.md`.
 """
 
 from __future__ import annotations
@@ -25,17 +30,29 @@ import struct
 import tempfile
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._progress import Progress
 from ..errors import DataError
 from .decode import ImageInfo
+from .identity import file_hash
+from .preprocessing import Preprocessing
+from .records import Entry
 
 logger = logging.getLogger("covidxray")
 
-__all__ = ["CACHE_FORMAT", "CacheFile", "default_cache_dir", "temporary_store"]
+__all__ = [
+    "CACHE_FORMAT",
+    "CacheFile",
+    "Problems",
+    "default_cache_dir",
+    "fill",
+    "temporary_store",
+]
 
 MAGIC = b"CXRCACHE"
 CACHE_FORMAT = 1
@@ -309,3 +326,239 @@ class _Writer:
     def abort(self) -> None:
         """Remove the temporary file (the scan failed)."""
         _remove_quietly(self.temp)
+
+
+# ------------------------------------------------------------------ the scan
+
+
+class Problems:
+    """Raise or collect per-file problems, as `on_error` says."""
+
+    def __init__(self, on_error: str) -> None:
+        self.on_error = on_error
+        self.skipped: list[tuple[str, str]] = []
+        #: Files that failed for want of a package, not for their content.
+        self.need_package: set[str] = set()
+
+    def report(self, path: str, reason: str) -> None:
+        if self.on_error == "raise":
+            raise DataError(f"'{path}': {reason}")
+        self.skipped.append((path, reason))
+
+    def add(self, path: str, error: DataError) -> None:
+        if getattr(error, "needs_package", False):
+            self.need_package.add(path)
+        if self.on_error == "raise":
+            raise error
+        self.skipped.append((path, str(error)))
+
+
+def _allocate(
+    shape: tuple[int, ...],
+    cache: bool,
+    limit: int,
+    folder: str | os.PathLike[str] | None,
+) -> np.ndarray | None:
+    """The uint8 pixel store: in memory, or a temporary memory-mapped file in
+    `folder` when larger than `limit` bytes."""
+    if not cache:
+        return None
+    if int(np.prod(shape)) <= limit:
+        return np.zeros(shape, dtype=np.uint8)
+    logger.info(
+        "The image cache needs %.1f MB, over cache_memory_limit=%.1f MB; "
+        "using a file cache.",
+        np.prod(shape) / 1e6,
+        limit / 1e6,
+    )
+    return temporary_store(shape, folder)
+
+
+def _file_hashes(
+    entries: Sequence[Entry], problems: Problems, num_workers: int | None
+) -> list[str | None]:
+    """SHA-256 of each file's bytes (None for a file that cannot be read)."""
+
+    def work(entry: Entry) -> str | DataError:
+        try:
+            with open(entry.path, "rb") as fh:
+                return file_hash(fh.read())
+        except OSError as exc:
+            return DataError(f"Could not read '{entry.path}': {exc.strerror or exc}.")
+
+    out: list[str | None] = []
+    with ThreadPoolExecutor(max_workers=_workers(num_workers)) as pool:
+        for entry, result in zip(entries, pool.map(work, entries), strict=True):
+            if isinstance(result, DataError):
+                problems.add(entry.path, result)
+                out.append(None)
+            else:
+                out.append(result)
+    return out
+
+
+def _workers(num_workers: int | None) -> int:
+    return num_workers or min(8, (os.cpu_count() or 1) + 1)
+
+
+def fill(
+    entries: Sequence[Entry],
+    cache: bool | str | os.PathLike[str],
+    problems: Problems,
+    prep: Preprocessing,
+    *,
+    max_pixels: int,
+    num_workers: int | None,
+    memory_limit: int,
+    cache_dir: str | os.PathLike[str] | None,
+) -> tuple[np.ndarray | None, list[ImageInfo | None], list[int]]:
+    """The pixel store, what the scan measured per entry (None: unreadable),
+    and each entry's row in the store."""
+    shape = (len(entries), *prep.input_shape)
+    if not isinstance(cache, (str, os.PathLike)):
+        store = _allocate(shape, cache, memory_limit, cache_dir)
+        infos = _scan(
+            entries,
+            store,
+            problems,
+            prep,
+            max_pixels=max_pixels,
+            num_workers=num_workers,
+        )
+        return store, infos, list(range(len(entries)))
+    cache_file = CacheFile(
+        cache, {"preprocessing": prep.to_dict(), "max_pixels": max_pixels}
+    )
+    # A file already there is reused without a lock. Otherwise processes
+    # sharing the path (a cluster's workers on a shared disk) take turns:
+    # the first scans and writes, the others then find its file.
+    reused = _reuse(cache_file, entries, problems, num_workers)
+    if reused is not None:
+        return reused
+    with cache_file.lock():
+        reused = _reuse(cache_file, entries, problems, num_workers)
+        if reused is not None:
+            return reused
+        return _scan_into_file(
+            cache_file, entries, problems, prep, max_pixels, num_workers
+        )
+
+
+def _reuse(
+    cache_file: CacheFile,
+    entries: Sequence[Entry],
+    problems: Problems,
+    num_workers: int | None,
+) -> tuple[np.ndarray | None, list[ImageInfo | None], list[int]] | None:
+    """What `fill` returns, from the cache file at the path; None when there
+    is no file there yet."""
+    if not os.path.exists(cache_file.path):
+        return None
+    checked = Problems("skip")  # unreadable files are reported once, below
+    hashes = _file_hashes(entries, checked, num_workers)
+    reused = cache_file.reuse(hashes, [e.path for e in entries])
+    if reused is None:
+        return None
+    pixels, rows, found = reused
+    kept: list[ImageInfo | None] = []
+    reasons = dict(checked.skipped)
+    for entry, outcome in zip(entries, found, strict=True):
+        if isinstance(outcome, ImageInfo):
+            kept.append(outcome)
+            continue
+        reason = outcome or reasons.get(entry.path, "unreadable")
+        problems.add(entry.path, DataError(reason))
+        kept.append(None)
+    return pixels, kept, [-1 if r is None else r for r in rows]
+
+
+def _scan_into_file(
+    cache_file: CacheFile,
+    entries: Sequence[Entry],
+    problems: Problems,
+    prep: Preprocessing,
+    max_pixels: int,
+    num_workers: int | None,
+) -> tuple[np.ndarray | None, list[ImageInfo | None], list[int]]:
+    """`fill` for a cache file not written yet: scan, then write it."""
+    cache = cache_file.path
+    shape = (len(entries), *prep.input_shape)
+    writer = cache_file.create(shape)
+    try:
+        infos = _scan(
+            entries,
+            writer.store,
+            problems,
+            prep,
+            max_pixels=max_pixels,
+            num_workers=num_workers,
+        )
+    except BaseException:
+        writer.abort()
+        raise
+    if problems.need_package & {e.path for e in entries}:
+        writer.abort()  # this run keeps its pixels; the next one writes the file
+        logger.warning(
+            "Did not save the cache '%s': %d files need a package that is not "
+            "installed (see `.skipped`), and a cache must not remember that.",
+            cache,
+            len(problems.need_package),
+        )
+        return writer.store, infos, list(range(len(entries)))
+    reasons = dict(problems.skipped)
+    failed = [e for e, info in zip(entries, infos, strict=True) if info is None]
+    failed_hashes = dict(
+        zip(
+            (e.path for e in failed),
+            _file_hashes(failed, Problems("skip"), num_workers),
+            strict=True,
+        )
+    )
+    hashes = [
+        info.sha256 if info is not None else failed_hashes[e.path]
+        for e, info in zip(entries, infos, strict=True)
+    ]
+    outcomes: list[ImageInfo | str | None] = [
+        info if info is not None else reasons.get(e.path)
+        for e, info in zip(entries, infos, strict=True)
+    ]
+    return writer.publish(hashes, outcomes), infos, list(range(len(entries)))
+
+
+def _scan(
+    entries: Sequence[Entry],
+    store: np.ndarray | None,
+    problems: Problems,
+    prep: Preprocessing,
+    *,
+    max_pixels: int,
+    num_workers: int | None,
+) -> list[ImageInfo | None]:
+    """Decode every file once: validate it, hash it and fill the pixel store."""
+
+    def work(i: int) -> ImageInfo | DataError:
+        path = entries[i].path
+        try:
+            img, info = prep.decode(path, max_pixels=max_pixels)
+            if store is not None:
+                store[i] = prep.to_array(img, name=path)
+            return info
+        except DataError as exc:
+            return exc
+
+    workers = _workers(num_workers)
+    infos: list[ImageInfo | None] = []
+    bar = Progress(len(entries), "Scanning images")
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        for i, result in enumerate(pool.map(work, range(len(entries)))):
+            bar.update()
+            if isinstance(result, DataError):
+                problems.add(entries[i].path, result)
+                infos.append(None)
+            else:
+                infos.append(result)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    return infos

@@ -1,16 +1,17 @@
-"""Decoding one image file into canonical pixels, with the hashes the audit needs.
+"""Decoding one image file into canonical pixels: file -> pixels, nothing else.
 
 Everything here works on one image at a time, with Pillow and numpy only (and
 pydicom for DICOM), so it can run in threads while records are scanned and again
 at prediction time.
 
 Integer images deeper than 8 bits are brought to 8 bits by their real range,
-the *window*: see `to_uint8` and the "Image files" section of the datasets guide.
+the *window*: see `to_uint8` and the "Image files" section of the datasets guide
+(`docs/guides/datasets.md`). The hashes of what is decoded are taken in
+`identity`; resizing, trimming and equalising, in `preprocessing`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import warnings
@@ -23,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
+from .identity import file_hash, perceptual_hash, pixel_hash
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -30,13 +32,14 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "PERCENTILE_WINDOW",
     "ColorMode",
+    "Decoded",
     "ImageInfo",
     "ResizeMode",
     "Window",
     "check_window",
     "decode_file",
-    "image_to_array",
-    "perceptual_hash",
+    "decode_pixels",
+    "describe",
     "to_uint8",
 ]
 
@@ -376,69 +379,12 @@ def _raw_pixels(img: Image.Image) -> np.ndarray:
     return arr
 
 
-def _pixel_hash(arr: np.ndarray) -> str:
-    if arr.dtype == np.uint8:  # as earlier versions salted 8-bit images
-        salt = f"{'L' if arr.ndim == 2 else 'RGB'}{(arr.shape[1], arr.shape[0])}"
-    else:
-        salt = f"{arr.dtype.str}{arr.shape}"
-    digest = hashlib.blake2b(salt.encode(), digest_size=20)
-    digest.update(np.ascontiguousarray(arr).data)  # the buffer, not a copy
-    return digest.hexdigest()
-
-
 def _canonical(img: Image.Image, window: Window = "auto") -> Image.Image:
     """Return an 8-bit 'L' or 'RGB' image, whatever the file's mode was."""
     if img.mode in ("L", "RGB") and window == "auto":
         return img
     gray, _ = to_uint8(_raw_pixels(img), window)
     return Image.fromarray(gray)
-
-
-def perceptual_hash(img: Image.Image) -> str:
-    """256-bit DCT perceptual hash of an image, as 64 hex digits.
-
-    The image is reduced to 64x64 grayscale; the hash keeps the signs (against
-    the median) of the 16x16 lowest DCT frequencies but the DC term. Copies of
-    one image that were resized, recompressed or slightly cropped differ in few
-    bits; different chest X-rays, which look much alike, differ in many more
-    than a 64-bit hash would show. Compare hashes with `hamming`.
-
-    Examples:
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> from covidxray.datasets import synthetic_xray
-        >>> rng = np.random.default_rng(0)
-        >>> a = Image.fromarray(synthetic_xray(rng, (128, 128), opacities=True))
-        >>> b = a.resize((100, 100))  # the same image, smaller
-        >>> c = Image.fromarray(synthetic_xray(rng, (128, 128), opacities=True))
-        >>> h = perceptual_hash(a)
-        >>> len(h), hamming(h, perceptual_hash(b)) <= 24
-        (64, True)
-        >>> hamming(h, perceptual_hash(c)) > 24
-        True
-    """
-    gray = img if img.mode == "L" else img.convert("L")
-    small = gray.resize((64, 64), Image.Resampling.BOX)
-    pixels = np.asarray(small, dtype=np.float64)
-    coefficients = (_DCT64 @ pixels @ _DCT64.T)[:16, :16].flatten()[1:]
-    bits = np.append(coefficients > np.median(coefficients), False)
-    return np.packbits(bits).tobytes().hex()
-
-
-def hamming(a: str, b: str) -> int:
-    """Number of differing bits between two hex hashes of the same length."""
-    return int(bin(int(a, 16) ^ int(b, 16)).count("1"))
-
-
-def _dct_matrix(n: int) -> np.ndarray:
-    k = np.arange(n)[:, None]
-    i = np.arange(n)[None, :]
-    m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
-    m[0] /= np.sqrt(2.0)
-    return m
-
-
-_DCT64 = _dct_matrix(64)
 
 
 def _open_pil(
@@ -488,6 +434,78 @@ def _container_bits(mode: str) -> int:
     return 32 if mode in ("I", "F") else 8
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """One decoded file, before any hash is taken (see `decode_pixels`).
+
+    Attributes:
+        image: The 8-bit 'L' or 'RGB' image `decode_file` returns.
+        raw: The file's own values at full resolution, before any windowing
+            (what the pixel hash is taken on).
+        hash_image: The image the perceptual hash is taken on: `image`, or
+            the `"auto"` window of the file when another window was asked for.
+        data: The file's bytes.
+        mode: Pillow mode of the file (`"DICOM"` files: their own).
+        format: File format (`JPEG`, `PNG`, `DICOM`, ...).
+        bit_depth: Significant bits per sample the file declares, else those
+            of its format.
+    """
+
+    image: Image.Image
+    raw: np.ndarray
+    hash_image: Image.Image
+    data: bytes
+    mode: str
+    format: str
+    bit_depth: int
+
+
+def decode_pixels(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    data: bytes | None = None,
+    window: Window = "auto",
+) -> Decoded:
+    """Read and fully decode one image file, hashing nothing: `decode_file`
+    without the `ImageInfo` (same arguments and errors)."""
+    path = os.fspath(path)
+    window = check_window(window, "decode_file")
+    if data is None:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError as exc:
+            raise DataError(f"File not found: '{path}'.") from exc
+        except OSError as exc:
+            raise DataError(f"Could not read '{path}': {exc.strerror or exc}.") from exc
+    if not data:
+        raise DataError(f"'{path}' is empty (0 bytes); expected an image file.")
+    if _is_dicom(path, data):
+        raw, gray, auto_gray, mode, bits = _read_dicom(path, data, max_pixels, window)
+        fmt, pil = "DICOM", None
+    else:
+        pil, mode, fmt, _ = _open_pil(path, data, max_pixels)
+        raw = _raw_pixels(pil)
+        # sBIT only means something for data deeper than 8 bits: Pillow gives
+        # 16-bit RGB as 8-bit, and 8-bit data is kept as it is.
+        deep = mode.startswith("I;16")
+        declared = _png_significant_bits(data) if fmt == "PNG" and deep else None
+        gray, _ = to_uint8(raw, window, declared)
+        auto_gray = gray if window == "auto" else to_uint8(raw, "auto", declared)[0]
+        bits = declared or _container_bits(mode)
+    if (
+        pil is not None
+        and gray is raw
+        and (pil.mode, raw.ndim) in (("L", 2), ("RGB", 3))
+    ):
+        img = pil  # the decoded image already holds these pixels: no copy
+    else:
+        img = Image.fromarray(gray)
+    hashed = img if auto_gray is gray else Image.fromarray(auto_gray)
+    return Decoded(img, raw, hashed, data, mode, fmt, bits)
+
+
 def decode_file(
     path: str | os.PathLike[str],
     *,
@@ -528,230 +546,25 @@ def decode_file(
         >>> img.mode, img.size, info.mode, info.format, info.bit_depth
         ('RGB', (40, 30), 'RGBA', 'PNG', 8)
     """
-    path = os.fspath(path)
-    window = check_window(window, "decode_file")
-    if data is None:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError as exc:
-            raise DataError(f"File not found: '{path}'.") from exc
-        except OSError as exc:
-            raise DataError(f"Could not read '{path}': {exc.strerror or exc}.") from exc
-    if not data:
-        raise DataError(f"'{path}' is empty (0 bytes); expected an image file.")
-    if _is_dicom(path, data):
-        raw, gray, auto_gray, mode, bits = _read_dicom(path, data, max_pixels, window)
-        fmt, pil = "DICOM", None
-    else:
-        pil, mode, fmt, _ = _open_pil(path, data, max_pixels)
-        raw = _raw_pixels(pil)
-        # sBIT only means something for data deeper than 8 bits: Pillow gives
-        # 16-bit RGB as 8-bit, and 8-bit data is kept as it is.
-        deep = mode.startswith("I;16")
-        declared = _png_significant_bits(data) if fmt == "PNG" and deep else None
-        gray, _ = to_uint8(raw, window, declared)
-        auto_gray = gray if window == "auto" else to_uint8(raw, "auto", declared)[0]
-        bits = declared or _container_bits(mode)
-    if (
-        pil is not None
-        and gray is raw
-        and (pil.mode, raw.ndim) in (("L", 2), ("RGB", 3))
-    ):
-        img = pil  # the decoded image already holds these pixels: no copy
-    else:
-        img = Image.fromarray(gray)
-    info = ImageInfo(
+    decoded = decode_pixels(path, max_pixels=max_pixels, data=data, window=window)
+    return decoded.image, describe(decoded)
+
+
+def describe(decoded: Decoded) -> ImageInfo:
+    """The `ImageInfo` of a decoded file: its size, format and hashes (taken by
+    `identity`)."""
+    img = decoded.image
+    return ImageInfo(
         width=img.width,
         height=img.height,
-        mode=mode,
-        format=fmt,
-        n_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        pixel_hash=_pixel_hash(raw),
-        phash=perceptual_hash(img if auto_gray is gray else Image.fromarray(auto_gray)),
-        bit_depth=bits,
+        mode=decoded.mode,
+        format=decoded.format,
+        n_bytes=len(decoded.data),
+        sha256=file_hash(decoded.data),
+        pixel_hash=pixel_hash(decoded.raw),
+        phash=perceptual_hash(decoded.hash_image),
+        bit_depth=decoded.bit_depth,
     )
-    return img, info
-
-
-EQUALIZE_MODES: tuple[str, ...] = ("none", "histogram", "clahe")
-_CLAHE_TILES = 8
-_CLAHE_CLIP = 2.5  # times the mean count of a histogram bin
-
-
-def _equalize_lut(hist: np.ndarray) -> np.ndarray:
-    if np.count_nonzero(hist) <= 1:  # one level: nothing to spread
-        return np.arange(len(hist), dtype=np.float64)
-    cdf = np.cumsum(hist)
-    lowest = cdf[np.argmax(hist > 0)]  # the darkest level present becomes 0
-    span = cdf[-1] - lowest
-    return np.round(
-        np.clip(cdf - lowest, 0, None) / (span if span > 0 else 1.0) * 255.0
-    )
-
-
-def _clahe(gray: np.ndarray) -> np.ndarray:
-    """Contrast-limited adaptive histogram equalisation of a uint8 (H, W)
-    image: 8 x 8 tiles, each histogram clipped at 2.5 times its mean bin,
-    the tiles' mappings blended bilinearly between their centres."""
-    h, w = gray.shape
-    tiles_y, tiles_x = min(_CLAHE_TILES, h), min(_CLAHE_TILES, w)
-    ys = np.linspace(0, h, tiles_y + 1).astype(int)
-    xs = np.linspace(0, w, tiles_x + 1).astype(int)
-    luts = np.empty((tiles_y, tiles_x, 256))
-    for i in range(tiles_y):
-        for j in range(tiles_x):
-            tile = gray[ys[i] : ys[i + 1], xs[j] : xs[j + 1]]
-            hist = np.bincount(tile.ravel(), minlength=256).astype(np.float64)
-            limit = _CLAHE_CLIP * tile.size / 256.0
-            excess = np.maximum(hist - limit, 0.0).sum()
-            luts[i, j] = _equalize_lut(np.minimum(hist, limit) + excess / 256.0)
-
-    def weights(n: int, edges: np.ndarray) -> tuple[np.ndarray, ...]:
-        centres = (edges[:-1] + edges[1:] - 1) / 2.0
-        where = np.interp(np.arange(n), centres, np.arange(len(centres)))
-        low = np.floor(where).astype(int)
-        return low, np.minimum(low + 1, len(centres) - 1), where - low
-
-    y0, y1, wy = weights(h, ys)
-    x0, x1, wx = weights(w, xs)
-    wy, wx = wy[:, None], wx[None, :]
-    top = luts[y0[:, None], x0[None, :], gray] * (1 - wx)
-    top += luts[y0[:, None], x1[None, :], gray] * wx
-    bottom = luts[y1[:, None], x0[None, :], gray] * (1 - wx)
-    bottom += luts[y1[:, None], x1[None, :], gray] * wx
-    return np.round(top * (1 - wy) + bottom * wy).astype(np.uint8)
-
-
-def equalize(img: Image.Image, mode: str) -> Image.Image:
-    """Histogram equalisation (`"histogram"`) or CLAHE (`"clahe"`) of an 8-bit
-    'L' or 'RGB' image; an RGB image gets its gray level's mapping on every
-    channel. `"none"` returns the image.
-
-    Examples:
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> ramp = np.tile(np.arange(100, 140, dtype=np.uint8), (8, 1))
-        >>> dull = Image.fromarray(ramp)
-        >>> out = np.asarray(equalize(dull, "histogram"))
-        >>> int(out.min()), int(out.max())
-        (0, 255)
-    """
-    if mode == "none":
-        return img
-    gray = np.asarray(img.convert("L"))
-    if mode == "histogram":
-        lut = _equalize_lut(np.bincount(gray.ravel(), minlength=256).astype(float))
-        mapped = lut.astype(np.uint8)
-        if img.mode == "L":
-            return Image.fromarray(mapped[gray])
-        return img.point(list(mapped) * 3)
-    if mode == "clahe":
-        out = _clahe(gray)
-        if img.mode == "L":
-            return Image.fromarray(out)
-        # Scale each channel by how much its gray level moved.
-        ratio = (out.astype(np.float64) + 1.0) / (gray.astype(np.float64) + 1.0)
-        rgb = np.asarray(img, dtype=np.float64) * ratio[:, :, None]
-        return Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8))
-    raise ValueError(
-        f"The `equalize` argument must be one of {', '.join(EQUALIZE_MODES)}. "
-        f"Received: {mode!r}."
-    )
-
-
-def trim_box(img: Image.Image, fraction: float) -> tuple[int, int, int, int]:
-    """The part of an image kept by trimming: uniform border lines (frames,
-    padding: rows or columns whose values vary by less than 3 levels) are cut,
-    then `fraction` of each side (where burnt-in text and markers sit).
-
-    Returns:
-        `(left, top, right, bottom)`, as `Image.crop` takes it.
-
-    Examples:
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> arr = np.zeros((100, 100), np.uint8)
-        >>> arr[10:90, 20:80] = np.arange(60, dtype=np.uint8) + 50  # a framed picture
-        >>> trim_box(Image.fromarray(arr), 0.05)
-        (23, 14, 77, 86)
-    """
-    gray = np.asarray(img.convert("L"), dtype=np.int16)
-    rows = np.ptp(gray, axis=1) >= 3
-    cols = np.ptp(gray, axis=0) >= 3
-    if not rows.any() or not cols.any():
-        return (0, 0, img.width, img.height)
-    top, bottom = int(np.argmax(rows)), len(rows) - int(np.argmax(rows[::-1]))
-    left, right = int(np.argmax(cols)), len(cols) - int(np.argmax(cols[::-1]))
-    dy, dx = round((bottom - top) * fraction), round((right - left) * fraction)
-    if bottom - top - 2 * dy < 1 or right - left - 2 * dx < 1:
-        return (left, top, right, bottom)
-    return (left + dx, top + dy, right - dx, bottom - dy)
-
-
-def image_to_array(
-    img: Image.Image,
-    image_size: Sequence[int],
-    *,
-    color_mode: str = "grayscale",
-    resize: str = "stretch",
-) -> np.ndarray:
-    """Convert a decoded image to a uint8 array of shape (H, W, C).
-
-    Args:
-        img: A Pillow image, usually from `decode_file`.
-        image_size: Target `(height, width)`.
-        color_mode: `"grayscale"` gives 1 channel, `"rgb"` gives 3.
-        resize: `"stretch"` ignores the aspect ratio; `"pad"` keeps it and pads
-            with black; `"crop"` keeps it and crops the centre.
-
-    Returns:
-        A `uint8` array of shape `(height, width, channels)`.
-
-    Examples:
-        >>> from PIL import Image
-        >>> img = Image.new("L", (200, 100), 255)
-        >>> arr = image_to_array(img, (64, 64), resize="pad")
-        >>> arr.shape, int(arr[0, 32, 0]), int(arr[32, 32, 0])
-        ((64, 64, 1), 0, 255)
-    """
-    height, width = int(image_size[0]), int(image_size[1])
-    img = _canonical(img)
-    if color_mode == "grayscale":
-        img = img.convert("L")  # fewer channels to resize
-    out = _resized(img, width, height, resize)
-    if color_mode == "rgb":
-        out = out.convert("RGB")  # after the resize: a gray image resizes once
-    arr = np.asarray(out, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return arr
-
-
-def _resized(img: Image.Image, width: int, height: int, resize: str) -> Image.Image:
-    resample = Image.Resampling.BILINEAR
-    gap = 3.0  # reduce by whole factors first when shrinking a lot: faster, same look
-    if resize == "stretch":
-        out = img.resize((width, height), resample, reducing_gap=gap)
-    elif resize in ("pad", "crop"):
-        pick = min if resize == "pad" else max
-        scale = pick(width / img.width, height / img.height)
-        new_w = max(1, round(img.width * scale))
-        new_h = max(1, round(img.height * scale))
-        scaled = img.resize((new_w, new_h), resample, reducing_gap=gap)
-        if resize == "pad":
-            out = Image.new(img.mode, (width, height), 0)
-            out.paste(scaled, ((width - new_w) // 2, (height - new_h) // 2))
-        else:
-            left, top = (new_w - width) // 2, (new_h - height) // 2
-            out = scaled.crop((left, top, left + width, top + height))
-    else:
-        raise ValueError(
-            "The `resize` argument must be one of 'stretch', 'pad', 'crop'. "
-            f"Received: {resize!r}."
-        )
-    return out
 
 
 def array_to_image(array: Any) -> Image.Image:

@@ -6,6 +6,9 @@ the same way wherever an image enters covidxray: the dataset scan, the
 no-cache path of `tf.data`, `Classifier.predict`, Grad-CAM overlays and the
 command line. A saved classifier stores it, so a file is read at prediction
 time exactly as it was read at training time.
+
+The steps after decoding live here too: `trim_box`, `equalize` and
+`image_to_array` (the resize).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from ..errors import DataError
 from .decode import (
     COLOR_MODES,
     DEFAULT_MAX_PIXELS,
-    EQUALIZE_MODES,
     RESIZE_MODES,
     ImageInfo,
     Window,
@@ -32,12 +34,11 @@ from .decode import (
     array_to_image,
     check_window,
     decode_file,
-    equalize,
-    image_to_array,
-    trim_box,
 )
 
-__all__ = ["Preprocessing"]
+__all__ = ["EQUALIZE_MODES", "Preprocessing", "equalize", "image_to_array", "trim_box"]
+
+EQUALIZE_MODES: tuple[str, ...] = ("none", "histogram", "clahe")
 
 ImageLike = Any  # a path, a PIL image, or a (H, W) / (H, W, C) array
 
@@ -278,3 +279,182 @@ class Preprocessing:
             trim=values.get("trim", 0.0),
             equalize=values.get("equalize", "none"),
         )
+
+
+_CLAHE_TILES = 8
+
+_CLAHE_CLIP = 2.5  # times the mean count of a histogram bin
+
+
+def _equalize_lut(hist: np.ndarray) -> np.ndarray:
+    if np.count_nonzero(hist) <= 1:  # one level: nothing to spread
+        return np.arange(len(hist), dtype=np.float64)
+    cdf = np.cumsum(hist)
+    lowest = cdf[np.argmax(hist > 0)]  # the darkest level present becomes 0
+    span = cdf[-1] - lowest
+    return np.round(
+        np.clip(cdf - lowest, 0, None) / (span if span > 0 else 1.0) * 255.0
+    )
+
+
+def _clahe(gray: np.ndarray) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation of a uint8 (H, W)
+    image: 8 x 8 tiles, each histogram clipped at 2.5 times its mean bin,
+    the tiles' mappings blended bilinearly between their centres."""
+    h, w = gray.shape
+    tiles_y, tiles_x = min(_CLAHE_TILES, h), min(_CLAHE_TILES, w)
+    ys = np.linspace(0, h, tiles_y + 1).astype(int)
+    xs = np.linspace(0, w, tiles_x + 1).astype(int)
+    luts = np.empty((tiles_y, tiles_x, 256))
+    for i in range(tiles_y):
+        for j in range(tiles_x):
+            tile = gray[ys[i] : ys[i + 1], xs[j] : xs[j + 1]]
+            hist = np.bincount(tile.ravel(), minlength=256).astype(np.float64)
+            limit = _CLAHE_CLIP * tile.size / 256.0
+            excess = np.maximum(hist - limit, 0.0).sum()
+            luts[i, j] = _equalize_lut(np.minimum(hist, limit) + excess / 256.0)
+
+    def weights(n: int, edges: np.ndarray) -> tuple[np.ndarray, ...]:
+        centres = (edges[:-1] + edges[1:] - 1) / 2.0
+        where = np.interp(np.arange(n), centres, np.arange(len(centres)))
+        low = np.floor(where).astype(int)
+        return low, np.minimum(low + 1, len(centres) - 1), where - low
+
+    y0, y1, wy = weights(h, ys)
+    x0, x1, wx = weights(w, xs)
+    wy, wx = wy[:, None], wx[None, :]
+    top = luts[y0[:, None], x0[None, :], gray] * (1 - wx)
+    top += luts[y0[:, None], x1[None, :], gray] * wx
+    bottom = luts[y1[:, None], x0[None, :], gray] * (1 - wx)
+    bottom += luts[y1[:, None], x1[None, :], gray] * wx
+    return np.round(top * (1 - wy) + bottom * wy).astype(np.uint8)
+
+
+def equalize(img: Image.Image, mode: str) -> Image.Image:
+    """Histogram equalisation (`"histogram"`) or CLAHE (`"clahe"`) of an 8-bit
+    'L' or 'RGB' image; an RGB image gets its gray level's mapping on every
+    channel. `"none"` returns the image.
+
+    Examples:
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> ramp = np.tile(np.arange(100, 140, dtype=np.uint8), (8, 1))
+        >>> dull = Image.fromarray(ramp)
+        >>> out = np.asarray(equalize(dull, "histogram"))
+        >>> int(out.min()), int(out.max())
+        (0, 255)
+    """
+    if mode == "none":
+        return img
+    gray = np.asarray(img.convert("L"))
+    if mode == "histogram":
+        lut = _equalize_lut(np.bincount(gray.ravel(), minlength=256).astype(float))
+        mapped = lut.astype(np.uint8)
+        if img.mode == "L":
+            return Image.fromarray(mapped[gray])
+        return img.point(list(mapped) * 3)
+    if mode == "clahe":
+        out = _clahe(gray)
+        if img.mode == "L":
+            return Image.fromarray(out)
+        # Scale each channel by how much its gray level moved.
+        ratio = (out.astype(np.float64) + 1.0) / (gray.astype(np.float64) + 1.0)
+        rgb = np.asarray(img, dtype=np.float64) * ratio[:, :, None]
+        return Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8))
+    raise ValueError(
+        f"The `equalize` argument must be one of {', '.join(EQUALIZE_MODES)}. "
+        f"Received: {mode!r}."
+    )
+
+
+def trim_box(img: Image.Image, fraction: float) -> tuple[int, int, int, int]:
+    """The part of an image kept by trimming: uniform border lines (frames,
+    padding: rows or columns whose values vary by less than 3 levels) are cut,
+    then `fraction` of each side (where burnt-in text and markers sit).
+
+    Returns:
+        `(left, top, right, bottom)`, as `Image.crop` takes it.
+
+    Examples:
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> arr = np.zeros((100, 100), np.uint8)
+        >>> arr[10:90, 20:80] = np.arange(60, dtype=np.uint8) + 50  # a framed picture
+        >>> trim_box(Image.fromarray(arr), 0.05)
+        (23, 14, 77, 86)
+    """
+    gray = np.asarray(img.convert("L"), dtype=np.int16)
+    rows = np.ptp(gray, axis=1) >= 3
+    cols = np.ptp(gray, axis=0) >= 3
+    if not rows.any() or not cols.any():
+        return (0, 0, img.width, img.height)
+    top, bottom = int(np.argmax(rows)), len(rows) - int(np.argmax(rows[::-1]))
+    left, right = int(np.argmax(cols)), len(cols) - int(np.argmax(cols[::-1]))
+    dy, dx = round((bottom - top) * fraction), round((right - left) * fraction)
+    if bottom - top - 2 * dy < 1 or right - left - 2 * dx < 1:
+        return (left, top, right, bottom)
+    return (left + dx, top + dy, right - dx, bottom - dy)
+
+
+def image_to_array(
+    img: Image.Image,
+    image_size: Sequence[int],
+    *,
+    color_mode: str = "grayscale",
+    resize: str = "stretch",
+) -> np.ndarray:
+    """Convert a decoded image to a uint8 array of shape (H, W, C).
+
+    Args:
+        img: A Pillow image, usually from `decode_file`.
+        image_size: Target `(height, width)`.
+        color_mode: `"grayscale"` gives 1 channel, `"rgb"` gives 3.
+        resize: `"stretch"` ignores the aspect ratio; `"pad"` keeps it and pads
+            with black; `"crop"` keeps it and crops the centre.
+
+    Returns:
+        A `uint8` array of shape `(height, width, channels)`.
+
+    Examples:
+        >>> from PIL import Image
+        >>> img = Image.new("L", (200, 100), 255)
+        >>> arr = image_to_array(img, (64, 64), resize="pad")
+        >>> arr.shape, int(arr[0, 32, 0]), int(arr[32, 32, 0])
+        ((64, 64, 1), 0, 255)
+    """
+    height, width = int(image_size[0]), int(image_size[1])
+    img = _canonical(img)
+    if color_mode == "grayscale":
+        img = img.convert("L")  # fewer channels to resize
+    out = _resized(img, width, height, resize)
+    if color_mode == "rgb":
+        out = out.convert("RGB")  # after the resize: a gray image resizes once
+    arr = np.asarray(out, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return arr
+
+
+def _resized(img: Image.Image, width: int, height: int, resize: str) -> Image.Image:
+    resample = Image.Resampling.BILINEAR
+    gap = 3.0  # reduce by whole factors first when shrinking a lot: faster, same look
+    if resize == "stretch":
+        out = img.resize((width, height), resample, reducing_gap=gap)
+    elif resize in ("pad", "crop"):
+        pick = min if resize == "pad" else max
+        scale = pick(width / img.width, height / img.height)
+        new_w = max(1, round(img.width * scale))
+        new_h = max(1, round(img.height * scale))
+        scaled = img.resize((new_w, new_h), resample, reducing_gap=gap)
+        if resize == "pad":
+            out = Image.new(img.mode, (width, height), 0)
+            out.paste(scaled, ((width - new_w) // 2, (height - new_h) // 2))
+        else:
+            left, top = (new_w - width) // 2, (new_h - height) // 2
+            out = scaled.crop((left, top, left + width, top + height))
+    else:
+        raise ValueError(
+            "The `resize` argument must be one of 'stretch', 'pad', 'crop'. "
+            f"Received: {resize!r}."
+        )
+    return out

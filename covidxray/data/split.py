@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .near import near_pairs
+from . import identity
 from .records import Record
 
 logger = logging.getLogger("covidxray")
@@ -20,16 +20,15 @@ __all__ = [
     "assign_splits",
     "check_fractions",
     "content_groups",
+    "cross_source_copies",
     "deduplicate",
 ]
 
 SPLIT_ORDER = ("train", "val", "test")
 #: Images of two sources whose 256-bit perceptual hashes differ in at most this
-#: many bits are copies (one radiograph published twice, at another size or
-#: encoding). Measured between ieee8023-2020-06 and seed-xray: 178 images have
-#: a copy within 6 bits, and the next closest pair is 22 bits apart; different
-#: radiographs within one source are 38 or more bits apart.
-COPY_BITS = 12
+#: many bits are copies: `identity.SAME_PICTURE.copy_bits(256)`, which the code
+#: reads (this name is kept for those who imported it).
+COPY_BITS = identity.SAME_PICTURE.copy_bits(256)
 
 
 def content_groups(
@@ -65,16 +64,17 @@ def content_groups(
 
 
 def cross_source_copies(
-    records: Sequence[Record], bits: int = COPY_BITS
+    records: Sequence[Record], bits: int | None = None
 ) -> list[tuple[int, int, int]]:
     """`(i, j, distance)` for records from different sources whose perceptual
-    hashes differ in at most `bits` bits."""
+    hashes differ in at most `bits` bits (default: the copies of
+    `identity.SAME_PICTURE`)."""
     if not records:
         return []
-    hashes = np.stack(
-        [np.frombuffer(bytes.fromhex(r.phash), np.uint8) for r in records]
-    )
-    i, j, distance = near_pairs(hashes, bits)
+    if bits is None:
+        bits = identity.SAME_PICTURE.copy_bits(256)
+    hashes = identity.stack_hashes([r.phash for r in records])
+    i, j, distance = identity.near_pairs(hashes, bits)
     return [
         (a, b, d)
         for a, b, d in zip(i.tolist(), j.tolist(), distance.tolist(), strict=True)

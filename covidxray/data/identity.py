@@ -1,12 +1,28 @@
-"""Finding pairs of hashes within a Hamming distance, without comparing all pairs.
+"""What makes two files the same picture: hashes, the near-duplicate search,
+and the one policy that says how close is the same.
 
-The search is multi-index hashing (Norouzi, Punjani and Fleet, CVPR 2012). The
-bits are dealt into `m` disjoint chunks; by the pigeonhole principle two hashes
-that differ in at most `threshold` bits differ in at most `threshold // m` bits
-on at least one chunk. For each chunk the hashes are sorted by the chunk's
-value, and each hash looks up the values within that radius (0, 1 or 2 bits)
-by binary search. Only the pairs met that way are compared in full. The result
-is exact: the same pairs as comparing all of them (a test checks this).
+Three hashes describe each image's content:
+
+- the file hash, a SHA-256 of the file's bytes (the same file);
+- the pixel hash, a BLAKE2b of the decoded full-resolution pixels (the same
+  pixels in another container, a PNG of a JPEG's pixels);
+- the perceptual hash, 256 signs of the image's lowest DCT frequencies (the
+  same picture resized, recompressed or slightly cropped).
+
+`SAME_PICTURE` says how many differing bits of perceptual hash still make two
+images one picture, as a fraction of the hash's length, so that one rule serves
+the 256-bit hashes of the records (deduplication, the audit) and the 64 bits a
+model file keeps of each training image (the seen-check). See
+`docs/guides/auditing.md` and `docs/guides/sources.md`.
+
+The near-duplicate search is multi-index hashing (Norouzi, Punjani and Fleet,
+CVPR 2012). The bits are dealt into `m` disjoint chunks; by the pigeonhole
+principle two hashes that differ in at most `threshold` bits differ in at most
+`threshold // m` bits on at least one chunk. For each chunk the hashes are
+sorted by the chunk's value, and each hash looks up the values within that
+radius (0, 1 or 2 bits) by binary search. Only the pairs met that way are
+compared in full. The result is exact: the same pairs as comparing all of them
+(a test checks this).
 
 `m` and the radius are chosen to minimise an estimate of the work: lookups
 grow as `n * m * (values within the radius)`, and the pairs compared as
@@ -21,13 +37,163 @@ perceptual hash land in different chunks. When chunks would be narrower than
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
-__all__ = ["all_pairs", "near_pairs"]
+__all__ = [
+    "SAME_PICTURE",
+    "SamePicture",
+    "all_pairs",
+    "file_hash",
+    "hamming",
+    "near_pairs",
+    "perceptual_hash",
+    "pixel_hash",
+    "stack_hashes",
+]
+
+
+@dataclass(frozen=True)
+class SamePicture:
+    """When two images are the same picture, in fractions of a perceptual hash.
+
+    Attributes:
+        copy: Images of two sources whose hashes differ in at most this share
+            of their bits are copies of one radiograph (published twice, at
+            another size or encoding); deduplication removes one. 12 of 256
+            bits: between ieee8023-2020-06 and seed-xray, 178 images have a
+            copy within 6 bits, the next closest pair is 22 bits apart, and
+            different radiographs within one source are 38 or more apart.
+        near: Images within this share are near-duplicates: the audit lists
+            them (24 of 256 bits), and the seen-check flags an evaluation image
+            this close to a training image (6 of the 64 bits a model file
+            keeps; on seed-xray its 6 known re-published copies differ by at
+            most 5 of them, and no two different images by 7 or fewer).
+
+    Examples:
+        >>> SAME_PICTURE.copy_bits(256), SAME_PICTURE.near_bits(256)
+        (12, 24)
+        >>> SAME_PICTURE.near_bits(64)
+        6
+    """
+
+    copy: float = 12 / 256
+    near: float = 24 / 256
+
+    def copy_bits(self, n_bits: int = 256) -> int:
+        """The most differing bits of two `n_bits` hashes of copies."""
+        return _bits(self.copy, n_bits)
+
+    def near_bits(self, n_bits: int = 256) -> int:
+        """The most differing bits of two `n_bits` hashes of near-duplicates."""
+        return _bits(self.near, n_bits)
+
+
+def _bits(fraction: float, n_bits: int) -> int:
+    return int(math.floor(fraction * n_bits + 1e-9))
+
+
+#: The policy deduplication, the audit and the seen-check all read (at call
+#: time, so that changing it here changes all three).
+SAME_PICTURE = SamePicture()
+
+
+def file_hash(data: bytes) -> str:
+    """SHA-256 of a file's bytes, in hex.
+
+    Examples:
+        >>> file_hash(b"")[:16]
+        'e3b0c44298fc1c14'
+    """
+    return hashlib.sha256(data).hexdigest()
+
+
+def pixel_hash(arr: np.ndarray) -> str:
+    """BLAKE2b (160 bits) of decoded pixels, salted with their type and shape.
+
+    `arr` is what `decode` reads from the file before any resizing or
+    windowing, so a PNG copy of a JPEG's pixels has the same hash.
+
+    Examples:
+        >>> import numpy as np
+        >>> a = np.zeros((2, 3), np.uint8)
+        >>> pixel_hash(a) == pixel_hash(a.copy()), pixel_hash(a) == pixel_hash(a.T)
+        (True, False)
+    """
+    if arr.dtype == np.uint8:  # as earlier versions salted 8-bit images
+        salt = f"{'L' if arr.ndim == 2 else 'RGB'}{(arr.shape[1], arr.shape[0])}"
+    else:
+        salt = f"{arr.dtype.str}{arr.shape}"
+    digest = hashlib.blake2b(salt.encode(), digest_size=20)
+    digest.update(np.ascontiguousarray(arr).data)  # the buffer, not a copy
+    return digest.hexdigest()
+
+
+def perceptual_hash(img: Image.Image) -> str:
+    """256-bit DCT perceptual hash of an image, as 64 hex digits.
+
+    The image is reduced to 64x64 grayscale; the hash keeps the signs (against
+    the median) of the 16x16 lowest DCT frequencies but the DC term. Copies of
+    one image that were resized, recompressed or slightly cropped differ in few
+    bits; different chest X-rays, which look much alike, differ in many more
+    than a 64-bit hash would show. Compare hashes with `hamming`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> from covidxray.datasets import synthetic_xray
+        >>> rng = np.random.default_rng(0)
+        >>> a = Image.fromarray(synthetic_xray(rng, (128, 128), opacities=True))
+        >>> b = a.resize((100, 100))  # the same image, smaller
+        >>> c = Image.fromarray(synthetic_xray(rng, (128, 128), opacities=True))
+        >>> h = perceptual_hash(a)
+        >>> len(h), hamming(h, perceptual_hash(b)) <= 24
+        (64, True)
+        >>> hamming(h, perceptual_hash(c)) > 24
+        True
+    """
+    gray = img if img.mode == "L" else img.convert("L")
+    small = gray.resize((64, 64), Image.Resampling.BOX)
+    pixels = np.asarray(small, dtype=np.float64)
+    coefficients = (_DCT64 @ pixels @ _DCT64.T)[:16, :16].flatten()[1:]
+    bits = np.append(coefficients > np.median(coefficients), False)
+    return np.packbits(bits).tobytes().hex()
+
+
+def hamming(a: str, b: str) -> int:
+    """Number of differing bits between two hex hashes of the same length."""
+    return int(bin(int(a, 16) ^ int(b, 16)).count("1"))
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    i = np.arange(n)[None, :]
+    m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+_DCT64 = _dct_matrix(64)
+
+
+def stack_hashes(hashes: Sequence[str]) -> np.ndarray:
+    """Hex hashes of one length as a (n, bytes) uint8 array, one row each, as
+    `near_pairs` takes them.
+
+    Examples:
+        >>> stack_hashes(["00ff", "0f0f"]).tolist()
+        [[0, 255], [15, 15]]
+    """
+    return np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in hashes])
+
+
+# ------------------------------------------------------ near-duplicate search
 
 #: Pairs verified at once (bounds memory: about 40 bytes a pair).
 _BLOCK_PAIRS = 2_000_000

@@ -209,3 +209,10 @@ def test_a_disk_without_locks_scans_unlocked_and_other_errors_surface(
     monkeypatch.setattr(fcntl, "flock", refuse(errno.EIO))
     with pytest.raises(OSError, match="Input/output error"):
         load(root, tmp_path / "b.cache")
+
+
+def test_file_cache_over_memory_limit(synthetic_root: Path) -> None:
+    ds = load_dataset(synthetic_root, image_size=(16, 16), cache_memory_limit=100)
+    assert isinstance(ds._pixels, np.memmap)
+    ref = load_dataset(synthetic_root, image_size=(16, 16))
+    np.testing.assert_array_equal(ds.images("train"), ref.images("train"))

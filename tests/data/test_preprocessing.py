@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from covidxray import Classifier, Preprocessing, build_cnn, load_dataset
+from covidxray import (
+    Classifier,
+    Preprocessing,
+    build_cnn,
+    load_dataset,
+)
+from covidxray.data.preprocessing import image_to_array
 
 
 def test_arguments_are_checked_with_clear_messages() -> None:
@@ -93,3 +99,14 @@ def test_map_back_puts_a_heatmap_where_the_feature_was(resize: str) -> None:
     truth = image > 0
     iou = (found & truth).sum() / (found | truth).sum()
     assert iou > 0.8, iou
+
+
+def test_resize_policies() -> None:
+    img = Image.new("L", (100, 50), 255)
+    stretch = image_to_array(img, (20, 20), resize="stretch")[:, :, 0]
+    pad = image_to_array(img, (20, 20), resize="pad")[:, :, 0]
+    crop = image_to_array(img, (20, 20), resize="crop")[:, :, 0]
+    assert stretch.min() == 255 and crop.min() == 255
+    assert pad[0].max() == 0 and pad[10].min() == 255  # black bars above and below
+    with pytest.raises(ValueError, match="`resize` argument"):
+        image_to_array(img, (20, 20), resize="squash")

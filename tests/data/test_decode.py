@@ -1,19 +1,18 @@
-"""Reading real radiograph formats: bit depth, windows, DICOM LUTs, copies."""
+"""Reading real radiograph formats: bit depth, windows, DICOM LUTs."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from covidxray import Preprocessing, audit, load_dataset
+from covidxray import DataError, Preprocessing
 from covidxray.data.decode import decode_file, to_uint8
-from covidxray.datasets import synthetic_xray
-from covidxray.errors import DataError
+from covidxray.data.preprocessing import image_to_array
 from helpers import write_dicom as dicom
+from helpers import write_dicom as write_dicom_file
 
 
 def gradient(top: int, shape: tuple[int, int] = (16, 256)) -> np.ndarray:
@@ -112,9 +111,6 @@ def test_to_uint8_handles_signed_deep_and_float_data() -> None:
     assert to_uint8(np.zeros((0, 3), np.uint16), "percentile")[0].shape == (0, 3)
 
 
-# ------------------------------------------------------------------- DICOM
-
-
 def pydicom_reference(path: Path) -> np.ndarray:
     """What pydicom's own LUT functions give, scaled to 0-255 by hand."""
     import pydicom
@@ -189,49 +185,72 @@ def test_dicom_refusals_name_the_file(tmp_path: Path) -> None:
         decode_file(tmp_path / "jls.dcm")
 
 
-# ------------------------------------------------------ copies across formats
+@pytest.mark.parametrize(
+    ("mode", "fmt", "ext"),
+    [
+        ("L", "PNG", ".png"),
+        ("RGB", "JPEG", ".jpg"),
+        ("RGBA", "PNG", ".png"),
+        ("P", "GIF", ".gif"),
+        ("CMYK", "JPEG", ".jpg"),
+        ("RGB", "BMP", ".bmp"),
+        ("RGB", "WEBP", ".webp"),
+        ("L", "TIFF", ".tiff"),
+        ("I;16", "PNG", ".png"),
+    ],
+)
+def test_decode_formats_and_modes(
+    tmp_path: Path, mode: str, fmt: str, ext: str
+) -> None:
+    path = tmp_path / f"img{ext}"
+    if mode == "I;16":
+        arr = np.full((10, 12), 65535, dtype=np.uint16)
+        arr[:, :6] = 0
+        Image.fromarray(arr).save(path)
+    else:
+        Image.new(
+            mode,
+            (12, 10),
+            200 if mode in ("L", "P") else (200, 100, 50, 255)[: len(mode)],
+        ).save(path, format=fmt)
+    img, info = decode_file(path)
+    assert img.mode in ("L", "RGB") and img.size == (12, 10)
+    assert info.format == fmt
+    for color_mode, channels in (("grayscale", 1), ("rgb", 3)):
+        arr = image_to_array(img, (5, 6), color_mode=color_mode)
+        assert arr.shape == (5, 6, channels) and arr.dtype == np.uint8
+    if mode == "I;16":
+        gray = image_to_array(img, (10, 12), color_mode="grayscale")[:, :, 0]
+        assert (
+            gray[:, 0].max() == 0 and gray[:, -1].min() == 255
+        )  # full 16-bit range kept
 
 
-def test_a_jpeg_and_its_png_copy_are_one_image(tmp_path: Path) -> None:
-    rng = np.random.default_rng(3)
-    for split in ("train", "test"):
-        for cls in ("covid", "normal"):
-            (tmp_path / split / cls).mkdir(parents=True)
-            for k in range(4):
-                picture = synthetic_xray(rng, (300, 260), opacities=cls == "covid")
-                Image.fromarray(picture).save(
-                    tmp_path / split / cls / f"{k}.jpg", quality=92
-                )
-    # The same radiograph as JPEG in train and as PNG (its decoded pixels) in test,
-    # and a re-encoded JPEG (other quality, other bytes and pixels) in test too.
-    original = tmp_path / "train" / "covid" / "0.jpg"
-    Image.open(original).save(tmp_path / "test" / "covid" / "copy.png")
-    Image.open(original).save(tmp_path / "test" / "covid" / "again.jpg", quality=60)
-
-    report = audit(tmp_path)
-    [group] = report.exact_duplicates
-    assert sorted(Path(p).name for p in group["paths"]) == ["0.jpg", "copy.png"]
-    assert group["cross_split"] and not group["same_bytes"]
-    near = {
-        frozenset(Path(p).name for p in pair["paths"])
-        for pair in report.near_duplicates
-    }
-    assert frozenset({"0.jpg", "again.jpg"}) in near
-
-    data = load_dataset(tmp_path, image_size=(32, 32), validation_split=0.0)
-    removed = [(a.path, b.path) for a, b in data.duplicates_removed]
-    assert removed == [(str(tmp_path / "test" / "covid" / "copy.png"), str(original))]
-    assert not any(r.path.endswith("copy.png") for r in data.records)
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    img = Image.new("L", (30, 10), 0)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    img.save(tmp_path / "rot.jpg", exif=exif.tobytes())
+    decoded, info = decode_file(tmp_path / "rot.jpg")
+    assert decoded.size == (10, 30) and (info.width, info.height) == (10, 30)
 
 
-def test_a_gray_picture_saved_as_rgb_is_the_same_pixels(tmp_path: Path) -> None:
-    gray = synthetic_xray(np.random.default_rng(0), (40, 50), opacities=False)
-    Image.fromarray(gray).save(tmp_path / "g.png")
-    Image.fromarray(gray).convert("RGB").save(tmp_path / "rgb.png")
-    buf = io.BytesIO()
-    Image.fromarray(gray).save(buf, "TIFF")
-    (tmp_path / "g.tif").write_bytes(buf.getvalue())
-    hashes = {
-        decode_file(tmp_path / n)[1].pixel_hash for n in ("g.png", "rgb.png", "g.tif")
-    }
-    assert len(hashes) == 1
+def write_dicom(
+    path: Path, pixels: np.ndarray, photometric: str, bits_stored: int
+) -> Path:
+    return write_dicom_file(path, pixels, bits=bits_stored, photometric=photometric)
+
+
+def test_dicom_bits_stored_and_monochrome1(tmp_path: Path) -> None:
+    pytest.importorskip("pydicom")
+    pixels = np.zeros((8, 10), np.uint16)
+    pixels[:, 5:] = 4095  # full scale for 12 bits stored
+    pixels[:, 4] = 2048
+    normal = write_dicom(tmp_path / "m2.dcm", pixels, "MONOCHROME2", 12)
+    inverted = write_dicom(tmp_path / "m1.dcm", pixels, "MONOCHROME1", 12)
+    img, info = decode_file(normal)
+    arr = np.asarray(img)
+    assert info.format == "DICOM" and info.mode == "MONOCHROME2"
+    assert arr[0, 0] == 0 and arr[0, -1] == 255 and arr[0, 4] == 128  # 2048 / 4095
+    arr = np.asarray(decode_file(inverted)[0])
+    assert arr[0, 0] == 255 and arr[0, -1] == 0  # MONOCHROME1: low values are bright
