@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from ._training import worker_shard
 from ._validation import check_choice
 from .augment import Augmenter
 from .data.decode import COLOR_MODES, RESIZE_MODES, find_images
@@ -29,6 +28,7 @@ from .data.loader import (
 from .data.preprocessing import Preprocessing
 from .errors import DataError
 from .features import FeatureCache
+from .training import worker_shard
 
 logger = logging.getLogger("covidxray")
 
