@@ -73,12 +73,13 @@ def reference_cam(model: keras.Model, x: np.ndarray, layer: str) -> np.ndarray:
     tap = keras.Model(
         backbone.inputs, [backbone.get_layer(layer).output, backbone.output]
     )
+    stem, head = model.get_layer("stem"), model.get_layer("head")
     with tf.GradientTape() as tape:
-        h = model.get_layer("preprocess")(model.get_layer("channel_repeat")(x))
+        h = stem.get_layer("preprocess")(stem.get_layer("channel_repeat")(x))
         maps, out = tap(h, training=False)
         tape.watch(maps)
-        pooled = model.get_layer("head_pool")(out)
-        score = model.get_layer("output")(pooled)[:, 0]
+        pooled = head.get_layer("head_pool")(out)
+        score = head.get_layer("output")(pooled)[:, 0]
     grads = tape.gradient(score, maps)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[..., None]
@@ -91,7 +92,9 @@ def test_backbone_layers_match_a_hand_written_grad_cam(layer: str | None) -> Non
     model = build_pretrained(
         "mobilenetv2", input_shape=(64, 64, 1), weights=None, head="gap"
     )
-    model.get_layer("output").set_weights([np.full((1280, 1), 0.01), np.zeros(1)])
+    model.get_layer("head").get_layer("output").set_weights(
+        [np.full((1280, 1), 0.01), np.zeros(1)]
+    )
     x = np.random.default_rng(0).random((3, 64, 64, 1)).astype(np.float32)
     ours = grad_cam(model, x, layer=layer, class_index=1)
     expected = reference_cam(model, x, layer or "out_relu")
