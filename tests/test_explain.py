@@ -134,3 +134,28 @@ def test_overlay_blends_and_resizes() -> None:
     assert hot.getpixel((5, 5)) == (128, 0, 0)  # jet at 1.0 is dark red
     with pytest.raises(ValueError, match="`alpha` argument"):
         overlay(image, np.zeros((4, 4)), alpha=2)
+
+
+@pytest.mark.parametrize("layer", [None, "block_3_expand_relu", "head_pool"])
+def test_a_flat_model_of_before_gets_the_same_maps_as_its_named_parts(
+    layer: str | None,
+) -> None:
+    # Models saved before build_pretrained named its parts are flat graphs:
+    # the same weights give the same Grad-CAM either way, for a layer inside
+    # the nested backbone and for the head's pooling (inside "head" today).
+    from legacy_models import build_flat_pretrained
+
+    flat = build_flat_pretrained("mobilenetv2", input_shape=(128, 128, 1), head="paper")
+    nested = build_pretrained(
+        "mobilenetv2", input_shape=(128, 128, 1), weights=None, head="paper"
+    )
+    head = nested.get_layer("head")
+    dense = head.get_layer("head_dense")
+    dense.set_weights([np.full(dense.kernel.shape, 0.01), np.zeros(64)])
+    head.get_layer("output").set_weights([np.full((64, 1), 0.01), np.zeros(1)])
+    flat.set_weights(nested.get_weights())
+    x = np.random.default_rng(4).random((3, 128, 128, 1)).astype(np.float32)
+    ours = grad_cam(nested, x, layer=layer, class_index=1)
+    assert ours.shape == (3, 128, 128) and ours.std() > 0.01
+    before = grad_cam(flat, x, layer=layer, class_index=1)
+    np.testing.assert_allclose(ours, before, atol=1e-4)

@@ -282,3 +282,43 @@ def test_without_a_pass_size_blocks_grow_by_half() -> None:
     sizes = [len(b) for b in parts.table.blocks]
     assert sizes[:2] == [256, 256] and len(sizes) <= 8  # 256, 256, 256, 384, ...
     np.testing.assert_array_equal(parts.table.take(rows), x * 2)
+
+
+def test_a_flat_model_of_before_caches_the_same_features() -> None:
+    # A model saved before build_pretrained named its parts is a flat graph:
+    # it is split by its layer graph, and with the same weights its cached
+    # features and outputs are today's, in the same table.
+    from legacy_models import build_flat_pretrained
+
+    flat = build_flat_pretrained("mobilenetv2", input_shape=(32, 32, 1), head="paper")
+    nested = _backbone_model()
+    flat.set_weights(nested.get_weights())
+    cache = FeatureCache()
+    x = np.random.default_rng(5).random((4, 32, 32, 1), np.float32)
+    out_nested = cache.predict(nested, x)
+    out_flat = cache.predict(flat, x)
+    assert len(cache._tables) == 1 and (cache.computed, cache.reused) == (4, 4)
+    np.testing.assert_allclose(out_flat, out_nested, atol=1e-6)
+    np.testing.assert_allclose(out_flat, flat(x, training=False), atol=1e-5)
+
+
+def test_no_attribute_is_written_on_a_users_layer() -> None:
+    from covidxray.features import _fingerprint
+
+    class Unlisted(keras.layers.Layer):  # settings that cannot be written down
+        def call(self, x: object) -> object:
+            return x
+
+        def get_config(self) -> dict:
+            raise NotImplementedError
+
+    layer = Unlisted()
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layer(inputs))
+    before = dict(vars(layer))
+    first, again = _fingerprint(model), _fingerprint(model)
+    assert first == again  # one mark per layer object, kept by covidxray
+    assert vars(layer).keys() == before.keys()
+    other = Unlisted()
+    twin = keras.Model(inputs, other(inputs))
+    assert _fingerprint(twin) != first  # another object, another table
