@@ -51,3 +51,36 @@ def test_global_random_state_is_put_back_even_on_error() -> None:
         keras.models.clone_model(_dropout_model())  # draws layer seeds
         raise RuntimeError("in the middle")
     assert (random.random(), np.random.random()) == expected
+
+
+def _states_by_layer(model: keras.Model) -> dict[str, list[int]]:
+    """The seed state of each dropout layer, nested ones included, by name."""
+    from covidxray._keras_compat import seed_generators
+
+    generators = {id(g): g for g in seed_generators(model)}
+    found: dict[str, list[int]] = {}
+
+    def visit(layer: keras.layers.Layer) -> None:
+        for inner in getattr(layer, "layers", ()):
+            visit(inner)
+        for value in vars(layer).values():
+            if id(value) in generators:
+                found[layer.name] = np.asarray(value.state).tolist()
+
+    visit(model)
+    return found
+
+
+def test_named_parts_get_the_seed_states_the_flat_graph_got() -> None:
+    # EfficientNet has dropout inside its blocks as well as in the head: each
+    # layer gets the same stream from one seed as in the flat graph of before.
+    from covidxray import build_pretrained
+    from legacy_models import build_flat_pretrained
+
+    flat = build_flat_pretrained("efficientnetb0", input_shape=(32, 32, 1))
+    nested = build_pretrained("efficientnetb0", input_shape=(32, 32, 1), weights=None)
+    seed_streams(flat, 7)
+    seed_streams(nested, 7)
+    states = _states_by_layer(nested)
+    assert len(states) > 2 and "head_dropout" in states
+    assert states == _states_by_layer(flat)
