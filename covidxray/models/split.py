@@ -185,9 +185,8 @@ def split_at_backbone(
     after = chain[index + 1 :]
     if len(after) == 1 and _as_model(*after[0]):  # a named head: its layers
         part = after[0][0]
-        return features, keras.Model(
-            part.inputs, part.outputs, name=f"{model.name}_head"
-        )
+        outputs = part.outputs[0] if len(part.outputs) == 1 else part.outputs
+        return features, keras.Model(part.inputs[0], outputs, name=f"{model.name}_head")
     head_input = keras.Input(tuple(x.shape[1:]), name="features")
     y = head_input
     for layer, kwargs in after:
