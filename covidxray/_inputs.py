@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from ._training import worker_shard
 from ._validation import check_choice
 from .augment import Augmenter
 from .data.dataset import XrayDataset
@@ -26,6 +25,7 @@ from .data.pipeline import balanced_class_weights, with_transform
 from .data.preprocessing import Preprocessing
 from .errors import DataError
 from .features import FeatureCache
+from .training import worker_shard
 
 logger = logging.getLogger("covidxray")
 

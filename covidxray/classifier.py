@@ -20,7 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _inputs, _persist, _scoring, _training
+from . import _inputs, _persist, _scoring
+from . import training as _training
 from ._inputs import ImageInput
 from ._params import Params
 from ._persist import ModelMetadata

@@ -479,11 +479,19 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
+#: The marks made for layer objects, kept here: nothing is written on a
+#: user's layer, and a mark goes with its layer.
+_MARKS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_MARKS_LOCK = threading.Lock()
+
+
 def _mark(layer: Any) -> str:
     """A mark made once for a layer object (a fresh one for every layer)."""
-    if not hasattr(layer, "_covidxray_mark"):
-        object.__setattr__(layer, "_covidxray_mark", uuid.uuid4().hex)
-    return str(layer._covidxray_mark)
+    with _MARKS_LOCK:
+        mark = _MARKS.get(layer)
+        if mark is None:
+            mark = _MARKS[layer] = uuid.uuid4().hex
+        return mark
 
 
 def cached_batches(

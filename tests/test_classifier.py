@@ -216,7 +216,9 @@ def test_frozen_backbone_uses_feature_cache_and_returns_full_model(data) -> None
         "mobilenetv2", input_shape=(SIZE, SIZE, 1), weights=None, head="gap"
     )
     backbone_before = [w.copy() for w in model.get_layer("mobilenetv2").get_weights()]
-    head_before = [w.copy() for w in model.get_layer("output").get_weights()]
+    head_before = [
+        w.copy() for w in model.get_layer("head").get_layer("output").get_weights()
+    ]
     clf = Classifier(model, class_names=data.class_names).fit(data, epochs=2, verbose=0)
     assert clf.feature_cache_used_
     assert clf.model_ is model
@@ -225,7 +227,7 @@ def test_frozen_backbone_uses_feature_cache_and_returns_full_model(data) -> None
         np.array_equal(a, b) for a, b in zip(backbone_before, after, strict=True)
     )
     assert not np.array_equal(
-        head_before[0], model.get_layer("output").get_weights()[0]
+        head_before[0], model.get_layer("head").get_layer("output").get_weights()[0]
     )
     assert clf.predict_proba(data.images("test")[:3]).shape == (3, 2)
 
@@ -419,11 +421,15 @@ def test_callbacks_change_the_optimizer_that_trains_the_cached_head(data) -> Non
     model = build_pretrained(
         "mobilenetv2", input_shape=(SIZE, SIZE, 1), weights=None, head="gap"
     )
-    before = [w.copy() for w in model.get_layer("output").get_weights()]
+    before = [
+        w.copy() for w in model.get_layer("head").get_layer("output").get_weights()
+    ]
     clf = Classifier(model, class_names=data.class_names, learning_rate=0.1)
     clf.fit(data, epochs=2, verbose=0, callbacks=[FreezeLearning()])
     assert clf.feature_cache_used_
-    for a, b in zip(before, model.get_layer("output").get_weights(), strict=True):
+    for a, b in zip(
+        before, model.get_layer("head").get_layer("output").get_weights(), strict=True
+    ):
         np.testing.assert_array_equal(a, b)  # the head did not move at rate 0
 
 

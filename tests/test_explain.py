@@ -73,12 +73,13 @@ def reference_cam(model: keras.Model, x: np.ndarray, layer: str) -> np.ndarray:
     tap = keras.Model(
         backbone.inputs, [backbone.get_layer(layer).output, backbone.output]
     )
+    stem, head = model.get_layer("stem"), model.get_layer("head")
     with tf.GradientTape() as tape:
-        h = model.get_layer("preprocess")(model.get_layer("channel_repeat")(x))
+        h = stem.get_layer("preprocess")(stem.get_layer("channel_repeat")(x))
         maps, out = tap(h, training=False)
         tape.watch(maps)
-        pooled = model.get_layer("head_pool")(out)
-        score = model.get_layer("output")(pooled)[:, 0]
+        pooled = head.get_layer("head_pool")(out)
+        score = head.get_layer("output")(pooled)[:, 0]
     grads = tape.gradient(score, maps)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[..., None]
@@ -91,7 +92,9 @@ def test_backbone_layers_match_a_hand_written_grad_cam(layer: str | None) -> Non
     model = build_pretrained(
         "mobilenetv2", input_shape=(64, 64, 1), weights=None, head="gap"
     )
-    model.get_layer("output").set_weights([np.full((1280, 1), 0.01), np.zeros(1)])
+    model.get_layer("head").get_layer("output").set_weights(
+        [np.full((1280, 1), 0.01), np.zeros(1)]
+    )
     x = np.random.default_rng(0).random((3, 64, 64, 1)).astype(np.float32)
     ours = grad_cam(model, x, layer=layer, class_index=1)
     expected = reference_cam(model, x, layer or "out_relu")
@@ -131,3 +134,28 @@ def test_overlay_blends_and_resizes() -> None:
     assert hot.getpixel((5, 5)) == (128, 0, 0)  # jet at 1.0 is dark red
     with pytest.raises(ValueError, match="`alpha` argument"):
         overlay(image, np.zeros((4, 4)), alpha=2)
+
+
+@pytest.mark.parametrize("layer", [None, "block_3_expand_relu", "head_pool"])
+def test_a_flat_model_of_before_gets_the_same_maps_as_its_named_parts(
+    layer: str | None,
+) -> None:
+    # Models saved before build_pretrained named its parts are flat graphs:
+    # the same weights give the same Grad-CAM either way, for a layer inside
+    # the nested backbone and for the head's pooling (inside "head" today).
+    from legacy_models import build_flat_pretrained
+
+    flat = build_flat_pretrained("mobilenetv2", input_shape=(128, 128, 1), head="paper")
+    nested = build_pretrained(
+        "mobilenetv2", input_shape=(128, 128, 1), weights=None, head="paper"
+    )
+    head = nested.get_layer("head")
+    dense = head.get_layer("head_dense")
+    dense.set_weights([np.full(dense.kernel.shape, 0.01), np.zeros(64)])
+    head.get_layer("output").set_weights([np.full((64, 1), 0.01), np.zeros(1)])
+    flat.set_weights(nested.get_weights())
+    x = np.random.default_rng(4).random((3, 128, 128, 1)).astype(np.float32)
+    ours = grad_cam(nested, x, layer=layer, class_index=1)
+    assert ours.shape == (3, 128, 128) and ours.std() > 0.01
+    before = grad_cam(flat, x, layer=layer, class_index=1)
+    np.testing.assert_allclose(ours, before, atol=1e-4)

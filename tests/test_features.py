@@ -22,7 +22,7 @@ def _backbone_model(seed: int = 0, size: int = 32) -> keras.Model:
 
 
 @pytest.mark.parametrize(
-    ("head", "side", "size"), [("gap", 128, 1280), ("seed", 128, 5120)]
+    ("head", "side", "size"), [("gap", 128, 1280), ("paper", 128, 5120)]
 )
 def test_the_pooling_moves_into_the_features(head: str, side: int, size: int) -> None:
     model = build_pretrained(
@@ -31,7 +31,7 @@ def test_the_pooling_moves_into_the_features(head: str, side: int, size: int) ->
     full_features, _ = split_at_backbone(model)
     features, new_head = pool_into_features(*split_at_backbone(model))
     assert len(features.output_shape) == 2  # vectors, not feature maps
-    # gap: 1 x 1 x 1280; seed (2 x 2 average pooling of 4 x 4): 2 x 2 x 1280
+    # gap: 1 x 1 x 1280; paper (2 x 2 average pooling of 4 x 4): 2 x 2 x 1280
     assert features.output_shape[1] == size
     assert np.prod(full_features.output_shape[1:]) == 16 * 1280
     x = np.random.default_rng(0).random((3, side, side, 1)).astype(np.float32)
@@ -207,7 +207,9 @@ def test_another_input_normalisation_gets_its_own_table() -> None:
     a = _backbone_model()
     b = keras.models.clone_model(a)
     b.set_weights(a.get_weights())
-    b.get_layer("preprocess").mode = "torch"  # MobileNetV2's own is "tf"
+    b.get_layer("stem").get_layer(
+        "preprocess"
+    ).mode = "torch"  # MobileNetV2's own is "tf"
     x = np.random.default_rng(2).random((3, 32, 32, 1), np.float32)
     cache.predict(a, x)
     out_b = cache.predict(b, x)
@@ -255,20 +257,20 @@ def test_a_copied_cache_is_the_same_and_a_pickled_one_comes_back_empty() -> None
 def test_heads_train_the_same_with_many_steps_per_call(
     synthetic_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from covidxray import _training
+    from covidxray.training import loops
 
     data = load_dataset(synthetic_root, image_size=(32, 32), batch_size=4)
     weights, used = [], []
-    real = _training.compile_for
+    real = loops.compile_for
 
     def spy(*args: object, **kwargs: object) -> None:
         if "steps_per_execution" in kwargs:  # a head on cached features
             used.append(kwargs["steps_per_execution"])
         real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_training, "compile_for", spy)
-    for steps in (1, _training.HEAD_STEPS_PER_EXECUTION):
-        monkeypatch.setattr(_training, "HEAD_STEPS_PER_EXECUTION", steps)
+    monkeypatch.setattr(loops, "compile_for", spy)
+    for steps in (1, loops.HEAD_STEPS_PER_EXECUTION):
+        monkeypatch.setattr(loops, "HEAD_STEPS_PER_EXECUTION", steps)
         clf = Classifier(_backbone_model(), class_names=data.class_names)
         clf.fit(data, epochs=2, verbose=0, cache_features=True)
         weights.append(np.concatenate([w.ravel() for w in clf.model_.get_weights()]))
@@ -286,3 +288,43 @@ def test_without_a_pass_size_blocks_grow_by_half() -> None:
     sizes = [len(b) for b in parts.table.blocks]
     assert sizes[:2] == [256, 256] and len(sizes) <= 8  # 256, 256, 256, 384, ...
     np.testing.assert_array_equal(parts.table.take(rows), x * 2)
+
+
+def test_a_flat_model_of_before_caches_the_same_features() -> None:
+    # A model saved before build_pretrained named its parts is a flat graph:
+    # it is split by its layer graph, and with the same weights its cached
+    # features and outputs are today's, in the same table.
+    from legacy_models import build_flat_pretrained
+
+    flat = build_flat_pretrained("mobilenetv2", input_shape=(32, 32, 1), head="paper")
+    nested = _backbone_model()
+    flat.set_weights(nested.get_weights())
+    cache = FeatureCache()
+    x = np.random.default_rng(5).random((4, 32, 32, 1), np.float32)
+    out_nested = cache.predict(nested, x)
+    out_flat = cache.predict(flat, x)
+    assert len(cache._tables) == 1 and (cache.computed, cache.reused) == (4, 4)
+    np.testing.assert_allclose(out_flat, out_nested, atol=1e-6)
+    np.testing.assert_allclose(out_flat, flat(x, training=False), atol=1e-5)
+
+
+def test_no_attribute_is_written_on_a_users_layer() -> None:
+    from covidxray.features import _fingerprint
+
+    class Unlisted(keras.layers.Layer):  # settings that cannot be written down
+        def call(self, x: object) -> object:
+            return x
+
+        def get_config(self) -> dict:
+            raise NotImplementedError
+
+    layer = Unlisted()
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layer(inputs))
+    before = dict(vars(layer))
+    first, again = _fingerprint(model), _fingerprint(model)
+    assert first == again  # one mark per layer object, kept by covidxray
+    assert vars(layer).keys() == before.keys()
+    other = Unlisted()
+    twin = keras.Model(inputs, other(inputs))
+    assert _fingerprint(twin) != first  # another object, another table

@@ -205,7 +205,7 @@ def test_spectral_decoupling_keeps_the_logits_small(tmp_path: Path) -> None:
     assert loaded.metadata_.spectral_decoupling == loaded.spectral_decoupling == 0.3
     loaded.fit((x, y), epochs=1, verbose=0)
     assert loaded.model_.loss.strength == pytest.approx(0.3)
-    from covidxray._training import compile_for
+    from covidxray.training import compile_for
 
     with pytest.raises(ValueError, match="`spectral_decoupling` argument"):
         compile_for(

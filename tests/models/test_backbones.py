@@ -1,4 +1,4 @@
-"""ImageNet weights proven without a network.
+"""The backbone registry and its weights: ImageNet weights proven without a network.
 
 For each registered backbone, a test writes a weights file in Keras' legacy
 HDF5 layout (the layout of the published ImageNet files), taken from a
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import h5py
@@ -22,8 +23,8 @@ import keras
 import numpy as np
 import pytest
 
-from covidxray import build_pretrained
-from covidxray.models import BACKBONES, get_backbone
+from covidxray import WeightsUnavailableError, build_pretrained, list_backbones
+from covidxray.models import BACKBONES, get_backbone, keras_cache_dir
 
 SIZE = 64
 
@@ -72,7 +73,7 @@ sys.path.insert(0, sys.argv[1])
 from keras.src.utils import file_utils
 from covidxray import build_pretrained
 from covidxray.models import keras_cache_dir
-from test_weights import SIZE, assert_loaded, reference_file
+from test_backbones import SIZE, assert_loaded, reference_file
 import keras
 
 ours = set()
@@ -117,3 +118,89 @@ def test_weights_from_a_file_or_a_folder(name: str, tmp_path: Path) -> None:
         keras.utils.set_random_seed(99)
         model = build_pretrained(name, input_shape=(SIZE, SIZE, 1), weights=weights)
         assert_loaded(model, name, expected)
+
+
+def test_registry_contents_and_unknown_name() -> None:
+    required = {
+        "mobilenet",
+        "mobilenetv2",
+        "resnet50",
+        "resnet101v2",
+        "densenet121",
+        "densenet201",
+        "vgg16",
+        "efficientnetb0",
+    }
+    assert required <= set(list_backbones())
+    assert list_backbones() == sorted(list_backbones())
+    with pytest.raises(
+        ValueError, match="Unknown backbone 'resnet9000'. Valid names: densenet121"
+    ):
+        build_pretrained("resnet9000", weights=None)
+    assert get_backbone("mobilenetv2").sizes == (96, 128, 160, 192, 224)
+    with pytest.raises(ValueError, match="Unknown backbone 'resnet9'. Valid names"):
+        get_backbone("resnet9")
+
+
+def test_weight_file_names_follow_the_input_size() -> None:
+    mobilenet = get_backbone("mobilenet")
+    assert mobilenet.weights_file_for(160) == "mobilenet_1_0_160_tf_no_top.h5"
+    assert mobilenet.weights_file_for(100) == "mobilenet_1_0_224_tf_no_top.h5"
+    assert mobilenet.weights_file_for() == "mobilenet_1_0_224_tf_no_top.h5"
+    resnet = get_backbone("resnet50")
+    assert resnet.weights_file_for(64) == resnet.weights_file  # one file for all
+
+
+@pytest.mark.parametrize(
+    "name", ["resnet50", "mobilenetv2", "densenet121", "efficientnetb0"]
+)
+def test_failed_download_raises_clear_error(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keras.src.utils import file_utils
+
+    requested: list[str] = []
+
+    def offline(url: str, filename: str, reporthook=None) -> None:
+        requested.append(Path(filename).name)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    with pytest.raises(WeightsUnavailableError) as info:
+        build_pretrained(name, input_shape=(224, 224, 3), weights="imagenet")
+    message = str(info.value)
+    expected_file = BACKBONES[name].weights_file_for(224)
+    assert requested == [expected_file]  # the registry names the file Keras wants
+    assert f"backbone '{name}'" in message
+    assert expected_file in message
+    # Keras reads KERAS_HOME once, at import: the message names the folder
+    # Keras will really look in (test_imagenet_weights_load_from_the_keras_cache
+    # checks it follows KERAS_HOME in a fresh process).
+    assert str(keras_cache_dir()) in message
+    assert "weights=None" in message and "weights='/path/to/" in message
+    assert "http" not in message.split(":", 1)[0]
+
+
+def test_weights_from_file_and_missing_file(tmp_path: Path) -> None:
+    base = keras.applications.MobileNet(
+        include_top=False, weights=None, input_shape=(32, 32, 3)
+    )
+    rng = np.random.default_rng(0)
+    base.set_weights(
+        [rng.normal(size=w.shape).astype("float32") for w in base.get_weights()]
+    )
+    name = BACKBONES["mobilenet"].weights_file_for(32)
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(tmp_path / name, "w") as f:  # the legacy layout of Keras' files
+        legacy_h5_format.save_weights_to_hdf5_group(f, base)
+    model = build_pretrained("mobilenet", input_shape=(32, 32, 3), weights=tmp_path)
+    got = model.get_layer("mobilenet").get_weights()
+    assert all(
+        np.array_equal(a, b) for a, b in zip(got, base.get_weights(), strict=True)
+    )
+    with pytest.raises(WeightsUnavailableError, match="no weights file at"):
+        build_pretrained(
+            "mobilenet", input_shape=(32, 32, 3), weights=tmp_path / "nope.h5"
+        )
