@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from ._seen import TrainingRecord
-from ._version import __version__
+from ._version import __version__, provenance
 from .data.preprocessing import Preprocessing
 from .errors import DataError
 
@@ -48,15 +47,6 @@ RECORD_NAME = "covidxray_seen.bin"
 FORMAT = "covidxray.Classifier"
 #: 1: flat preprocessing dict, no schema. 2: this schema (reads version 1 too).
 FORMAT_VERSION = 2
-
-
-def provenance() -> dict[str, str]:
-    """The versions that made a result: covidxray, TensorFlow and Keras."""
-    return {
-        "covidxray_version": __version__,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-    }
 
 
 @dataclass(frozen=True)

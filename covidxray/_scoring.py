@@ -28,6 +28,7 @@ from .data.dataset import XrayDataset
 from .data.labels import canon, is_covid_name
 from .data.preprocessing import Preprocessing
 from .data.records import Record
+from .data.split import EVALUATION_SPLITS
 from .errors import CovidXrayWarning, DataError
 from .features import FeatureCache
 
@@ -181,7 +182,7 @@ def _pick_split(
 ) -> tuple[list[Record], dict[str, Any]]:
     if split is None:
         split = "test" if data.split_records("test") else "all"
-    check_choice("split", split, ("train", "val", "test", "all"), where)
+    check_choice("split", split, EVALUATION_SPLITS, where)
     records = list(data.records) if split == "all" else data.split_records(split)
     if not records:
         hint = (

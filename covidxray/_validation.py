@@ -6,64 +6,15 @@ what was received, in the Keras manner.
 
 from __future__ import annotations
 
-import functools
-import warnings
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "check_choice",
     "check_image_size",
     "check_model_classes",
     "check_positive_int",
-    "renamed_argument",
 ]
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def renamed_argument(old: str, new: str, where: str) -> Callable[[F], F]:
-    """Accept the keyword `old` as a deprecated alias of `new`.
-
-    Passing `old=` emits a `DeprecationWarning` that names `new` and passes
-    the value on as `new`; passing both is a TypeError. The wrapped function
-    keeps its own signature (and so its documentation).
-
-    Examples:
-        >>> import warnings
-        >>> @renamed_argument("train", "data", "fit")
-        ... def fit(data=None):
-        ...     return data
-        >>> with warnings.catch_warnings(record=True) as caught:
-        ...     warnings.simplefilter("always")
-        ...     fit(train=3)
-        3
-        >>> print(caught[0].message)
-        The `train` argument of fit is deprecated; use `data` instead.
-    """
-
-    def decorate(function: F) -> F:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if old in kwargs:
-                if new in kwargs:
-                    raise TypeError(
-                        f"{where} got both `{new}` and its deprecated alias "
-                        f"`{old}`. Pass `{new}` only."
-                    )
-                warnings.warn(
-                    f"The `{old}` argument of {where} is deprecated; use `{new}` "
-                    "instead.",
-                    DeprecationWarning,
-                    stacklevel=2,
-                )
-                kwargs[new] = kwargs.pop(old)
-            return function(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[Any], where: str) -> None:

@@ -22,12 +22,13 @@ import tensorflow as tf
 
 from . import _inputs, _persist, _scoring
 from . import training as _training
+from ._deprecation import renamed_argument
 from ._inputs import ImageInput
 from ._params import Params
 from ._persist import ModelMetadata
 from ._scoring import FittedModel
 from ._seen import TrainingRecord, record_after_fit
-from ._validation import check_model_classes, check_positive_int, renamed_argument
+from ._validation import check_model_classes, check_positive_int
 from .data.dataset import XrayDataset
 from .data.preprocessing import Preprocessing
 from .errors import NotFittedError

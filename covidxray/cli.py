@@ -18,7 +18,9 @@ from . import _progress
 from ._choices import AUGMENT_PRESETS
 from ._version import __version__
 from .data.catalog import source_name
+from .data.dataset import BALANCE_BY
 from .data.preprocessing import COLOR_MODES, EQUALIZE_MODES, RESIZE_MODES
+from .data.split import EVALUATION_SPLITS
 from .errors import DataError, WeightsUnavailableError
 
 __all__ = ["main"]
@@ -422,9 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weights", default="imagenet", help="imagenet, none, or a file/folder"
     )
-    p.add_argument(
-        "--resize", choices=RESIZE_MODES, default=DEFAULT_RECIPE["resize"]
-    )
+    p.add_argument("--resize", choices=RESIZE_MODES, default=DEFAULT_RECIPE["resize"])
     p.add_argument(
         "--trim",
         type=float,
@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--balance",
-        choices=["none", "class", "source"],
+        choices=("none", *BALANCE_BY),
         default=DEFAULT_RECIPE["balance"],
         help="draw training batches so classes weigh the same (within each source)",
     )
@@ -470,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--split",
-        choices=["test", "val", "train", "all"],
+        choices=EVALUATION_SPLITS,
         help="default: the test split, or all images when the data has none",
     )
     p.add_argument(

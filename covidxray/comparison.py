@@ -279,7 +279,7 @@ def _build(
     if name == "cnn":
         return build_cnn((size, size, 3))
     model = build_pretrained(
-        name, input_shape=(size, size, 3), weights=weights, head="seed", dropout=0.5
+        name, input_shape=(size, size, 3), weights=weights, head="paper", dropout=0.5
     )
     backbone = find_backbone(model)
     if backbones is not None and weights is None and backbone is not None:

@@ -330,7 +330,9 @@ def test_augment_seed_is_a_deprecated_name_of_paper(
     from covidxray.cli import AUGMENTS, _augmenter, build_parser
 
     assert "seed" not in AUGMENTS and "paper" in AUGMENTS
-    args = build_parser().parse_args(["train", "d", "--out", "m.keras", "--augment", "seed"])
+    args = build_parser().parse_args(
+        ["train", "d", "--out", "m.keras", "--augment", "seed"]
+    )
     with caplog.at_level("WARNING", logger="covidxray"):
         augmenter = _augmenter(args.augment, 0)
     assert augmenter.get_config() == Augmenter.paper_training(seed=0).get_config()
@@ -342,14 +344,26 @@ def test_augment_seed_is_a_deprecated_name_of_paper(
 def test_cli_choices_are_the_librarys_own() -> None:
     from covidxray._choices import AUGMENT_PRESETS
     from covidxray.cli import build_parser
+    from covidxray.data.dataset import BALANCE_BY
     from covidxray.data.preprocessing import COLOR_MODES, EQUALIZE_MODES, RESIZE_MODES
+    from covidxray.data.split import EVALUATION_SPLITS
 
     parser = build_parser()
     train = next(
-        a for a in parser._subparsers._group_actions if a.dest == "command"  # type: ignore[union-attr]
+        a
+        for a in parser._subparsers._group_actions
+        if a.dest == "command"  # type: ignore[union-attr]
     ).choices["train"]
     choices = {a.dest: a.choices for a in train._actions if a.choices}
     assert tuple(choices["color_mode"]) == COLOR_MODES
     assert tuple(choices["resize"]) == RESIZE_MODES
     assert tuple(choices["equalize"]) == EQUALIZE_MODES
     assert set(AUGMENT_PRESETS) <= set(choices["augment"])
+    assert tuple(choices["balance"]) == ("none", *BALANCE_BY)
+    evaluate = next(
+        a
+        for a in parser._subparsers._group_actions
+        if a.dest == "command"  # type: ignore[union-attr]
+    ).choices["evaluate"]
+    split = next(a for a in evaluate._actions if a.dest == "split")
+    assert tuple(split.choices) == EVALUATION_SPLITS

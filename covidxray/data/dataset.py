@@ -29,6 +29,9 @@ from .preprocessing import Preprocessing
 from .records import Record, count_by_source
 from .split import SPLIT_ORDER
 
+#: What `XrayDataset.balanced` can balance: classes, or classes within sources.
+BALANCE_BY = ("class", "source")
+
 if TYPE_CHECKING:
     import tensorflow as tf
 
@@ -253,7 +256,7 @@ class XrayDataset:
             >>> view.sampling, round(float(view.draw_weights("train").sum()), 6)
             ('class', 1.0)
         """
-        check_choice("by", by, ("class", "source"), "balanced")
+        check_choice("by", by, BALANCE_BY, "balanced")
         view = copy.copy(self)
         view.sampling = by
         return view

@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 SPLIT_ORDER = ("train", "val", "test")
+#: What an evaluation can score: one split, or all the images ("all").
+EVALUATION_SPLITS = (*SPLIT_ORDER, "all")
 #: Images of two sources whose 256-bit perceptual hashes differ in at most this
 #: many bits are copies: `identity.SAME_PICTURE.copy_bits(256)`, which the code
 #: reads (this name is kept for those who imported it).

@@ -294,7 +294,7 @@ def run_lung_test(
         n = len(images)
         chunk_labels = labels[start : start + n]
         start += n
-        masks = segmenter.predict(_gray_uint8(images), names=list(names))
+        masks = segmenter.predict(list(_gray_uint8(images)), names=list(names))
         keep = [i for i, m in enumerate(masks) if m.plausible]
         excluded += [masks[i].name for i in range(n) if not masks[i].plausible]
         if not keep:

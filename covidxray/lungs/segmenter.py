@@ -364,14 +364,16 @@ class LungSegmenter:
             chunk = grays[start : start + _BATCH]
             x = np.stack(
                 [
-                    np.asarray(g.resize((size, size), Image.BILINEAR), np.float32)
+                    np.asarray(
+                        g.resize((size, size), Image.Resampling.BILINEAR), np.float32
+                    )
                     for g in chunk
                 ]
             )[..., None] / np.float32(255.0)
             p = np.asarray(self.model(x, training=False))[..., 0]
             for g, prob in zip(chunk, p, strict=True):
                 full = Image.fromarray(prob.astype(np.float32), "F").resize(
-                    g.size, Image.BILINEAR
+                    g.size, Image.Resampling.BILINEAR
                 )
                 out.append(np.asarray(full, np.float32))
         return out
@@ -383,6 +385,8 @@ class LungSegmenter:
 
         Args:
             images: A path, a PIL image or an array, or a sequence of them.
+                An array (H, W) or (H, W, C) with C in 1, 3, 4 is one image;
+                (N, H, W) or (N, H, W, C) is a batch.
             names: Names for messages (default: the paths, or "image i").
 
         Returns:
@@ -393,10 +397,18 @@ class LungSegmenter:
             DataError: No image of a batch of several has any lung (a folder of
                 non-chest images, say), or a file cannot be read.
         """
-        if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
-            one = not (isinstance(images, np.ndarray) and images.ndim == 4)
-            images = [images] if one else list(images)
-        images = list(images)
+        items: list[Any]
+        if isinstance(images, np.ndarray):
+            # (H, W) or (H, W, C) is one image; (N, H, W, C) or (N, H, W) a batch.
+            one = images.ndim == 2 or (
+                images.ndim == 3 and images.shape[-1] in (1, 3, 4)
+            )
+            items = [images] if one else list(images)
+        elif isinstance(images, (str, os.PathLike, Image.Image)):
+            items = [images]
+        else:
+            items = list(images)
+        images = items
         if names is None:
             names = [
                 str(img) if isinstance(img, (str, os.PathLike)) else f"image {i}"

@@ -13,12 +13,12 @@ name (see `docs/architecture.md`).
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 
 import keras
 from keras import layers
 
+from .._deprecation import deprecated
 from .backbones import construct, get_backbone
 from .layers import BackbonePreprocess, ChannelRepeat
 from .split import HEAD, STEM
@@ -102,12 +102,7 @@ def _check_head(head: str) -> str:
     """The head's current name; an old name warns and is translated."""
     if head in _RENAMED_HEADS:
         new = _RENAMED_HEADS[head]
-        warnings.warn(
-            f"build_pretrained(head={head!r}) is deprecated; use head={new!r} "
-            "(the same head: the seed paper's).",
-            DeprecationWarning,
-            stacklevel=3,
-        )
+        deprecated(f"build_pretrained(head={head!r})", f"head={new!r}", stacklevel=4)
         return new
     if head not in HEADS:
         raise ValueError(
