@@ -13,16 +13,13 @@ __all__ = ["deprecated", "renamed_argument"]
 def deprecated(old: str, new: str, *, stacklevel: int = 3) -> None:
     """Warn with a `DeprecationWarning` that `old` is now called `new`.
 
-        Examples:
-            >>> import functools
-    import warnings
-    from collections.abc import Callable
-    from typing import Any, TypeVar
-            >>> with warnings.catch_warnings(record=True) as caught:
-            ...     warnings.simplefilter("always")
-            ...     deprecated("f(train=...)", "f(data=...)", stacklevel=1)
-            >>> str(caught[0].message)
-            'f(train=...) is deprecated; use f(data=...) instead.'
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     deprecated("f(train=...)", "f(data=...)", stacklevel=1)
+        >>> str(caught[0].message)
+        'f(train=...) is deprecated; use f(data=...) instead.'
     """
     warnings.warn(
         f"{old} is deprecated; use {new} instead.",
