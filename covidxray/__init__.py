@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .explain import grad_cam, overlay
     from .features import FeatureCache
     from .lungs import LungMask, LungSegmenter
+    from .lungs.ablation import LungTest
     from .metrics import Evaluation
     from .models import (
         Backbone,
@@ -52,6 +53,7 @@ _LAZY = {
     "FeatureCache": "features",
     "LungMask": "lungs",
     "LungSegmenter": "lungs",
+    "LungTest": "lungs.ablation",
     "SourceEvaluation": "crossval",
     "evaluate_by_source": "crossval",
     "leave_one_source_out": "crossval",
@@ -80,6 +82,7 @@ __all__ = [
     "FeatureCache",
     "LungMask",
     "LungSegmenter",
+    "LungTest",
     "NotFittedError",
     "Preprocessing",
     "Record",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from .data.dataset import XrayDataset
 from .data.decode import COLOR_MODES, RESIZE_MODES, find_images
 from .data.pipeline import balanced_class_weights, with_transform
 from .data.preprocessing import Preprocessing
+from .data.records import Record
 from .errors import DataError
 from .features import FeatureCache
 from .training import worker_shard
@@ -288,3 +289,16 @@ def probabilities(
     if out.shape[-1] == 1:
         return np.stack([1 - out[:, 0], out[:, 0]], axis=1)
     return out
+
+
+def record_chunks(
+    data: XrayDataset, records: Sequence[Record], preprocessing: Preprocessing
+) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """The records' images as the model takes them (float32 (N, H, W, C) in
+    [0, 1]), `PREDICT_BATCH` at a time, with their file names."""
+    for i in range(0, len(records), PREDICT_BATCH):
+        part = records[i : i + PREDICT_BATCH]
+        images = np.concatenate(
+            list(image_batches(data.images_of(part), preprocessing))
+        )
+        yield images, [r.path for r in part]

@@ -32,7 +32,13 @@ from .data.split import EVALUATION_SPLITS
 from .errors import CovidXrayWarning, DataError
 from .features import FeatureCache
 
-__all__ = ["FittedModel", "load_for_evaluation", "model_labels", "scores"]
+__all__ = [
+    "FittedModel",
+    "load_for_evaluation",
+    "model_labels",
+    "scores",
+    "select",
+]
 
 
 @dataclass(frozen=True)
@@ -100,16 +106,14 @@ def scores(
                 f"Received: split={split!r} with {type(data).__name__}."
             )
         return _array_scores(fitted, array_batches(data, PREDICT_BATCH, shuffle=False))
-    records, meta = _pick_split(data, split, where)
-    # classes the model lacks: an error
-    labels = model_labels(data, records, fitted.class_names, fitted.positive_index)
-    found = {
-        r.finding: fitted.class_names[i] for r, i in zip(records, labels, strict=True)
-    }
-    meta["classes_found"] = dict(sorted(found.items()))  # finding -> model's class
-    if check_seen:
-        kept = _unseen(fitted.record, records, meta, include_seen, where)
-        records, labels = [records[i] for i in kept], labels[kept]
+    data, records, labels, meta = select(
+        fitted,
+        data,
+        split=split,
+        where=where,
+        check_seen=check_seen,
+        include_seen=include_seen,
+    )
     # One pass of `predict_proba`'s two steps over the chunks: a frozen
     # backbone's weights are checked once for the feature cache, not per chunk.
     batches = (
@@ -122,6 +126,42 @@ def scores(
     proba = fitted.predict_proba(batches)
     meta["n"] = len(records)
     return labels, proba, meta
+
+
+def select(
+    fitted: FittedModel,
+    data: XrayDataset | str | os.PathLike[str],
+    *,
+    split: str | None,
+    where: str,
+    check_seen: bool = True,
+    include_seen: bool = False,
+) -> tuple[XrayDataset, list[Record], np.ndarray, dict[str, Any]]:
+    """What an evaluation of a dataset scores, before any image is read: the
+    dataset (a folder read with the model's own preprocessing), its records
+    of the split, their labels in the model's classes, and `meta`.
+
+    Images the model saw in training or validation are left out unless
+    `include_seen` (or `check_seen` is False), as in `scores`.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        data = load_for_evaluation(
+            data,
+            preprocessing=fitted.preprocessing,
+            class_names=fitted.class_names,
+            positive_index=fitted.positive_index,
+        )
+    records, meta = _pick_split(data, split, where)
+    # classes the model lacks: an error
+    labels = model_labels(data, records, fitted.class_names, fitted.positive_index)
+    found = {
+        r.finding: fitted.class_names[i] for r, i in zip(records, labels, strict=True)
+    }
+    meta["classes_found"] = dict(sorted(found.items()))  # finding -> model's class
+    if check_seen:
+        kept = _unseen(fitted.record, records, meta, include_seen, where)
+        records, labels = [records[i] for i in kept], labels[kept]
+    return data, records, labels, meta
 
 
 def _array_scores(
@@ -222,7 +262,7 @@ def _unseen(
             f"older covidxray, or fitted on arrays), so {where} cannot check "
             "whether the data overlap its training data.",
             CovidXrayWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
         meta["seen_checked"] = False
         return list(range(len(records)))
@@ -233,7 +273,7 @@ def _unseen(
             "This model was also trained on arrays or tf.data, which leave no "
             f"record: {where} can only leave out images from its recorded datasets.",
             CovidXrayWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
     meta.update(
         seen_checked=True,

@@ -14,7 +14,7 @@ import copy
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -29,12 +29,17 @@ from ._persist import ModelMetadata
 from ._scoring import FittedModel
 from ._seen import TrainingRecord, record_after_fit
 from ._validation import check_model_classes, check_positive_int
+from ._version import provenance
 from .data.dataset import XrayDataset
 from .data.preprocessing import Preprocessing
 from .errors import NotFittedError
 from .features import FeatureCache, use_feature_cache
 from .metrics import Evaluation, choose_threshold
-from .models import unfreeze_backbone
+from .models import copy_model, unfreeze_backbone
+
+if TYPE_CHECKING:
+    from .lungs import LungSegmenter
+    from .lungs.ablation import LungTest
 
 __all__ = ["Classifier"]
 
@@ -215,7 +220,7 @@ class Classifier(Params):
                 keras.optimizers.serialize(optimizer)
             )
         return type(self)(
-            _copy_model(self.model),
+            copy_model(self.model),
             optimizer=optimizer,
             feature_cache=self.feature_cache,
             **plain,
@@ -455,7 +460,19 @@ class Classifier(Params):
             where="evaluate",
             include_seen=include_seen,
         )
-        meta.update(_persist.provenance(), seed=self.seed)
+        return self._evaluation(y, proba, meta, n_bootstrap=n_bootstrap, seed=seed)
+
+    def _evaluation(
+        self,
+        y: np.ndarray,
+        proba: np.ndarray,
+        meta: dict[str, Any],
+        *,
+        n_bootstrap: int,
+        seed: int,
+    ) -> Evaluation:
+        """An `Evaluation` of scored images at this classifier's threshold."""
+        meta = {**meta, **provenance(), "seed": self.seed}
         return Evaluation.from_predictions(
             y,
             proba,
@@ -466,6 +483,71 @@ class Classifier(Params):
             threshold=self.threshold_,
             n_bootstrap=n_bootstrap,
             seed=seed,
+            meta=meta,
+        )
+
+    def lung_test(
+        self,
+        data: Any,
+        *,
+        split: str | None = None,
+        include_seen: bool = False,
+        segmenter: LungSegmenter | None = None,
+        saliency: bool = True,
+        n_bootstrap: int = 1000,
+        seed: int = 0,
+    ) -> LungTest:
+        """Does the model need the lungs? The same images scored four ways.
+
+        The images `evaluate` would score are segmented as the model sees
+        them and scored as they are (`as_is`), with everything outside the
+        lungs filled (`lungs_only`), with the lungs filled (`lungs_removed`),
+        and with the same area filled just outside the lungs (`control`: a
+        blanked image is out of distribution for any model). Saliency is the
+        median share of Grad-CAM mass in the lungs. Images with an implausible
+        lung mask are left out and named. See `docs/guides/lungs.md`.
+
+        Args:
+            data: An `XrayDataset`, or a dataset folder or file (read with the
+                model's own preprocessing, as `evaluate` reads it).
+            split: As in `evaluate`.
+            include_seen: As in `evaluate`.
+            segmenter: A `LungSegmenter` (default: the shipped one).
+            saliency: Measure the Grad-CAM share inside the lungs.
+            n_bootstrap: Bootstrap resamples for each AUC interval.
+            seed: Seed of the bootstrap.
+
+        Returns:
+            A `LungTest`: an `Evaluation` per variant, saliency and a reading.
+
+        Raises:
+            ValueError: The classifier is not binary.
+            DataError: No image has a plausible lung mask.
+        """
+        from .lungs import LungSegmenter
+        from .lungs.ablation import run_lung_test
+
+        self._check_fitted()
+        if not self._binary:
+            raise ValueError("lung_test applies to binary classifiers only.")
+        if not isinstance(data, (XrayDataset, str, os.PathLike)):
+            raise TypeError(f"lung_test takes a dataset, not {type(data).__name__}.")
+        data, records, labels, meta = _scoring.select(
+            self._fitted_model(),
+            data,
+            split=split,
+            where="lung_test",
+            include_seen=include_seen,
+        )
+        return run_lung_test(
+            _inputs.record_chunks(data, records, self.preprocessing_),
+            labels,
+            predict_proba=self.predict_proba,
+            evaluate=lambda y, p, m: self._evaluation(
+                y, p, m, n_bootstrap=n_bootstrap, seed=seed
+            ),
+            segmenter=segmenter if segmenter is not None else LungSegmenter(),
+            explain=self.explain if saliency else None,
             meta=meta,
         )
 
@@ -616,21 +698,3 @@ class Classifier(Params):
         """
         model, config, record = _persist.read_classifier(Path(path))
         return cls.from_config(config, model, record)
-
-
-def _copy_model(model: keras.Model) -> keras.Model:
-    """A new Keras model with the architecture and the current weights of
-    `model` (trainable flags kept, as their layers' configs hold them).
-
-    Raises:
-        TypeError: `keras.models.clone_model` cannot rebuild the model.
-    """
-    try:
-        clone = keras.models.clone_model(model)
-    except Exception as exc:  # Keras raises several types for this
-        raise TypeError(
-            f"Cannot clone the `model` parameter of Classifier ({model.name!r}): "
-            f"keras.models.clone_model failed with {type(exc).__name__}: {exc}"
-        ) from exc
-    clone.set_weights(model.get_weights())
-    return clone

@@ -118,10 +118,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         n_bootstrap=args.bootstrap,
         seed=args.seed,
     )
+    lungs = None
+    if args.lungs:
+        lungs = clf.lung_test(
+            args.data,
+            split=args.split,
+            include_seen=args.include_seen,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
+        )
     if args.json:
-        print(json.dumps(evaluation.to_dict(), indent=2, default=str))
+        result = evaluation.to_dict()
+        if lungs is not None:
+            result["lungs"] = lungs.to_dict()
+        print(json.dumps(result, indent=2, default=str))
     else:
         print(evaluation.to_markdown())
+        if lungs is not None:
+            print("\n## The lung test: does the model need the lungs?\n")
+            print(lungs.to_markdown())
     return EXIT_OK
 
 
@@ -480,6 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bootstrap", type=int, default=1000, help="AUC resamples")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument(
+        "--lungs",
+        action="store_true",
+        help="also run the lung test: the same images with the lungs removed, "
+        "only the lungs, and a control of the same area removed outside them",
+    )
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="a label and a probability for each image")

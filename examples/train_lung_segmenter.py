@@ -77,7 +77,8 @@ for part, items in split.items():
 def arrays(items: list[MaskPair]) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for pair in items:
-        gray = Image.open(pair.image).convert("L").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+        gray = Image.open(pair.image).convert("L")
+        gray = gray.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
         m = Image.fromarray(read_mask(pair.mask).astype(np.float32), "F")
         xs.append(np.asarray(gray, np.float32) / 255.0)
         ys.append(np.asarray(m.resize((SIZE, SIZE), Image.Resampling.BILINEAR)) > 0.5)

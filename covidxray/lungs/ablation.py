@@ -195,9 +195,13 @@ class LungTest:
     segmenter: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: one evaluation per variant plus
-        `saliency_in_lungs`, `lung_area`, `reading`, `excluded`, `segmenter`."""
-        out: dict[str, Any] = {k: self.evaluations[k].to_dict() for k in VARIANTS}
+        """A JSON-ready dict: per variant its `n`, metrics (`roc_auc`,
+        `sensitivity`, ...) and `ci95`, plus `saliency_in_lungs`, `lung_area`,
+        `reading`, `excluded` and `segmenter`."""
+        out: dict[str, Any] = {}
+        for key in VARIANTS:
+            full = self.evaluations[key].to_dict()
+            out[key] = {"n": full["n"], **full["metrics"], "ci95": full["ci95"]}
         out.update(
             saliency_in_lungs=_finite(self.saliency_in_lungs),
             lung_area=_finite(self.lung_area),

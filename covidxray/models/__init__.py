@@ -1,7 +1,7 @@
 """Models: the builders, the backbone registry, the in-model layers and the
 surgery that splits a model at its backbone.
 
-- `builders`: `build_cnn`, `build_pretrained` and its heads.
+- `builders`: `build_cnn`, `build_pretrained` and its heads, `copy_model`.
 - `backbones`: the `Backbone` registry and where the ImageNet weights come from.
 - `layers`: `ChannelRepeat` and `BackbonePreprocess`, serialisable.
 - `split`: `find_backbone`, `split_at_backbone`, `unfreeze_backbone`.
@@ -19,7 +19,7 @@ from .backbones import (
     keras_cache_dir,
     list_backbones,
 )
-from .builders import HEADS, build_cnn, build_pretrained
+from .builders import HEADS, build_cnn, build_pretrained, copy_model
 from .layers import PREPROCESS_MODES, BackbonePreprocess, ChannelRepeat
 from .split import find_backbone, split_at_backbone, unfreeze_backbone
 
@@ -32,6 +32,7 @@ __all__ = [
     "ChannelRepeat",
     "build_cnn",
     "build_pretrained",
+    "copy_model",
     "find_backbone",
     "get_backbone",
     "keras_cache_dir",

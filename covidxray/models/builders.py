@@ -206,3 +206,21 @@ def build_pretrained(
     x = base(x, training=False)
     outputs = _head(tuple(x.shape[1:]), head, num_classes, dropout)(x)
     return keras.Model(inputs, outputs, name=f"{backbone}_{head}")
+
+
+def copy_model(model: keras.Model) -> keras.Model:
+    """A new Keras model with the architecture and the current weights of
+    `model` (trainable flags kept, as their layers' configs hold them).
+
+    Raises:
+        TypeError: `keras.models.clone_model` cannot rebuild the model.
+    """
+    try:
+        clone = keras.models.clone_model(model)
+    except Exception as exc:  # Keras raises several types for this
+        raise TypeError(
+            f"Cannot clone the `model` parameter of Classifier ({model.name!r}): "
+            f"keras.models.clone_model failed with {type(exc).__name__}: {exc}"
+        ) from exc
+    clone.set_weights(model.get_weights())
+    return clone
