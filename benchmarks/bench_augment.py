@@ -1,6 +1,6 @@
-"""Benchmark: covidxray's Augmenter against the seed's ImageDataGenerator pipeline.
+"""Benchmark: covidxray's Augmenter against the paper's ImageDataGenerator pipeline.
 
-Both read seed-xray/train at 256 x 256 RGB with the seed's training
+Both read seed-xray/train at 256 x 256 RGB with the paper's training
 augmentation (rotation 40, shear 0.2, zoom 0.2, shift 0.2, horizontal flip,
 brightness 0.2-1.0, fill 'nearest'), batch 32, in this one process:
 

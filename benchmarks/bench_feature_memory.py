@@ -2,8 +2,8 @@
 
 Writes synthetic 224 x 224 images, then in a child process per size loads them
 (uint8 cache in memory) and fits a frozen MobileNetV2 (random weights: the
-memory is the same with ImageNet weights) with the seed's head for 2 epochs.
-`fit` runs the backbone once and trains the head on cached features; the seed's
+memory is the same with ImageNet weights) with the paper's head for 2 epochs.
+`fit` runs the backbone once and trains the head on cached features; the paper's
 head starts with 2 x 2 average pooling and a flatten, which move into the
 cached features: 3 x 3 x 1,280 floats (46 KB) per image instead of the
 7 x 7 x 1,280 feature map (251 KB). Prints the child's peak resident memory,

@@ -1,6 +1,6 @@
 """Benchmark: Classifier.fit with feature caching against a plain model.fit.
 
-A frozen MobileNetV2 (random weights, so nothing is downloaded) with the seed's
+A frozen MobileNetV2 (random weights, so nothing is downloaded) with the paper's
 head, 10 epochs on seed-xray/train at 160 x 160, batch 32, in this one process.
 covidxray runs the frozen backbone once and trains the head on cached
 features; the baseline `model.fit` runs the backbone on every batch of every

@@ -2,7 +2,7 @@
 
 Against two baselines in this one process: decoding the file plus a direct
 model call (the floor), and decoding plus `model.predict` (what a naive user
-writes). The seed CNN at 256 x 256, 50 repetitions after 5 warm-up calls.
+writes). The paper's CNN at 256 x 256, 50 repetitions after 5 warm-up calls.
 Prints median latencies in milliseconds and the ratios.
 
 Run by hand:

@@ -1,9 +1,9 @@
-"""`Augmenter`: the seed's ImageDataGenerator augmentations, as one fused warp.
+"""`Augmenter`: the paper's ImageDataGenerator augmentations, as one fused warp.
 
 Rotation, shear, zoom, shift and flip are composed into one affine matrix per
 image and applied with a single `ImageProjectiveTransformV3` call for the whole
 batch; brightness and contrast are one multiply-add. The parameters mean what
-Keras' `ImageDataGenerator` parameters meant, so the seed's settings carry over.
+Keras' `ImageDataGenerator` parameters meant, so the paper's settings carry over.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ class Augmenter:
         No flip, because the heart sits on the left: a mirrored chest X-ray is
         anatomically wrong (situs inversus is rare), and side markers become
         mirror text. Small angles and shifts match how patients are positioned;
-        the seed's brightness down to 0.2 makes many images nearly black.
+        the paper's brightness down to 0.2 makes many images nearly black.
         """
         return cls(
             rotation=7,
@@ -564,7 +564,7 @@ class Augmenter:
 
         Every source image is used evenly: with `n` sources and `total` new
         images, each source gets `total // n` copies and the first
-        `total % n` get one more (the seed's loop augmented only the last image
+        `total % n` get one more (the paper's loop augmented only the last image
         it read). Names show the origin: `<stem>_aug<k>.<ext>`.
 
         Args:

@@ -322,7 +322,7 @@ _DATA_HELP = (
 
 
 def _image_size(args: argparse.Namespace) -> tuple[int, int]:
-    """`--image-size`, else 256 for the seed CNN and 224 for a backbone."""
+    """`--image-size`, else 256 for the paper's CNN and 224 for a backbone."""
     size = args.image_size or (256 if args.model == "cnn" else 224)
     return (size, size)
 

@@ -1,11 +1,11 @@
-"""The published comparison, reproduced: the seed CNN against pretrained backbones,
-on the seed's leaky split and on an audited split.
+"""The published comparison, reproduced: the paper's CNN against pretrained backbones,
+on the paper's leaky split and on an audited split.
 
 `run_comparison` is what `examples/reproduce_comparison.py` and
-`covidxray compare` run. It follows the seed's protocol, restated on the docs
-page *Reproducing the published comparison*: the seed CNN at 256 x 256 x 3
-with the seed's augmentation and Adam at 1e-3; frozen ImageNet backbones with
-the seed's head, Adam at 1e-4, batch 8, no augmentation.
+`covidxray compare` run. It follows the paper's protocol, restated on the docs
+page *Reproducing the published comparison*: the paper's CNN at 256 x 256 x 3
+with the paper's augmentation and Adam at 1e-3; frozen ImageNet backbones with
+the paper's head, Adam at 1e-4, batch 8, no augmentation.
 """
 
 from __future__ import annotations
@@ -38,14 +38,15 @@ logger = logging.getLogger("covidxray")
 
 __all__ = [
     "DEFAULT_MODELS",
-    "SEED_REPORTED",
+    "PAPER_REPORTED",
     "Comparison",
     "run_comparison",
     "summarise",
 ]
 
-#: The seed project's published figures (seed-README.txt); measured on leaky splits.
-SEED_REPORTED: dict[str, dict[str, float]] = {
+#: The original project's published figures, measured on leaky splits
+#: (docs/comparison.md).
+PAPER_REPORTED: dict[str, dict[str, float]] = {
     "cnn": {"accuracy": 0.99, "loss": 0.06},
     "mobilenetv2": {"accuracy": 0.69, "loss": 0.74},
     "resnet101v2": {"accuracy": 0.98, "loss": 0.11},
@@ -123,7 +124,7 @@ class Comparison:
             if rows:
                 lines += self._split_tables(split, rows, len(seeds))
         lines += [
-            "95% intervals: Wilson for proportions, bootstrap for ROC AUC. The seed's "
+            "95% intervals: Wilson for proportions, bootstrap for ROC AUC. The paper's "
             "accuracy and loss were measured on a few batches of an overlapping "
             "split. The leaky split scores test images the models saw in training, "
             "as the seed did.",
@@ -263,7 +264,7 @@ def _build(
     seed: int = 0,
     backbones: dict[str, Any] | None = None,
 ) -> Any:
-    """The seed CNN or a backbone with the seed's head, initialised from `seed`.
+    """The paper's CNN or a backbone with the paper's head, initialised from `seed`.
 
     Without pretrained weights, the first random backbone built for a name is
     kept in `backbones` and reused for every later seed, as ImageNet weights
@@ -306,7 +307,7 @@ def run_comparison(
     external: str | os.PathLike[str] | None = None,
     verbose: str | int = "auto",
 ) -> Comparison:
-    """Train and evaluate the seed's models on the seed split and an audited split.
+    """Train and evaluate the paper's models on the seed split and an audited split.
 
     The seed split is the data as given (duplicates kept, no validation set),
     scored as the seed scored it: test images that are copies of training
@@ -329,7 +330,7 @@ def run_comparison(
             or folder. `"auto"` means `"imagenet"`, or None with `quick`.
             ImageNet weights are fetched before any training, so a missing
             download stops the run at once.
-        epochs: Epochs for every model (default 10: the seed's 100 epochs of
+        epochs: Epochs for every model (default 10: the paper's 100 epochs of
             1/10 of the data for the CNN, and 10 for the backbones).
         image_size: Square input size (default 256, as the seed).
         quick: A first look in about a minute: 64 px, 6 epochs, the four
@@ -543,7 +544,7 @@ def _train_and_score(
     verbose: str | int,
     features: FeatureCache,
 ) -> tuple[Any, Any]:
-    """Train one model the seed's way on one split; score its test split (the
+    """Train one model the paper's way on one split; score its test split (the
     leaky split with the images seen in training, as the seed did)."""
     from .augment import Augmenter
     from .classifier import Classifier
@@ -611,7 +612,7 @@ def _row(
         row[metric] = evaluation.metrics[metric]
         lo, hi = evaluation.ci.get(metric, (math.nan, math.nan))
         row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = lo, hi
-    reported = SEED_REPORTED.get(name, {})
+    reported = PAPER_REPORTED.get(name, {})
     row["seed_accuracy"] = reported.get("accuracy", math.nan)
     row["seed_loss"] = reported.get("loss", math.nan)
     logger.info(

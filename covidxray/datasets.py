@@ -105,7 +105,7 @@ def make_synthetic(
     Images are 8-bit grayscale PNGs named `synthetic_<class>_<k>.png`; the folder
     holds a `SYNTHETIC.txt` notice. With `test_per_class`, the layout is
     `train/<class>/` and `test/<class>/`, and `leaked` copies of training COVID
-    images are put into `test/covid/` as well, to imitate the seed's leaky split.
+    images are put into `test/covid/` as well, to imitate the paper's leaky split.
 
     With `source_cue`, the `covid` images also carry the marks of another
     source, as seed-xray's do: a bright frame and a burnt-in marker in the

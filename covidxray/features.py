@@ -106,7 +106,7 @@ def pool_into_features(
 ) -> tuple[keras.Model, keras.Model]:
     """Move the pooling (and flattening) layers that start the head into the
     features, so that the cache holds what the head's first trained layer
-    reads: for the seed's head (2 x 2 average pooling, then flatten) a quarter
+    reads: for the paper's head (2 x 2 average pooling, then flatten) a quarter
     of the feature map, for a global pooling one vector per image (2,048 floats
     for a ResNet50 instead of 7 x 7 x 2,048). Returns the pair unchanged when
     the head does not start so, or is not a simple chain (checked on numbers).

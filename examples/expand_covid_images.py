@@ -1,15 +1,15 @@
 """Expand a small class folder with augmented copies, as the seed did (84 -> 242).
 
 Description:
-    The seed project wrote new augmented JPEGs into the COVID folder it read
+    The original project wrote new augmented JPEGs into the COVID folder it read
     from, and its loop augmented only the last image it read, over and over.
     This script does what it meant to do: every source image is used evenly,
     the copies go to another folder, named `<stem>_aug<k>.jpg`, and nothing is
-    overwritten. It uses the seed's expansion settings (rotation 5, shear 0.2,
+    overwritten. It uses the paper's expansion settings (rotation 5, shear 0.2,
     zoom 0.3, horizontal flip, brightness 0.2-1.0).
 
     Without --source it expands the covid folder of the SYNTHETIC demo set
-    (84 images, like the seed's).
+    (84 images, like the paper's).
 
     Keep expanded copies out of any test set: a copy of a training image in
     the test set is a leak.

@@ -1,7 +1,7 @@
 """External validation: train on one source, test on others.
 
 Description:
-    Trains the seed CNN with the library's defaults (256 x 256 grayscale, the
+    Trains the paper's CNN with the library's defaults (256 x 256 grayscale, the
     X-ray augmentation, balanced class weights, 10 epochs; what
     `covidxray train DATA` does) on a training set, once per seed, then
     evaluates each model on the training set's own test split and on every
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         clf.fit(
             data, epochs=args.epochs, augmenter=Augmenter.xray(seed=seed), verbose=0
         )
-        clf.save(out / f"seed_cnn_{seed}.keras")
+        clf.save(out / f"paper_cnn_{seed}.keras")
         for name, source in [(f"{train_root.name} (test)", data)] + [
             (p.name, p) for p in externals
         ]:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             print(" | ".join(f"{m} {cell(ev, m)}" for m in METRICS))
 
     lines = [
-        f"# External validation: the seed CNN trained on {train_root.name}",
+        f"# External validation: the paper's CNN trained on {train_root.name}",
         "",
         "| evaluated on | seed | " + " | ".join(METRICS) + " |",
         "|---|---|" + "---|" * len(METRICS),

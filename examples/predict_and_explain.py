@@ -1,7 +1,7 @@
 """Train, save, load, predict and explain with Grad-CAM.
 
 Description:
-    Trains the seed CNN on a dataset (by default the SYNTHETIC demo set), saves
+    Trains the paper's CNN on a dataset (by default the SYNTHETIC demo set), saves
     it as one .keras file, loads it back as a fresh Classifier, predicts on the
     test images and writes a Grad-CAM overlay per image plus a grid, so you can
     see where the model looks. On real data, heatmaps on borders, text or
@@ -43,7 +43,7 @@ size = args.image_size
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 
-# Train the seed CNN on grayscale input and save it as one file.
+# Train the paper's CNN on grayscale input and save it as one file.
 data = load_dataset(root, image_size=(size, size), batch_size=16)
 clf = Classifier(
     build_cnn((size, size, 1)), class_names=data.class_names, learning_rate=2e-3

@@ -1,10 +1,10 @@
 """Reproduce the published comparison: seed CNN vs MobileNet, ResNet, DenseNet.
 
 Description:
-    The seed project reported accuracy 0.99 (its CNN), 0.98 (ResNet101V2), 0.96
+    The original project reported accuracy 0.99 (its CNN), 0.98 (ResNet101V2), 0.96
     (DenseNet201) and 0.69 (MobileNetV2). Its test split holds exact copies of
     training images, and its two classes come from different sources. This
-    script trains the same models the same way twice: on the seed's split as
+    script trains the same models the same way twice: on the paper's split as
     given, and on an audited split with the copies removed and a validation set
     held out from train. It writes results.md, results.csv, results.json and
     plots (ROC curves, confusion matrices, training curves) to --out.

@@ -1,7 +1,7 @@
-"""The shortcut study: which recipe makes the seed CNN learn less of the source?
+"""The shortcut study: which recipe makes the paper's CNN learn less of the source?
 
 Description:
-    Trains the seed's CNN with each recipe option, and with all of them
+    Trains the paper's CNN with each recipe option, and with all of them
     combined, on seed-xray alone and on all three sources at hand
     (seed-xray, ieee8023-2020-06 and hannover-covid), with several seeds, and
     measures for every model:

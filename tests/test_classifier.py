@@ -462,7 +462,7 @@ def test_a_model_without_a_fixed_size_and_a_new_model_by_set_params() -> None:
     with pytest.raises(NotFittedError):
         clf.predict(tiny_data(1)[0])
     clf.fit(tiny_data(8), epochs=1, verbose=0)
-    assert clf.model_ is clf.model and clf.model_.name == "seed_cnn"
+    assert clf.model_ is clf.model and clf.model_.name == "paper_cnn"
 
 
 def test_fit_checks_the_checkpoint_path_before_training(tmp_path: Path) -> None:

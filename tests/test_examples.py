@@ -80,4 +80,4 @@ def test_external_validation(tmp_path: Path) -> None:
     assert len(lines) == 4  # 2 seeds, the images scored, the mean
     assert all(r.endswith("| n/a | n/a |") for r in lines[:2] + lines[3:])
     assert lines[2] == "| positives | 12 | 0 | 0 |"
-    assert (tmp_path / "ext" / "seed_cnn_1.keras").is_file()
+    assert (tmp_path / "ext" / "paper_cnn_1.keras").is_file()

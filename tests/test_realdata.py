@@ -66,7 +66,7 @@ def test_deduplicate_leaves_no_leak(seed_data: Path) -> None:
 
 @pytest.fixture(scope="module")
 def quick_model(seed_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The seed CNN trained briefly on seed-xray (64 px), saved with its record."""
+    """The paper's CNN trained briefly on seed-xray (64 px), saved with its record."""
     import keras
 
     from covidxray import Classifier, build_cnn

@@ -36,7 +36,7 @@ def build_cnn(
     *,
     num_classes: int = 2,
     dropout: float = 0.25,
-    name: str = "seed_cnn",
+    name: str = "paper_cnn",
 ) -> keras.Model:
     """The seed paper's custom CNN, exactly.
 

@@ -13,7 +13,7 @@ from covidxray.models import BACKBONES, HEADS
 from legacy_models import build_flat_pretrained
 
 
-def test_seed_cnn_has_422177_parameters_and_85x85_first_map() -> None:
+def test_paper_cnn_has_422177_parameters_and_85x85_first_map() -> None:
     model = build_cnn((256, 256, 3))
     assert model.count_params() == 422_177
     assert model.get_layer("conv1").output.shape == (None, 85, 85, 64)

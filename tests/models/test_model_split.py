@@ -102,7 +102,7 @@ def test_a_flat_model_saved_before_still_loads_and_splits(tmp_path: Path) -> Non
 
 
 def test_split_at_backbone_refuses_what_it_would_mis_wire() -> None:
-    with pytest.raises(ValueError, match="'seed_cnn' has no registered backbone"):
+    with pytest.raises(ValueError, match="'paper_cnn' has no registered backbone"):
         split_at_backbone(build_cnn((64, 64, 1)))
     base = keras.applications.MobileNetV2(
         include_top=False, weights=None, input_shape=(48, 48, 3)
