@@ -142,17 +142,23 @@ def reading(aucs: Mapping[str, float | None], saliency: float, area: float) -> s
             "The lung test needs both classes among the images scored: ROC AUC "
             "could not be measured."
         )
+    kept = control is not None and np.isfinite(control) and control >= removed + 0.05
     if removed >= NEEDS_NO_LUNGS_AUC:
         first = (
             f"With the lungs removed the model still ranks COVID-19 at ROC AUC "
             f"{fmt(removed)}: it does not need the lungs."
         )
+        if kept:
+            first += (
+                f" They do carry part of what it uses: removing the same area "
+                f"outside the lungs leaves {fmt(control)} (as is: {fmt(as_is)})."
+            )
     else:
         first = (
             f"With the lungs removed the model's ROC AUC falls to {fmt(removed)} "
             f"(as is: {fmt(as_is)})."
         )
-        if control is not None and np.isfinite(control) and control < removed + 0.05:
+        if not kept:
             first += (
                 f" Removing the same area just outside the lungs lowers it as much "
                 f"(control: {fmt(control)}): the drop comes from blanking a large "

@@ -101,7 +101,7 @@ def test_saliency_share_and_the_reading_in_words() -> None:
     heat[1, :4, :4] = 1.0
     assert saliency_in_lungs(heat, [m, m]).tolist() == [1.0, 0.0]
     cheat = reading(
-        {"as_is": 0.99, "lungs_only": 0.6, "lungs_removed": 0.9, "control": 0.95},
+        {"as_is": 0.99, "lungs_only": 0.6, "lungs_removed": 0.9, "control": 0.92},
         0.1,
         0.35,
     )
@@ -120,6 +120,13 @@ def test_saliency_share_and_the_reading_in_words() -> None:
         0.35,
     )
     assert "from blanking a large region" in blunt
+    both = reading(
+        {"as_is": 0.99, "lungs_only": 0.98, "lungs_removed": 0.75, "control": 0.99},
+        0.35,
+        0.31,
+    )
+    assert "it does not need the lungs. They do carry part of what it uses" in both
+    assert "They do carry" not in cheat
 
 
 def test_a_model_that_reads_the_corner_keeps_its_auc_without_lungs() -> None:
