@@ -27,6 +27,13 @@ def test_the_quick_demo_shows_the_copies_the_shortcut_and_the_clean_control(
     report = (tmp_path / "results.md").read_text()
     assert report.startswith("**SYNTHETIC DEMO DATA.**")
     assert "clean-control" in report
+    # Each model's lung test, on the audited split.
+    lungs = result.lungs["cnn"]
+    assert "error" not in lungs, lungs
+    assert 0.0 <= lungs["lungs_removed"]["roc_auc"] <= 1.0
+    assert lungs["as_is"]["n"] > 0 and lungs["reading"].startswith("With the lungs")
+    assert "## The lung test (audited split, seed 0)" in report
+    assert "| cnn |" in report.split("## The lung test")[1]
 
 
 def test_the_source_cue_is_in_the_pixels_and_in_the_files(tmp_path: Path) -> None:
