@@ -92,14 +92,7 @@ def scores(
             (by content), unless `include_seen`.
         include_seen: Keep the seen images (and say so in `meta`).
     """
-    if isinstance(data, (str, os.PathLike)):
-        data = load_for_evaluation(
-            data,
-            preprocessing=fitted.preprocessing,
-            class_names=fitted.class_names,
-            positive_index=fitted.positive_index,
-        )
-    if not isinstance(data, XrayDataset):
+    if not isinstance(data, (XrayDataset, str, os.PathLike)):
         if split is not None:
             raise ValueError(
                 f"The `split` argument of {where} applies to a dataset only. "

@@ -111,6 +111,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from . import Classifier
 
     clf = Classifier.load(args.model)
+    if args.lungs and len(clf.class_names) != 2:  # before any work
+        raise DataError(
+            f"--lungs needs a binary model; '{args.model}' has the classes "
+            f"{list(clf.class_names)}."
+        )
     evaluation = clf.evaluate(
         args.data,
         split=args.split,
@@ -144,20 +149,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import Classifier, overlay
-    from .data import find_images
 
     clf = Classifier.load(args.model)
-    files: list[str] = []
-    for item in args.images:
-        path = Path(item)
-        if path.is_dir():
-            files.extend(find_images(path))
-        elif path.is_file():
-            files.append(str(path))
-        else:
-            raise DataError(f"No such file or folder: '{item}'.")
-    if not files:
-        raise DataError(f"Found no images in {args.images}.")
+    files = _image_files(args.images)
     out = Path(args.gradcam) if args.gradcam else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -241,6 +235,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         targets[target] = name
     out.mkdir(parents=True, exist_ok=True)
     segmenter = LungSegmenter()
+    pairs = list(targets.items())
     flagged = 0
     for start in range(0, len(files), _CHUNK):
         names = files[start : start + _CHUNK]
@@ -249,7 +244,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")
             masks = segmenter.predict(names, names=names)
         for (target, name), result in zip(
-            list(targets.items())[start : start + _CHUNK], masks, strict=True
+            pairs[start : start + _CHUNK], masks, strict=True
         ):
             pixels = np.where(result.mask, 255, 0).astype(np.uint8)
             Image.fromarray(pixels, "L").save(target)

@@ -187,7 +187,7 @@ def test_no_private_helper_receives_the_classifier_while_it_evaluates(
         if event != "call" or not frame.f_code.co_filename.startswith(package):
             return
         code = frame.f_code
-        name = code.co_qualname
+        name = getattr(code, "co_qualname", code.co_name)  # 3.11+
         if name.startswith(allowed_prefixes) or name in allowed:
             return
         module = Path(code.co_filename).stem

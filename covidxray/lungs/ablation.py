@@ -142,7 +142,8 @@ def reading(aucs: Mapping[str, float | None], saliency: float, area: float) -> s
             "The lung test needs both classes among the images scored: ROC AUC "
             "could not be measured."
         )
-    kept = control is not None and np.isfinite(control) and control >= removed + 0.05
+    has_control = control is not None and bool(np.isfinite(control))
+    kept = control is not None and has_control and control >= removed + 0.05
     if removed >= NEEDS_NO_LUNGS_AUC:
         first = (
             f"With the lungs removed the model still ranks COVID-19 at ROC AUC "
@@ -154,11 +155,14 @@ def reading(aucs: Mapping[str, float | None], saliency: float, area: float) -> s
                 f"outside the lungs leaves {fmt(control)} (as is: {fmt(as_is)})."
             )
     else:
+        fell = as_is is not None and np.isfinite(as_is) and removed < as_is
         first = (
-            f"With the lungs removed the model's ROC AUC falls to {fmt(removed)} "
-            f"(as is: {fmt(as_is)})."
+            f"With the lungs removed the model's ROC AUC "
+            f"{'falls to' if fell else 'is'} {fmt(removed)} (as is: {fmt(as_is)})."
         )
-        if not kept:
+        if not has_control:
+            pass
+        elif not kept:
             first += (
                 f" Removing the same area just outside the lungs lowers it as much "
                 f"(control: {fmt(control)}): the drop comes from blanking a large "
@@ -304,7 +308,11 @@ def run_lung_test(
         n = len(images)
         chunk_labels = labels[start : start + n]
         start += n
-        masks = segmenter.predict(list(_gray_uint8(images)), names=list(names))
+        try:
+            masks = segmenter.predict(list(_gray_uint8(images)), names=list(names))
+        except DataError:  # no lung in any image of this chunk: all left out
+            excluded += list(names)
+            continue
         keep = [i for i, m in enumerate(masks) if m.plausible]
         excluded += [masks[i].name for i in range(n) if not masks[i].plausible]
         if not keep:

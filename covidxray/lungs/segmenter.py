@@ -37,8 +37,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The version of the shipped weights: a model file that used the segmenter
-#: records it, and loading such a file with another version says so.
+#: The version of the shipped weights (with their SHA-256, in `info()`), for
+#: results that depend on the segmenter to record.
 SEGMENTER_VERSION = "1"
 #: The square side the U-Net sees; masks are mapped back to each image's size.
 SEGMENTER_SIZE = 192
@@ -136,7 +136,8 @@ def check_mask(mask: np.ndarray) -> list[str]:
 
     A plausible mask covers 8% to 65% of the image and has two lungs side by
     side: two components, the smaller at least 15% of the larger, whose
-    centres lie on either side of the image's middle third.
+    centres lie on either side of the image's vertical midline and more than
+    a fifth of its width apart.
 
     Examples:
         >>> import numpy as np

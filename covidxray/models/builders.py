@@ -25,7 +25,7 @@ from .split import HEAD, STEM
 
 __all__ = ["HEADS", "build_cnn", "build_pretrained"]
 
-#: The heads `build_pretrained` builds: the seed paper's, and global pooling.
+#: The heads `build_pretrained` builds: the paper's, and global pooling.
 HEADS = ("paper", "gap")
 #: Old names of heads, still accepted with a DeprecationWarning.
 _RENAMED_HEADS = {"seed": "paper"}
@@ -38,7 +38,7 @@ def build_cnn(
     dropout: float = 0.25,
     name: str = "paper_cnn",
 ) -> keras.Model:
-    """The seed paper's custom CNN, exactly.
+    """The paper's custom CNN, exactly.
 
     Conv2D(64, 3, strides=3, relu) -> MaxPool(2) -> Dropout -> Conv2D(32, 3,
     strides=3, relu) -> MaxPool(2) -> Dropout -> Flatten -> Dense(256, relu) ->
@@ -68,7 +68,7 @@ def build_cnn(
     if side < 3 or (conv1 // 2 - 3) // 3 + 1 < 2:
         raise ValueError(
             "The `input_shape` argument of build_cnn must be at least 36 x 36: the "
-            "seed CNN has two stride-3 convolutions and two 2x2 poolings. "
+            "paper's CNN has two stride-3 convolutions and two 2x2 poolings. "
             f"Received: {tuple(input_shape)!r}."
         )
     inputs = keras.Input(tuple(input_shape), name="image")
@@ -164,9 +164,9 @@ def build_pretrained(
         weights: `"imagenet"` (downloaded and cached by Keras), None (random),
             or a path to a weights file or to a folder holding the Keras file.
         trainable: Whether the backbone is trainable (False freezes it, as the
-            seed paper did).
+            paper did).
         num_classes: 2 gives one sigmoid output; more gives softmax.
-        head: `"paper"` is the seed paper's AveragePooling2D(2) -> Flatten ->
+        head: `"paper"` is the paper's AveragePooling2D(2) -> Flatten ->
             Dense(64, relu) -> Dropout -> output; `"gap"` is global average
             pooling -> Dropout -> output. `"seed"`, the old name of
             `"paper"`, is deprecated.

@@ -127,6 +127,10 @@ def test_saliency_share_and_the_reading_in_words() -> None:
     )
     assert "it does not need the lungs. They do carry part of what it uses" in both
     assert "They do carry" not in cheat
+    rose = reading(
+        {"as_is": 0.6, "lungs_removed": 0.65, "control": float("nan")}, 0.5, 0.3
+    )
+    assert "ROC AUC is 0.65 (as is: 0.60)." in rose and "control" not in rose
 
 
 def test_a_model_that_reads_the_corner_keeps_its_auc_without_lungs() -> None:
@@ -155,5 +159,25 @@ def test_images_without_a_plausible_mask_are_left_out_and_named() -> None:
     result = run(lambda x: proba(x[:, :4, :4, 0].mean(axis=(1, 2))), names)
     assert result.excluded == ["bad0.png", "bad1.png", "bad2.png"]
     assert all(e.meta["n"] == 37 for e in result.evaluations.values())
+
+    # A chunk where the segmenter finds no lung at all is left out, not fatal.
+    class NoneInSecond(FixedSegmenter):
+        def predict(self, images, *, names):
+            if names[0] == "img24.png":
+                raise DataError("No lungs were found in any of the 16 images")
+            return super().predict(images, names=names)
+
+    x, y = cases()
+    names = [f"img{i}.png" for i in range(40)]
+    partial = run_lung_test(
+        [(x[:24], names[:24]), (x[24:], names[24:])],
+        y,
+        predict_proba=lambda x: proba(x[:, :4, :4, 0].mean(axis=(1, 2))),
+        evaluate=evaluate,
+        segmenter=NoneInSecond(),
+    )
+    assert (
+        partial.excluded == names[24:] and partial.evaluations["as_is"].meta["n"] == 24
+    )
     with pytest.raises(DataError, match="no plausible lung mask in any of the 40"):
         run(lambda x: proba(x[:, 0, 0, 0]), ["bad.png"] * 40)
