@@ -32,6 +32,7 @@ from .data.catalog import load_dataset
 from .data.layouts import is_synthetic
 from .datasets import make_synthetic
 from .errors import CovidXrayWarning, DataError
+from .lungs.ablation import lung_table
 
 if TYPE_CHECKING:
     from .features import FeatureCache
@@ -132,7 +133,8 @@ class Comparison:
             if rows:
                 lines += self._split_tables(split, rows, len(seeds))
         if self.lungs:
-            lines += self._lung_table(seeds[0])
+            lines += [f"## The lung test (audited split, seed {seeds[0]})", ""]
+            lines += [lung_table(self.lungs), ""]
         lines += [
             "95% intervals: Wilson for proportions, bootstrap for ROC AUC. The paper's "
             "accuracy and loss were measured on a few batches of an overlapping "
@@ -141,35 +143,6 @@ class Comparison:
             "",
         ]
         return "\n".join(lines)
-
-    def _lung_table(self, seed: Any) -> list[str]:
-        lines = [
-            f"## The lung test (audited split, seed {seed})",
-            "",
-            "ROC AUC of the same test images as they are, with only the lungs, "
-            "with the lungs removed, and with the same area removed just outside "
-            "the lungs (the control); saliency is the median share of Grad-CAM "
-            "mass in the lungs. A high 'lungs removed' means the model does not "
-            "need the lungs.",
-            "",
-            "| model | as is | lungs only | lungs removed | control "
-            "| saliency in lungs | lung area |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for name, test in self.lungs.items():
-            if "error" in test:
-                lines.append(f"| {name} | {test['error']} | | | | | |")
-                continue
-            aucs = [
-                _fmt(test[v]["roc_auc"])
-                for v in ("as_is", "lungs_only", "lungs_removed", "control")
-            ]
-            lines.append(
-                f"| {name} | {' | '.join(aucs)} | "
-                f"{_fmt(test['saliency_in_lungs'], 2)} | {_fmt(test['lung_area'], 2)} |"
-            )
-        lines.append("")
-        return lines
 
     def _split_tables(
         self, split: str, rows: list[dict[str, Any]], n_seeds: int

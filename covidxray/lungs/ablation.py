@@ -25,6 +25,7 @@ __all__ = [
     "LungTest",
     "blank",
     "control_region",
+    "lung_table",
     "reading",
     "run_lung_test",
     "saliency_in_lungs",
@@ -254,8 +255,39 @@ class LungTest:
         return "\n".join(lines)
 
 
-def _cell(value: float | None) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
+def lung_table(tests: Mapping[str, Mapping[str, Any]]) -> str:
+    """Several models' lung tests (`LungTest.to_dict()` each, or
+    `{"error": ...}`) as one Markdown table, with a line saying how to read it.
+
+    Examples:
+        >>> print(lung_table({"cnn": {"error": "no plausible lung mask"}}))
+        ... # doctest: +ELLIPSIS
+        ROC AUC of the same test images ...
+        | cnn | no plausible lung mask | | | | | |
+    """
+    lines = [
+        "ROC AUC of the same test images as they are, with only the lungs, "
+        "with the lungs removed, and with the same area removed just outside "
+        "the lungs (the control); saliency is the median share of Grad-CAM "
+        "mass in the lungs. A high 'lungs removed' means the model does not "
+        "need the lungs.",
+        "",
+        "| model | as is | lungs only | lungs removed | control "
+        "| saliency in lungs | lung area |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, test in tests.items():
+        if "error" in test:
+            lines.append(f"| {name} | {test['error']} | | | | | |")
+            continue
+        aucs = [_cell(test[v]["roc_auc"], 3) for v in VARIANTS]
+        shares = [_cell(test[k]) for k in ("saliency_in_lungs", "lung_area")]
+        lines.append(f"| {name} | {' | '.join(aucs)} | {' | '.join(shares)} |")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
 def _finite(value: float) -> float | None:
