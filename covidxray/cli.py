@@ -241,7 +241,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         names = files[start : start + _CHUNK]
         with warnings.catch_warnings():
             # Reported below, one line per file, with the mask it concerns.
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", message="Implausible lung mask")
             masks = segmenter.predict(names, names=names)
         for (target, name), result in zip(
             pairs[start : start + _CHUNK], masks, strict=True
