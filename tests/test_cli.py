@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from covidxray import Classifier
+from covidxray import Classifier, CovidXrayWarning
 from covidxray.cli import EXIT_DATA, EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS, main
 from covidxray.datasets import make_synthetic
 
@@ -367,3 +368,50 @@ def test_cli_choices_are_the_librarys_own() -> None:
     ).choices["evaluate"]
     split = next(a for a in evaluate._actions if a.dest == "split")
     assert tuple(split.choices) == EVALUATION_SPLITS
+
+
+def test_segment_writes_one_mask_per_image_at_its_size(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = sorted((root / "train" / "covid").iterdir())[:3]
+    out = tmp_path / "masks"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CovidXrayWarning)
+        assert main(["segment", *map(str, images), "--out", str(out)]) == 0
+    for image in images:
+        mask = Image.open(out / f"{image.stem}.png")
+        assert mask.mode == "L" and mask.size == Image.open(image).size
+        assert set(np.unique(np.asarray(mask)).tolist()) <= {0, 255}
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_segment_refuses_two_images_with_one_stem_before_writing(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = next((root / "train" / "covid").iterdir())
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / a.name).write_bytes(a.read_bytes())
+    out = tmp_path / "masks"
+    assert main(["segment", str(a), str(other / a.name), "--out", str(out)]) == 1
+    assert "would both be written to" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_evaluate_lungs_json(
+    root: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CovidXrayWarning)  # flagged masks
+        code = main(
+            ["evaluate", str(model_file), str(root), "--json", "--lungs"]
+            + ["--bootstrap", "20"]
+        )
+    assert code == 0
+    lungs = json.loads(capsys.readouterr().out)["lungs"]
+    for key in ("as_is", "lungs_only", "lungs_removed", "control"):
+        assert "roc_auc" in lungs[key] and lungs[key]["n"] > 0
+    assert {"saliency_in_lungs", "lung_area", "reading"} <= set(lungs)
+    assert lungs["reading"].startswith("With the lungs removed")
