@@ -61,12 +61,11 @@ class Classifier(Params):
       parameter with parameters of its own). A new `model` by `set_params`
       makes the classifier unfitted: the next `fit` trains that model.
     - `sklearn.base.clone(clf)` gives an unfitted `Classifier` with equal
-      parameters. Its `model` is a copy, `keras.models.clone_model` with the
-      weights the original `model` has now (fitted weights, if `fit` trained
-      it in place), so fitting the clone never changes the original; a
-      model that `clone_model` cannot rebuild (a subclassed model without
-      `get_config`) makes `clone` raise. A Keras optimizer instance is
-      copied from its config; the `feature_cache` is shared, not copied.
+      parameters: its `model` is rebuilt (`keras.models.clone_model`, a
+      TypeError where that fails) with the weights `model` has now, trained
+      ones if `fit` trained it in place, so fitting the clone never changes
+      the original. An optimizer instance is copied from its config; the
+      `feature_cache` is shared.
     - `sklearn.utils.validation.check_is_fitted(clf)` works, and using an
       unfitted classifier raises `NotFittedError`, a `ValueError` and an
       `AttributeError` like scikit-learn's.
@@ -123,18 +122,9 @@ class Classifier(Params):
     fit_seconds_: float
     feature_cache_used_: bool
 
-    #: The attributes `fit` and `from_config` set; a new `model` drops them.
-    _FITTED = (
-        "model_",
-        "classes_",
-        "threshold_",
-        "preprocessing_",
-        "history_",
-        "metadata_",
-        "training_record_",
-        "fit_seconds_",
-        "feature_cache_used_",
-    )
+    #: The attributes `fit` and `from_config` set (those annotated above); a
+    #: new `model` drops them.
+    _FITTED = tuple(name for name in __annotations__ if name.endswith("_"))
 
     def __init__(
         self,
@@ -462,6 +452,18 @@ class Classifier(Params):
         )
         return self._evaluation(y, proba, meta, n_bootstrap=n_bootstrap, seed=seed)
 
+    def read_dataset(self, source: str | os.PathLike[str]) -> XrayDataset:
+        """A dataset folder or file read as `evaluate` reads it (the model's
+        `Preprocessing` and classes, no new split, no deduplication), to pass
+        to `evaluate` and `lung_test` alike."""
+        self._check_fitted()
+        return _scoring.load_for_evaluation(
+            source,
+            preprocessing=self.preprocessing_,
+            class_names=self.class_names,
+            positive_index=self.positive_index,
+        )
+
     def _evaluation(
         self,
         y: np.ndarray,
@@ -532,12 +534,9 @@ class Classifier(Params):
             raise ValueError("lung_test applies to binary classifiers only.")
         if not isinstance(data, (XrayDataset, str, os.PathLike)):
             raise TypeError(f"lung_test takes a dataset, not {type(data).__name__}.")
+        fitted = self._fitted_model()
         data, records, labels, meta = _scoring.select(
-            self._fitted_model(),
-            data,
-            split=split,
-            where="lung_test",
-            include_seen=include_seen,
+            fitted, data, split=split, where="lung_test", include_seen=include_seen
         )
         return run_lung_test(
             _inputs.record_chunks(data, records, self.preprocessing_),

@@ -116,8 +116,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"--lungs needs a binary model; '{args.model}' has the classes "
             f"{list(clf.class_names)}."
         )
+    # Read once when the lung test scores the same images again.
+    data = clf.read_dataset(args.data) if args.lungs else args.data
     evaluation = clf.evaluate(
-        args.data,
+        data,
         split=args.split,
         include_seen=args.include_seen,
         n_bootstrap=args.bootstrap,
@@ -126,7 +128,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     lungs = None
     if args.lungs:
         lungs = clf.lung_test(
-            args.data,
+            data,
             split=args.split,
             include_seen=args.include_seen,
             n_bootstrap=args.bootstrap,

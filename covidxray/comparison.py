@@ -379,7 +379,6 @@ def run_comparison(
         WeightsUnavailableError: ImageNet weights were asked for and cannot be had.
         ValueError: An unknown model name.
     """
-    from ._scoring import load_for_evaluation
     from .features import FeatureCache
     from .models import list_backbones
 
@@ -502,12 +501,7 @@ def run_comparison(
                     )
                     if external is not None and split == "audited":
                         if outside_data is None:  # read once, as the models read it
-                            outside_data = load_for_evaluation(
-                                external,
-                                preprocessing=clf.preprocessing_,
-                                class_names=clf.class_names,
-                                positive_index=clf.positive_index,
-                            )
+                            outside_data = clf.read_dataset(external)
                         outside = clf.evaluate(
                             outside_data, n_bootstrap=n_bootstrap, seed=run_seed
                         )

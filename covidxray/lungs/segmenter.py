@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..data import decode_file
+from ..data.decode import decode_pixels
 from ..errors import CovidXrayWarning, DataError
 
 __all__ = [
@@ -267,8 +267,7 @@ def _sha256(path: Path) -> str:
 def _gray(image: Any, name: str) -> Image.Image:
     """A decoded 8-bit grayscale image from a path, a PIL image or an array."""
     if isinstance(image, (str, os.PathLike)):
-        img, _ = decode_file(image)
-        return img.convert("L")
+        return decode_pixels(image).image.convert("L")  # no hashes: not needed
     if isinstance(image, Image.Image):
         return image.convert("L")
     arr = np.asarray(image)
