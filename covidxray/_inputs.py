@@ -6,6 +6,7 @@ resized here exactly as the dataset scan did at training time.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -35,6 +36,7 @@ __all__ = [
     "ImageInput",
     "array_batches",
     "class_weights",
+    "focus_stream",
     "image_batches",
     "probabilities",
     "resolve_preprocessing",
@@ -85,8 +87,8 @@ def image_batches(
         else:
             files.append(item)
     for start in range(0, len(files), batch_size):
-        chunk = [prep.load(item) for item in files[start : start + batch_size]]
-        yield np.stack(chunk).astype(np.float32) / 255.0
+        chunk = prep.load_many(files[start : start + batch_size])  # lungs: a batch
+        yield chunk.astype(np.float32) / 255.0
 
 
 def _to_float(images: np.ndarray) -> np.ndarray:
@@ -215,6 +217,53 @@ def class_weights(
     return balanced_class_weights(np.asarray(labels), n_classes)
 
 
+def focus_stream(
+    strength: float,
+    data: Any,
+    lung_masks: np.ndarray | None,
+    batch_size: int | None,
+    seed: int | None,
+) -> tuple[float, tf.data.Dataset] | None:
+    """What `fit(lung_focus=...)` trains with: `(strength, the clean training
+    images with their lung masks)`, or None when `strength` is 0.
+
+    The masks are `lung_masks` when given, else an `XrayDataset`'s own
+    (`lung_masks_of` its training records).
+
+    Raises:
+        ValueError: `strength` is negative, or there are no masks for these
+            training images.
+    """
+    if not isinstance(strength, (int, float)) or not strength >= 0:
+        raise ValueError(
+            "The `lung_focus` argument of Classifier must be a number >= 0. "
+            f"Received: {strength!r}."
+        )
+    if not strength:
+        return None
+    from .training.focus import focus_batches
+
+    size = batch_size or getattr(data, "batch_size", None) or 32
+    if isinstance(data, XrayDataset):
+        records = data.split_records("train")
+        images = data.images_of(records)
+        masks = lung_masks if lung_masks is not None else data.lung_masks_of(records)
+    elif isinstance(data, tuple) and len(data) == 2 and lung_masks is not None:
+        images = np.asarray(data[0])
+        if images.dtype != np.uint8:
+            images = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
+        if images.ndim == 3:
+            images = images[..., None]
+        masks = lung_masks
+    else:
+        raise ValueError(
+            "lung_focus needs each training image's lung mask: fit on an "
+            "XrayDataset, or pass lung_masks= (one (H, W) mask per image) "
+            "with (x, y) arrays."
+        )
+    return float(strength), focus_batches(images, masks, size, seed)
+
+
 def resolve_preprocessing(
     data: Any,
     input_shape: tuple[int | None, ...],
@@ -223,7 +272,8 @@ def resolve_preprocessing(
     resize: str | None,
 ) -> Preprocessing:
     """The `Preprocessing` a fit uses: the Classifier's arguments first, then an
-    `XrayDataset`'s own, then the model's input shape.
+    `XrayDataset`'s own (all of it: window, trim, equalisation and lungs
+    too), then the model's input shape.
 
     Raises:
         ValueError: The dataset serves images of another shape than the model
@@ -256,8 +306,12 @@ def resolve_preprocessing(
         image_size = (height, width)
     if color_mode is None:
         color_mode = "rgb" if channels == 3 else "grayscale"
-    return Preprocessing(
-        tuple(int(v) for v in image_size),  # type: ignore[arg-type]
+    # A dataset's window, trim, equalisation and lungs are how its pixels
+    # were read: the model must read a file the same way at predict time.
+    base = data.preprocessing if isinstance(data, XrayDataset) else Preprocessing()
+    return dataclasses.replace(
+        base,
+        image_size=(int(image_size[0]), int(image_size[1])),
         color_mode=color_mode,
         resize=resize or "stretch",
     )

@@ -23,7 +23,7 @@ import keras
 from ._seen import TrainingRecord
 from ._version import __version__, provenance
 from .data.preprocessing import Preprocessing
-from .errors import DataError
+from .errors import CovidXrayWarning, DataError
 
 logger = logging.getLogger("covidxray")
 
@@ -40,6 +40,7 @@ __all__ = [
     "read_metadata",
     "read_training_record",
     "save_atomic",
+    "segmenter_info",
 ]
 
 METADATA_NAME = "covidxray.json"
@@ -62,6 +63,11 @@ class ModelMetadata:
         seed: Seed of the last `fit`.
         spectral_decoupling: The `Classifier`'s `spectral_decoupling`
             strength (0 when off, and in files written before it was kept).
+        lung_focus: The `Classifier`'s `lung_focus` strength (0 when off).
+        segmenter: The lung segmenter's version and weights hash, for a model
+            that depends on it (`lungs` preprocessing or `lung_focus`); None
+            otherwise. A file that names another segmenter than the
+            installed one is warned about when it is read.
         provenance: Versions of covidxray, TensorFlow and Keras that saved it.
         checkpoint: For a best-epoch checkpoint: epoch, monitor and value.
         training: What it was trained on, when `fit` got an `XrayDataset`: the
@@ -76,6 +82,8 @@ class ModelMetadata:
     learning_rate: float = 1e-3
     seed: int | None = None
     spectral_decoupling: float = 0.0
+    lung_focus: float = 0.0
+    segmenter: Mapping[str, str] | None = None
     provenance: Mapping[str, str] = field(default_factory=provenance)
     checkpoint: Mapping[str, Any] | None = None
     training: Mapping[str, Any] | None = None
@@ -94,6 +102,10 @@ class ModelMetadata:
             "preprocessing": self.preprocessing.to_dict(),
             "provenance": dict(self.provenance),
         }
+        if self.lung_focus:
+            out["lung_focus"] = self.lung_focus
+        if self.segmenter is not None:
+            out["segmenter"] = dict(self.segmenter)
         if self.checkpoint is not None:
             out["checkpoint"] = dict(self.checkpoint)
         if self.training is not None:
@@ -144,6 +156,8 @@ class ModelMetadata:
                 learning_rate=float(values.get("learning_rate", 1e-3)),
                 seed=values.get("seed"),
                 spectral_decoupling=float(values.get("spectral_decoupling", 0.0)),
+                lung_focus=float(values.get("lung_focus", 0.0)),
+                segmenter=values.get("segmenter"),
                 provenance=dict(versions),
                 checkpoint=values.get("checkpoint"),
                 training=values.get("training"),
@@ -312,4 +326,40 @@ def read_classifier(
     """
     meta = read_metadata(path)
     model = load_keras_model(path)
+    check_segmenter(meta, path)
     return model, meta, read_training_record(path, meta)
+
+
+def segmenter_info(
+    preprocessing: Preprocessing, lung_focus: float
+) -> dict[str, str] | None:
+    """The installed segmenter's version and weights hash when a model
+    depends on it (its `preprocessing` finds the lungs, or it was trained
+    with `lung_focus`); else None."""
+    if not (preprocessing.needs_lungs or lung_focus):
+        return None
+    from .lungs.unet import default_lung_model
+
+    return default_lung_model().info()
+
+
+def check_segmenter(meta: ModelMetadata, path: Path) -> None:
+    """Warn when a model file depends on another lung segmenter than the one
+    installed: its lungs would be found differently than in training."""
+    if meta.segmenter is None:
+        return
+    from .lungs.unet import default_lung_model
+
+    installed = default_lung_model().info()
+    if dict(meta.segmenter) != installed:
+        warnings.warn(
+            f"'{path}' was made with lung segmenter version "
+            f"{meta.segmenter.get('version')!r} (weights "
+            f"{str(meta.segmenter.get('weights_sha256'))[:12]}...); this "
+            f"covidxray has version {installed['version']!r} (weights "
+            f"{installed['weights_sha256'][:12]}...). Its lungs will be found "
+            "differently than when it was trained: install the covidxray "
+            "version that made it, or retrain.",
+            CovidXrayWarning,
+            stacklevel=3,
+        )

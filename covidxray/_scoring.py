@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ import tensorflow as tf
 from ._inputs import PREDICT_BATCH, array_batches, image_batches, probabilities
 from ._seen import TrainingRecord
 from ._validation import check_choice
+from ._version import provenance
 from .data.dataset import XrayDataset
 from .data.labels import canon, is_covid_name
 from .data.preprocessing import Preprocessing
@@ -31,9 +32,11 @@ from .data.records import Record
 from .data.split import EVALUATION_SPLITS
 from .errors import CovidXrayWarning, DataError
 from .features import FeatureCache
+from .metrics import Evaluation
 
 __all__ = [
     "FittedModel",
+    "evaluation",
     "load_for_evaluation",
     "model_labels",
     "scores",
@@ -52,6 +55,8 @@ class FittedModel:
         positive_index: The index of the positive class (binary tasks).
         record: The content record of its training images, or None.
         feature_cache: A `FeatureCache` for a frozen backbone, or None.
+        threshold: The decision threshold on P(positive).
+        seed: The classifier's seed, for the provenance of an evaluation.
     """
 
     model: keras.Model
@@ -60,12 +65,38 @@ class FittedModel:
     positive_index: int = 1
     record: TrainingRecord | None = None
     feature_cache: FeatureCache | None = None
+    threshold: float = 0.5
+    seed: int | None = None
 
     def predict_proba(self, batches: Any) -> np.ndarray:
         """Class probabilities (N, n_classes) of images or float batches."""
         return probabilities(
             self.model, batches, len(self.class_names), self.feature_cache
         )
+
+
+def evaluation(
+    fitted: FittedModel,
+    y: np.ndarray,
+    proba: np.ndarray,
+    meta: Mapping[str, Any],
+    *,
+    n_bootstrap: int,
+    seed: int,
+) -> Evaluation:
+    """An `Evaluation` of scored images at the model's threshold, with the
+    versions that made it and the classifier's seed in `meta`."""
+    binary = len(fitted.class_names) == 2
+    return Evaluation.from_predictions(
+        y,
+        proba,
+        class_names=list(fitted.class_names),
+        positive_class=fitted.class_names[fitted.positive_index] if binary else None,
+        threshold=fitted.threshold,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        meta={**meta, **provenance(), "seed": fitted.seed},
+    )
 
 
 def scores(

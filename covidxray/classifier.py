@@ -25,11 +25,10 @@ from . import training as _training
 from ._deprecation import renamed_argument
 from ._inputs import ImageInput
 from ._params import Params
-from ._persist import ModelMetadata
+from ._persist import ModelMetadata, segmenter_info
 from ._scoring import FittedModel
 from ._seen import TrainingRecord, record_after_fit
 from ._validation import check_model_classes, check_positive_int
-from ._version import provenance
 from .data.dataset import XrayDataset
 from .data.preprocessing import Preprocessing
 from .errors import NotFittedError
@@ -89,6 +88,9 @@ class Classifier(Params):
             the loss (Pohjonen et al., iScience 2022); 0 turns it off. It keeps
             a model from growing confident on the first features that separate
             the classes, such as a source's look.
+        lung_focus: Strength of a penalty on the input gradients outside the
+            lungs ("right for the right reasons", Ross et al. 2017); 0 turns
+            it off. Needs lung masks: an `XrayDataset`'s, or `fit(lung_masks=)`.
         seed: Seed of `fit`'s own random streams: dropout, the shuffles of
             arrays and cached features, and the augmenter's per-batch seeds
             (when the augmenter has no seed of its own). An `XrayDataset`
@@ -139,6 +141,7 @@ class Classifier(Params):
         color_mode: str | None = None,
         resize: str | None = None,
         spectral_decoupling: float = 0.0,
+        lung_focus: float = 0.0,
         seed: int | None = 0,
         feature_cache: FeatureCache | None = None,
     ) -> None:
@@ -152,6 +155,7 @@ class Classifier(Params):
         self.color_mode = color_mode
         self.resize = resize
         self.spectral_decoupling = spectral_decoupling
+        self.lung_focus = lung_focus
         self.seed = seed
         self.feature_cache = feature_cache
 
@@ -242,6 +246,7 @@ class Classifier(Params):
         verbose: str | int = "auto",
         batch_size: int | None = None,
         cache_features: str | bool = "auto",
+        lung_masks: np.ndarray | None = None,
     ) -> Classifier:
         """Train the model; a second call continues from the fitted weights.
 
@@ -282,6 +287,8 @@ class Classifier(Params):
                 augmenter nor a strategy is used; otherwise it trains the whole
                 model. True insists (a ValueError says why it cannot); False
                 never caches. `model_` is the full model either way.
+            lung_masks: With `lung_focus`, boolean `(N, H, W)` lung masks of
+                the training images (default: an `XrayDataset`'s own).
 
         Returns:
             self.
@@ -303,6 +310,9 @@ class Classifier(Params):
             strategy=strategy,
         )
         weights = _inputs.class_weights(class_weight, labels, len(self.class_names))
+        focus = _inputs.focus_stream(
+            self.lung_focus, data, lung_masks, batch_size, self.seed
+        )
         fitted_before = hasattr(self, "model_")
         model = getattr(self, "model_", self.model)
         use_cache = use_feature_cache(
@@ -311,7 +321,7 @@ class Classifier(Params):
             augmenter=augmenter,
             strategy=strategy,
             sampled=getattr(data, "sampling", None) is not None,
-        )
+        ) and (focus is None)
         with _training.global_random_state_kept():
             self.model_ = _training.prepare(model, strategy, self._compile)
             _training.seed_streams(self.model_, self.seed)
@@ -336,6 +346,7 @@ class Classifier(Params):
                 verbose=verbose,
                 seed=self.seed,
                 feature_cache=self.feature_cache,
+                lung_focus=focus,
             )
         self.fit_seconds_ = result.seconds
         self.history_ = result.history
@@ -443,14 +454,13 @@ class Classifier(Params):
             An `Evaluation`, with provenance in `meta`.
         """
         self._check_fitted()
+        fitted = self._fitted_model()
         y, proba, meta = _scoring.scores(
-            self._fitted_model(),
-            data,
-            split=split,
-            where="evaluate",
-            include_seen=include_seen,
+            fitted, data, split=split, where="evaluate", include_seen=include_seen
         )
-        return self._evaluation(y, proba, meta, n_bootstrap=n_bootstrap, seed=seed)
+        return _scoring.evaluation(
+            fitted, y, proba, meta, n_bootstrap=n_bootstrap, seed=seed
+        )
 
     def read_dataset(self, source: str | os.PathLike[str]) -> XrayDataset:
         """A dataset folder or file read as `evaluate` reads it (the model's
@@ -462,30 +472,6 @@ class Classifier(Params):
             preprocessing=self.preprocessing_,
             class_names=self.class_names,
             positive_index=self.positive_index,
-        )
-
-    def _evaluation(
-        self,
-        y: np.ndarray,
-        proba: np.ndarray,
-        meta: dict[str, Any],
-        *,
-        n_bootstrap: int,
-        seed: int,
-    ) -> Evaluation:
-        """An `Evaluation` of scored images at this classifier's threshold."""
-        meta = {**meta, **provenance(), "seed": self.seed}
-        return Evaluation.from_predictions(
-            y,
-            proba,
-            class_names=list(self.class_names),
-            positive_class=self.class_names[self.positive_index]
-            if self._binary
-            else None,
-            threshold=self.threshold_,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-            meta=meta,
         )
 
     def lung_test(
@@ -542,8 +528,8 @@ class Classifier(Params):
             _inputs.record_chunks(data, records, self.preprocessing_),
             labels,
             predict_proba=self.predict_proba,
-            evaluate=lambda y, p, m: self._evaluation(
-                y, p, m, n_bootstrap=n_bootstrap, seed=seed
+            evaluate=lambda y, p, m: _scoring.evaluation(
+                fitted, y, p, m, n_bootstrap=n_bootstrap, seed=seed
             ),
             segmenter=segmenter if segmenter is not None else LungSegmenter(),
             explain=self.explain if saliency else None,
@@ -592,6 +578,8 @@ class Classifier(Params):
             positive_index=self.positive_index,
             record=self.training_record_,
             feature_cache=self.feature_cache,
+            threshold=self.threshold_,
+            seed=self.seed,
         )
 
     def get_config(self) -> ModelMetadata:
@@ -616,6 +604,8 @@ class Classifier(Params):
             learning_rate=self.learning_rate,
             seed=self.seed,
             spectral_decoupling=self.spectral_decoupling,
+            lung_focus=self.lung_focus,
+            segmenter=segmenter_info(self.preprocessing_, self.lung_focus),
             training=self.training_record_.info if self.training_record_ else None,
         )
 
@@ -662,6 +652,7 @@ class Classifier(Params):
             color_mode=prep.color_mode,
             resize=prep.resize,
             spectral_decoupling=config.spectral_decoupling,
+            lung_focus=config.lung_focus,
             seed=config.seed,
         )
         clf.model_ = model

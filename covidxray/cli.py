@@ -19,7 +19,7 @@ from ._choices import AUGMENT_PRESETS
 from ._version import __version__
 from .data.catalog import source_name
 from .data.dataset import BALANCE_BY
-from .data.preprocessing import COLOR_MODES, EQUALIZE_MODES, RESIZE_MODES
+from .data.preprocessing import COLOR_MODES, EQUALIZE_MODES, LUNG_MODES, RESIZE_MODES
 from .data.split import EVALUATION_SPLITS
 from .errors import DataError, WeightsUnavailableError
 
@@ -40,6 +40,8 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "equalize": "none",
     "balance": "none",
     "spectral_decoupling": 0.0,
+    "lungs": "none",
+    "lung_focus": 0.0,
 }
 
 
@@ -77,6 +79,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         trim=args.trim,
         window=_window(args.window),
         equalize=args.equalize,
+        lungs=args.lungs,
+        lung_masks=args.lung_focus > 0,
     )
     keras.utils.set_random_seed(args.seed)  # reproducible initial weights
     model = _model_builder(args)(data.preprocessing.input_shape)
@@ -87,6 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         class_names=data.class_names,
         learning_rate=args.learning_rate,
         spectral_decoupling=args.spectral_decoupling,
+        lung_focus=args.lung_focus,
         seed=args.seed,
     )
     clf.fit(
@@ -163,11 +168,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     # preprocessing, and memory does not grow with the number of files.
     for start in range(0, len(files), _CHUNK):
         names = files[start : start + _CHUNK]
-        decoded = [clf.preprocessing_.decode(name)[0] for name in names]
+        prep = clf.preprocessing_
+        decoded = [prep.decode(name)[0] for name in names]
+        lungs = prep.lung_masks(decoded, names)  # all None unless --lungs
         pixels = np.stack(
             [
-                clf.preprocessing_.to_array(img, name=n)
-                for img, n in zip(decoded, names, strict=True)
+                prep.to_array(img, name=n, lungs=m)
+                for img, n, m in zip(decoded, names, lungs, strict=True)
             ]
         )
         proba = clf.predict_proba(pixels)
@@ -181,11 +188,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 "probability_of": clf.class_names[positive],
             }
             if out is not None and heatmaps is not None:
-                # The heatmap is mapped back through the resize policy, so it
-                # lands on the right place of the decoded image.
+                # The heatmap is mapped back through the crop (trim, lungs)
+                # and the resize, so it lands where the model looked.
                 target = out / f"{start + k:04d}_{Path(name).stem}_gradcam.png"
-                prep = clf.preprocessing_
-                box = prep.seen_box(decoded[k])
+                box = prep.seen_box(decoded[k], lungs[k])
                 heat = prep.map_back(heatmaps[k], decoded[k].size, box)
                 overlay(decoded[k], heat).save(target)
                 row["gradcam"] = str(target)
@@ -462,6 +468,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_RECIPE["spectral_decoupling"],
         help="strength of the L2 penalty on the logits (0: off)",
+    )
+    p.add_argument(
+        "--lungs",
+        choices=LUNG_MODES,
+        default=DEFAULT_RECIPE["lungs"],
+        help="crop to the lungs found by the shipped segmenter, or also blank "
+        "everything outside them (mask)",
+    )
+    p.add_argument(
+        "--lung-focus",
+        type=float,
+        default=DEFAULT_RECIPE["lung_focus"],
+        help="strength of the penalty on input gradients outside the lungs (0: off)",
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=1e-3)

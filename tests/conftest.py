@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from covidxray.datasets import make_synthetic
+from helpers import FakeLungModel
 
 SEED_ENV = "COVIDXRAY_SEED_DATA"
 EXTERNAL_ENV = "COVIDXRAY_EXTERNAL_DATA"
@@ -65,3 +66,13 @@ def external_data() -> Path:
 def ieee8023_data() -> Path:
     """ieee8023-2020-06 (both classes from one source), or skip."""
     return real_folder(IEEE8023_ENV)
+
+
+@pytest.fixture
+def fake_lungs(monkeypatch: pytest.MonkeyPatch) -> type[FakeLungModel]:
+    """Make every lung search of the data layer use `FakeLungModel`."""
+    from covidxray.lungs import unet
+
+    FakeLungModel.calls = 0
+    monkeypatch.setattr(unet, "default_lung_model", lambda: FakeLungModel())
+    return FakeLungModel

@@ -1,10 +1,13 @@
 """The pixel cache file: decoded, resized uint8 images that a later run reuses.
 
 A cache file starts with a 64-byte preamble (the magic `CXRCACHE`, the format
-version, and where the JSON header lies), then the pixels, row after row, then
-the JSON header: the `Preprocessing`, `max_pixels`, the pixel array's shape and,
-for every file content (its SHA-256), the row that holds it and what the scan
-measured, or why it could not be read.
+version, and where the JSON header lies), then the pixels, row after row,
+then (when the scan found the lungs) each row's lung mask at the model's input
+size, as bits, then the JSON header: the `Preprocessing`, `max_pixels`, the
+segmenter's version and weights hash when masks are kept, the arrays' shapes
+and, for every file content (its SHA-256), the row that holds it and what the
+scan measured (and found wrong with its lung mask), or why it could not be
+read.
 
 A file is written under a temporary name in the same folder and linked to its
 final name only when complete, so a reader never sees half a cache and two
@@ -14,7 +17,10 @@ never written over.
 The scan lives here too: `fill` decodes every file once (in threads), checks
 it, hashes it and writes its pixels into the store (in memory, a temporary
 file, or a cache file at a path), or reuses a matching cache file without
-decoding. See `docs/guides/datasets.md`.
+decoding. With lungs (`Preprocessing(lungs=...)`, or `lung_masks=True`)
+it finds them with the shipped segmenter, a batch at a time, and keeps the
+masks beside the pixels (`LungScan`). See `docs/guides/datasets.md` and
+`docs/guides/lungs.md`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import tempfile
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +55,7 @@ logger = logging.getLogger("covidxray")
 __all__ = [
     "CACHE_FORMAT",
     "CacheFile",
+    "LungScan",
     "Problems",
     "default_cache_dir",
     "fill",
@@ -59,6 +67,29 @@ CACHE_FORMAT = 1
 _PREAMBLE = 64  # magic (8), format (u32), pad (u32), header offset (u64), size (u64)
 #: Environment variable naming the folder of temporary file caches.
 CACHE_DIR_VARIABLE = "COVIDXRAY_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class LungScan:
+    """The lung masks a scan found, one per row of the pixel store.
+
+    Attributes:
+        masks: uint8 `(rows, height, ceil(width / 8))`: each row's mask at
+            the model's input size, packed 8 pixels a byte
+            (`np.unpackbits(..., axis=-1, count=width)` undoes it).
+        problems: File path -> why its mask is implausible (empty, too small
+            or too large, not two lungs), for the files where it is.
+        segmenter: The segmenter's version and weights hash.
+    """
+
+    masks: np.ndarray
+    problems: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    segmenter: dict[str, str] = field(default_factory=dict)
+
+
+def _mask_shape(pixel_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    rows, height, width = pixel_shape[:3]
+    return (rows, height, (width + 7) // 8)
 
 
 def default_cache_dir() -> Path:
@@ -127,13 +158,22 @@ class CacheFile:
 
     def reuse(
         self, hashes: Sequence[str | None], paths: Sequence[str] = ()
-    ) -> tuple[np.ndarray, list[int | None], list[ImageInfo | str | None]] | None:
+    ) -> (
+        tuple[
+            np.ndarray,
+            list[int | None],
+            list[ImageInfo | str | None],
+            LungScan | None,
+        ]
+        | None
+    ):
         """The cached pixels for files with these SHA-256s, if the file exists.
 
         Returns:
             None when no file is at the path; else the read-only pixel array,
-            the row of each file, and per file its `ImageInfo`, the reason it
-            could not be read (a str), or None where `hashes` had None.
+            the row of each file, per file its `ImageInfo`, the reason it
+            could not be read (a str), or None where `hashes` had None, and
+            the lung masks when the file keeps them (else None).
 
         Raises:
             DataError: The path holds something else than a cache, a cache
@@ -179,7 +219,8 @@ class CacheFile:
         )
         rows: list[int | None] = []
         infos: list[ImageInfo | str | None] = []
-        for h in hashes:
+        problems: dict[str, tuple[str, ...]] = {}
+        for k, h in enumerate(hashes):
             entry = table.get(h) if h is not None else None
             if entry is None:
                 rows.append(None)
@@ -190,8 +231,20 @@ class CacheFile:
             else:
                 rows.append(int(entry["row"]))
                 infos.append(ImageInfo(**entry["info"]))
+                if entry.get("lungs") and k < len(paths):
+                    problems[paths[k]] = tuple(entry["lungs"])
+        lungs = None
+        if header.get("masks"):
+            masks = np.memmap(
+                self.path,
+                dtype=np.uint8,
+                mode="r",
+                offset=offset + int(np.prod(header["shape"])),
+                shape=tuple(header["masks"]),
+            )
+            lungs = LungScan(masks, problems, dict(header.get("segmenter") or {}))
         logger.info("Reused the cache '%s'; no image was decoded.", self.path)
-        return pixels, rows, infos
+        return pixels, rows, infos, lungs
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -238,8 +291,9 @@ class CacheFile:
         finally:
             handle.close()  # releases the lock
 
-    def create(self, shape: tuple[int, ...]) -> _Writer:
-        """Start a new cache file of `shape` under a temporary name."""
+    def create(self, shape: tuple[int, ...], masks: bool = False) -> _Writer:
+        """Start a new cache file of `shape` under a temporary name (with
+        room for packed lung masks when `masks`)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -247,15 +301,22 @@ class CacheFile:
                 f"Could not create the folder of the cache '{self.path}': "
                 f"{exc.strerror or exc}."
             ) from exc
-        return _Writer(self, shape)
+        return _Writer(self, shape, _mask_shape(shape) if masks else None)
 
 
 class _Writer:
     """Fills a temporary file, then links it to the cache path."""
 
-    def __init__(self, cache: CacheFile, shape: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        cache: CacheFile,
+        shape: tuple[int, ...],
+        mask_shape: tuple[int, ...] | None = None,
+    ) -> None:
         self.cache = cache
         self.shape = shape
+        self.mask_shape = mask_shape
+        self.masks: np.memmap[Any, Any] | None = None
         try:
             handle, self.temp = tempfile.mkstemp(
                 prefix=f".{cache.path.name}.", suffix=".tmp", dir=cache.path.parent
@@ -266,9 +327,20 @@ class _Writer:
             ) from exc
         os.close(handle)
         try:
+            size = _PREAMBLE + int(np.prod(shape))
+            size += int(np.prod(mask_shape)) if mask_shape is not None else 0
+            os.truncate(self.temp, size)  # sparse: written row by row
             self.store = np.memmap(
-                self.temp, dtype=np.uint8, mode="w+", offset=_PREAMBLE, shape=shape
+                self.temp, dtype=np.uint8, mode="r+", offset=_PREAMBLE, shape=shape
             )
+            if mask_shape is not None:
+                self.masks = np.memmap(
+                    self.temp,
+                    dtype=np.uint8,
+                    mode="r+",
+                    offset=_PREAMBLE + int(np.prod(shape)),
+                    shape=mask_shape,
+                )
         except OSError as exc:
             _remove_quietly(self.temp)
             raise DataError(
@@ -278,10 +350,14 @@ class _Writer:
         weakref.finalize(self.store, _remove_quietly, self.temp)
 
     def publish(
-        self, hashes: Sequence[str | None], outcomes: Sequence[ImageInfo | str | None]
+        self,
+        hashes: Sequence[str | None],
+        outcomes: Sequence[ImageInfo | str | None],
+        lung_problems: Sequence[Sequence[str]] = (),
     ) -> np.ndarray:
         """Write the header, then give the file its name if no other writer
-        has. Returns the pixel array (the file's rows)."""
+        has. Returns the pixel array (the file's rows). `lung_problems` gives
+        each row's implausible-mask findings, when the file keeps masks."""
         images: dict[str, Any] = {}
         for row, (h, outcome) in enumerate(zip(hashes, outcomes, strict=True)):
             if h is None or outcome is None or h in images:
@@ -290,15 +366,22 @@ class _Writer:
                 images[h] = {"error": outcome}
             else:
                 images[h] = {"row": row, "info": dataclasses.asdict(outcome)}
+                if row < len(lung_problems) and lung_problems[row]:
+                    images[h]["lungs"] = list(lung_problems[row])
         header = {
             **self.cache.settings,
             "shape": list(self.shape),
+            **({"masks": list(self.mask_shape)} if self.mask_shape else {}),
             "fingerprint": hashlib.sha256("".join(sorted(images)).encode()).hexdigest(),
             "images": images,
         }
         self.store.flush()
+        if self.masks is not None:
+            self.masks.flush()
         body = json.dumps(header).encode()
         offset = _PREAMBLE + int(np.prod(self.shape))
+        if self.mask_shape is not None:
+            offset += int(np.prod(self.mask_shape))
         with open(self.temp, "r+b") as fh:
             fh.seek(offset)
             fh.write(body)
@@ -321,6 +404,8 @@ class _Writer:
                 os.replace(self.temp, self.cache.path)
                 self.temp = str(self.cache.path)
         self.store.flags.writeable = False  # as a reused cache is: read-only
+        if self.masks is not None:
+            self.masks.flags.writeable = False
         return self.store
 
     def abort(self) -> None:
@@ -401,6 +486,9 @@ def _workers(num_workers: int | None) -> int:
     return num_workers or min(8, (os.cpu_count() or 1) + 1)
 
 
+Filled = tuple[np.ndarray | None, list[ImageInfo | None], list[int], "LungScan | None"]
+
+
 def fill(
     entries: Sequence[Entry],
     cache: bool | str | os.PathLike[str],
@@ -411,24 +499,35 @@ def fill(
     num_workers: int | None,
     memory_limit: int,
     cache_dir: str | os.PathLike[str] | None,
-) -> tuple[np.ndarray | None, list[ImageInfo | None], list[int]]:
+    lung_masks: bool = False,
+) -> Filled:
     """The pixel store, what the scan measured per entry (None: unreadable),
-    and each entry's row in the store."""
+    each entry's row in the store, and the lung masks when `prep` needs the
+    lungs or `lung_masks` asks for them (else None)."""
     shape = (len(entries), *prep.input_shape)
+    lungs = lung_masks or prep.needs_lungs
     if not isinstance(cache, (str, os.PathLike)):
-        store = _allocate(shape, cache, memory_limit, cache_dir)
-        infos = _scan(
+        store = _allocate(shape, cache or lungs, memory_limit, cache_dir)
+        masks = np.zeros(_mask_shape(shape), np.uint8) if lungs else None
+        infos, found = _scan(
             entries,
             store,
             problems,
             prep,
             max_pixels=max_pixels,
             num_workers=num_workers,
+            masks=masks,
         )
-        return store, infos, list(range(len(entries)))
-    cache_file = CacheFile(
-        cache, {"preprocessing": prep.to_dict(), "max_pixels": max_pixels}
-    )
+        if not cache and not lungs:
+            store = None
+        return store, infos, list(range(len(entries))), found
+    settings: dict[str, Any] = {
+        "preprocessing": prep.to_dict(),
+        "max_pixels": max_pixels,
+    }
+    if lungs:
+        settings["segmenter"] = _segmenter_info()
+    cache_file = CacheFile(cache, settings)
     # A file already there is reused without a lock. Otherwise processes
     # sharing the path (a cluster's workers on a shared disk) take turns:
     # the first scans and writes, the others then find its file.
@@ -440,8 +539,14 @@ def fill(
         if reused is not None:
             return reused
         return _scan_into_file(
-            cache_file, entries, problems, prep, max_pixels, num_workers
+            cache_file, entries, problems, prep, max_pixels, num_workers, lungs
         )
+
+
+def _segmenter_info() -> dict[str, str]:
+    from ..lungs.unet import default_lung_model  # TensorFlow: only now
+
+    return default_lung_model().info()
 
 
 def _reuse(
@@ -449,7 +554,7 @@ def _reuse(
     entries: Sequence[Entry],
     problems: Problems,
     num_workers: int | None,
-) -> tuple[np.ndarray | None, list[ImageInfo | None], list[int]] | None:
+) -> Filled | None:
     """What `fill` returns, from the cache file at the path; None when there
     is no file there yet."""
     if not os.path.exists(cache_file.path):
@@ -459,7 +564,7 @@ def _reuse(
     reused = cache_file.reuse(hashes, [e.path for e in entries])
     if reused is None:
         return None
-    pixels, rows, found = reused
+    pixels, rows, found, lungs = reused
     kept: list[ImageInfo | None] = []
     reasons = dict(checked.skipped)
     for entry, outcome in zip(entries, found, strict=True):
@@ -469,7 +574,7 @@ def _reuse(
         reason = outcome or reasons.get(entry.path, "unreadable")
         problems.add(entry.path, DataError(reason))
         kept.append(None)
-    return pixels, kept, [-1 if r is None else r for r in rows]
+    return pixels, kept, [-1 if r is None else r for r in rows], lungs
 
 
 def _scan_into_file(
@@ -479,23 +584,26 @@ def _scan_into_file(
     prep: Preprocessing,
     max_pixels: int,
     num_workers: int | None,
-) -> tuple[np.ndarray | None, list[ImageInfo | None], list[int]]:
+    lungs: bool = False,
+) -> Filled:
     """`fill` for a cache file not written yet: scan, then write it."""
     cache = cache_file.path
     shape = (len(entries), *prep.input_shape)
-    writer = cache_file.create(shape)
+    writer = cache_file.create(shape, masks=lungs)
     try:
-        infos = _scan(
+        infos, found = _scan(
             entries,
             writer.store,
             problems,
             prep,
             max_pixels=max_pixels,
             num_workers=num_workers,
+            masks=writer.masks,
         )
     except BaseException:
         writer.abort()
         raise
+    rows = list(range(len(entries)))
     if problems.need_package & {e.path for e in entries}:
         writer.abort()  # this run keeps its pixels; the next one writes the file
         logger.warning(
@@ -504,7 +612,7 @@ def _scan_into_file(
             cache,
             len(problems.need_package),
         )
-        return writer.store, infos, list(range(len(entries)))
+        return writer.store, infos, rows, found
     reasons = dict(problems.skipped)
     failed = [e for e, info in zip(entries, infos, strict=True) if info is None]
     failed_hashes = dict(
@@ -522,7 +630,17 @@ def _scan_into_file(
         info if info is not None else reasons.get(e.path)
         for e, info in zip(entries, infos, strict=True)
     ]
-    return writer.publish(hashes, outcomes), infos, list(range(len(entries)))
+    lung_problems = (
+        [found.problems.get(e.path, ()) for e in entries] if found is not None else []
+    )
+    pixels = writer.publish(hashes, outcomes, lung_problems)
+    if found is not None and writer.masks is not None:
+        found = dataclasses.replace(found, masks=writer.masks)
+    return pixels, infos, rows, found
+
+
+#: Images decoded and segmented together when a scan finds the lungs.
+LUNG_CHUNK = 32
 
 
 def _scan(
@@ -533,8 +651,22 @@ def _scan(
     *,
     max_pixels: int,
     num_workers: int | None,
-) -> list[ImageInfo | None]:
-    """Decode every file once: validate it, hash it and fill the pixel store."""
+    masks: np.ndarray | None = None,
+) -> tuple[list[ImageInfo | None], LungScan | None]:
+    """Decode every file once: validate it, hash it and fill the pixel store
+    (and, with `masks`, find its lungs and fill the mask store)."""
+    if masks is not None or prep.needs_lungs:
+        if store is None or masks is None:
+            raise ValueError("A scan that finds the lungs needs both stores.")
+        return _scan_lungs(
+            entries,
+            store,
+            masks,
+            problems,
+            prep,
+            max_pixels=max_pixels,
+            num_workers=num_workers,
+        )
 
     def work(i: int) -> ImageInfo | DataError:
         path = entries[i].path
@@ -561,4 +693,70 @@ def _scan(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    return infos
+    return infos, None
+
+
+def _scan_lungs(
+    entries: Sequence[Entry],
+    store: np.ndarray,
+    masks: np.ndarray,
+    problems: Problems,
+    prep: Preprocessing,
+    *,
+    max_pixels: int,
+    num_workers: int | None,
+) -> tuple[list[ImageInfo | None], LungScan]:
+    """`_scan` that also finds the lungs: `LUNG_CHUNK` files are decoded (in
+    threads), segmented in one batch, then cropped, masked and resized."""
+    from ..lungs.unet import default_lung_model  # TensorFlow: only now
+
+    segmenter = default_lung_model()
+    infos: list[ImageInfo | None] = [None] * len(entries)
+    found: dict[str, tuple[str, ...]] = {}
+    bar = Progress(len(entries), "Scanning images and finding the lungs")
+    pool = ThreadPoolExecutor(max_workers=_workers(num_workers))
+
+    def decode(i: int) -> Any:
+        try:
+            return prep.decode(entries[i].path, max_pixels=max_pixels)
+        except DataError as exc:
+            return exc
+
+    def work(item: tuple[int, Any, ImageInfo, Any]) -> DataError | None:
+        i, img, info, lung = item
+        path = entries[i].path
+        try:
+            store[i] = prep.to_array(img, name=path, lungs=lung.mask)
+        except DataError as exc:
+            return exc
+        seen = prep.mask_array(img, lung.mask)
+        masks[i] = np.packbits(seen, axis=-1)[:, : masks.shape[-1]]
+        infos[i] = info
+        if lung.problems:
+            found[path] = lung.problems
+        return None
+
+    try:
+        for start in range(0, len(entries), LUNG_CHUNK):
+            chunk = range(start, min(len(entries), start + LUNG_CHUNK))
+            decoded = {}
+            for i, result in zip(chunk, pool.map(decode, chunk), strict=True):
+                if isinstance(result, DataError):
+                    problems.add(entries[i].path, result)
+                else:
+                    decoded[i] = result
+            names = [entries[i].path for i in decoded]
+            lungs = segmenter.masks([img for img, _ in decoded.values()], names)
+
+            items = [
+                (i, img, info, lung)
+                for (i, (img, info)), lung in zip(decoded.items(), lungs, strict=True)
+            ]
+            for (i, *_), error in zip(items, pool.map(work, items), strict=True):
+                if error is not None:
+                    problems.add(entries[i].path, error)
+            bar.update(len(chunk))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    return infos, LungScan(masks, found, segmenter.info())

@@ -25,7 +25,7 @@ from .dataset import XrayDataset, describe_sources
 from .decode import COLOR_MODES, DEFAULT_MAX_PIXELS, RESIZE_MODES, ImageInfo, Window
 from .labels import LabelMap, make_label_map
 from .layouts import LAYOUTS, ReadContext, detect_layout
-from .preprocessing import Preprocessing
+from .preprocessing import LUNG_MODES, Preprocessing, report_lungs
 from .records import Entry, Record
 from .split import assign_splits, check_fractions
 from .split import deduplicate as deduplicate_records
@@ -62,6 +62,8 @@ def load_dataset(
     window: Window = "auto",
     trim: float = 0.0,
     equalize: str = "none",
+    lungs: str = "none",
+    lung_masks: bool = False,
     views: Sequence[str] | None = None,
     modality: str | None = "X-ray",
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -124,6 +126,14 @@ def load_dataset(
         trim: Above 0, cut uniform borders (frames, padding), then this
             fraction of each side, where burnt-in text and markers sit.
         equalize: `"none"`, `"histogram"` or `"clahe"` (see `Preprocessing`).
+        lungs: `"none"`, `"crop"` (crop to the lungs plus a margin) or
+            `"mask"` (crop, and set everything outside the lungs to 0); the
+            shipped `LungSegmenter` finds them while scanning (see
+            `Preprocessing`). Its masks are then kept too.
+        lung_masks: Also keep each image's lung mask at the model's input
+            size (`XrayDataset.lung_masks`), as `Classifier(lung_focus=...)`
+            uses, without changing the pixels. Masks are kept in a cache file
+            beside the pixels, and found once.
         views: Keep only these views (e.g. `("PA", "AP")`) in metadata layouts.
         modality: Keep only this modality in metadata layouts; None keeps all.
         max_pixels: Refuse larger images (decompression bombs).
@@ -160,7 +170,7 @@ def load_dataset(
         (TensorShape([4, 32, 32, 1]), 'float32')
     """
     prep = _preprocessing(
-        image_size, color_mode, resize, window, trim, equalize, on_error, layout
+        image_size, color_mode, resize, window, trim, equalize, lungs, on_error, layout
     )
     check_positive_int("batch_size", batch_size, "load_dataset")
     check_choice("min_classes", min_classes, (1, 2), "load_dataset")
@@ -178,7 +188,7 @@ def load_dataset(
         single_class=min_classes < 2,
     )
     kept, unmatched, dropped = _labelled(entries, label_map, ctx.dropped)
-    store, infos, store_rows = fill(
+    store, infos, store_rows, found_lungs = fill(
         kept,
         cache,
         problems,
@@ -187,8 +197,11 @@ def load_dataset(
         num_workers=num_workers,
         memory_limit=cache_memory_limit,
         cache_dir=cache_dir,
+        lung_masks=lung_masks,
     )
     records, rows = _records(kept, infos, store_rows, label_map)
+    if found_lungs is not None:
+        report_lungs(list(found_lungs.problems.items()), len(records))
     _check_readable(records, problems, len(entries), min_classes, sources)
     removed: list[tuple[Record, Record]] = []
     if deduplicate:
@@ -215,6 +228,7 @@ def load_dataset(
         sources={name: str(root) for name, root in sources.items()},
         layouts=layouts,
         label_mapping={f: c for f, c in label_map.mapping.items() if c is not None},
+        lungs=found_lungs,
     )
 
 
@@ -225,6 +239,7 @@ def _preprocessing(
     window: Window,
     trim: float,
     equalize: str,
+    lungs: str,
     on_error: str,
     layout: str,
 ) -> Preprocessing:
@@ -233,6 +248,7 @@ def _preprocessing(
     check_choice("resize", resize, RESIZE_MODES, "load_dataset")
     check_choice("on_error", on_error, ("raise", "skip"), "load_dataset")
     check_choice("layout", layout, ("auto", *LAYOUTS), "load_dataset")
+    check_choice("lungs", lungs, LUNG_MODES, "load_dataset")
     return Preprocessing(
         check_image_size(image_size, "load_dataset"),
         color_mode=color_mode,
@@ -240,6 +256,7 @@ def _preprocessing(
         window=window,
         trim=trim,
         equalize=equalize,
+        lungs=lungs,
     )
 
 

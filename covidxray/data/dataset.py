@@ -22,6 +22,7 @@ import numpy as np
 
 from .._validation import check_choice
 from ..errors import DataError
+from .cache import LungScan
 from .decode import DEFAULT_MAX_PIXELS
 from .layouts import is_synthetic
 from .pipeline import Transform, balanced_class_weights, batches, draw_weights
@@ -112,6 +113,7 @@ class XrayDataset:
         layouts: Mapping[str, str] | None = None,
         label_mapping: Mapping[str, str] | None = None,
         unmatched_findings: Mapping[str, int] | None = None,
+        lungs: LungScan | None = None,
     ) -> None:
         self.records = list(records)
         self.class_names = tuple(class_names)
@@ -132,6 +134,10 @@ class XrayDataset:
         self.label_mapping = dict(label_mapping or {})
         self._pixels = pixels
         self._rows = dict(rows)
+        self._lungs = lungs
+        #: Packed masks found on first use when the scan kept none (by path;
+        #: shared by views, like the pixels).
+        self._found_masks: dict[str, np.ndarray] = {}
         #: `"class"` or `"source"` for a view made by `balanced`, else None.
         self.sampling: str | None = None
 
@@ -183,6 +189,51 @@ class XrayDataset:
         if self._pixels is not None:
             return np.asarray(self._pixels[self._rows[path]])
         return self.preprocessing.load(path, max_pixels=self.max_pixels)
+
+    # ------------------------------------------------------------------ lungs
+
+    @property
+    def lung_problems(self) -> dict[str, tuple[str, ...]]:
+        """File path -> why the scan found its lung mask implausible (empty,
+        too small or large, not two lungs), for the images kept where it
+        did; empty when the scan did not look for the lungs."""
+        if self._lungs is None:
+            return {}
+        held = {r.path for r in self.records}
+        return {p: why for p, why in self._lungs.problems.items() if p in held}
+
+    @property
+    def lung_segmenter(self) -> dict[str, str] | None:
+        """The version and weights hash of the segmenter that found the
+        scan's masks; None when the scan kept none."""
+        return dict(self._lungs.segmenter) if self._lungs is not None else None
+
+    def lung_masks_of(self, records: Sequence[Record]) -> np.ndarray:
+        """Boolean lung masks `(N, height, width)` of some records, on the
+        model's input as the pixels are.
+
+        The scan's masks when it found the lungs (`load_dataset(lungs=...)`
+        or `lung_masks=True`, from each image at its own size); otherwise the
+        shipped segmenter runs once on each image's served pixels, on first
+        use (a model-size image: coarser).
+        """
+        height, width = self.image_size
+        if not records:
+            return np.zeros((0, height, width), bool)
+        if self._lungs is not None:
+            packed = np.stack([self._lungs.masks[self._rows[r.path]] for r in records])
+        else:
+            todo = [r for r in records if r.path not in self._found_masks]
+            if todo:
+                from ..lungs.unet import default_lung_model  # TensorFlow
+
+                found = default_lung_model().masks(
+                    list(self.images_of(todo)), [r.path for r in todo]
+                )
+                for rec, lung in zip(todo, found, strict=True):
+                    self._found_masks[rec.path] = np.packbits(lung.mask, axis=-1)
+            packed = np.stack([self._found_masks[r.path] for r in records])
+        return np.unpackbits(packed, axis=-1, count=width).astype(bool)
 
     def subset(self, sources: Sequence[str]) -> XrayDataset:
         """A view of the images of some sources, with their splits, sharing
@@ -343,6 +394,12 @@ class XrayDataset:
             f"  images: {self.image_size[0]}x{self.image_size[1]} {self.color_mode}, "
             f"resize={self.resize!r}",
         ]
+        if self.preprocessing.needs_lungs or self._lungs is not None:
+            lungs = self.preprocessing.lungs
+            flagged = len(self.lung_problems)
+            note = f" ({flagged} implausible masks: see .lung_problems)"
+            shown = lungs if lungs != "none" else "masks kept"
+            lines.append(f"  lungs: {shown}{note if flagged else ''}")
         for split, per_class in self.counts().items():
             detail = ", ".join(f"{k} {v}" for k, v in per_class.items())
             lines.append(f"  {split}: {sum(per_class.values())} ({detail})")

@@ -1,14 +1,16 @@
 """`Preprocessing`: how one image becomes the pixels a model sees.
 
-One value of it, `(image_size, color_mode, resize, window, trim, equalize)`,
-decodes and resizes a file
+One value of it, `(image_size, color_mode, resize, window, trim, equalize,
+lungs)`, decodes and resizes a file
 the same way wherever an image enters covidxray: the dataset scan, the
 no-cache path of `tf.data`, `Classifier.predict`, Grad-CAM overlays and the
 command line. A saved classifier stores it, so a file is read at prediction
 time exactly as it was read at training time.
 
-The steps after decoding live here too: `trim_box`, `equalize` and
-`image_to_array` (the resize).
+The steps after decoding live here too: `trim_box`, `lung_box`, `equalize`
+and `image_to_array` (the resize). With `lungs="crop"` or `"mask"` the lungs
+are found by the segmenter that ships with covidxray (`covidxray.lungs`,
+imported only then); see `docs/guides/lungs.md`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .._validation import check_choice, check_image_size
-from ..errors import DataError
+from ..errors import CovidXrayWarning, DataError
 from .decode import (
     COLOR_MODES,
     DEFAULT_MAX_PIXELS,
@@ -36,9 +38,26 @@ from .decode import (
     decode_file,
 )
 
-__all__ = ["EQUALIZE_MODES", "Preprocessing", "equalize", "image_to_array", "trim_box"]
+__all__ = [
+    "EQUALIZE_MODES",
+    "LUNG_MODES",
+    "Preprocessing",
+    "equalize",
+    "image_to_array",
+    "lung_box",
+    "report_lungs",
+    "trim_box",
+]
 
 EQUALIZE_MODES: tuple[str, ...] = ("none", "histogram", "clahe")
+#: What `Preprocessing(lungs=...)` does with the lungs: nothing, crop to
+#: them, or crop to them and blank everything outside them.
+LUNG_MODES: tuple[str, ...] = ("none", "crop", "mask")
+#: The lung crop's margin: this share of the lungs' box on each side.
+LUNG_MARGIN = 0.08
+#: With `lungs="mask"`, the lungs are grown by this share of the model
+#: input's larger side before everything outside them is set to 0.
+LUNG_DILATION = 0.02
 
 ImageLike = Any  # a path, a PIL image, or a (H, W) / (H, W, C) array
 
@@ -63,6 +82,13 @@ class Preprocessing:
         equalize: `"none"`, `"histogram"` (global histogram equalisation) or
             `"clahe"` (contrast-limited adaptive equalisation, 8 x 8 tiles),
             after trimming and before resizing.
+        lungs: `"none"`; `"crop"` crops to the lungs' bounding box plus
+            `LUNG_MARGIN` of it on each side (inside the trimmed part) before
+            resizing; `"mask"` also sets everything outside the lungs, grown
+            by `LUNG_DILATION`, to 0 after resizing. The lungs come from the
+            shipped `LungSegmenter`, run on the decoded image. An image with
+            no lungs found is kept whole (unmasked), with a warning that
+            names it.
 
     Examples:
         >>> import numpy as np
@@ -86,6 +112,7 @@ class Preprocessing:
     window: Window = "auto"
     trim: float = 0.0
     equalize: str = "none"
+    lungs: str = "none"
 
     def __post_init__(self) -> None:
         size = check_image_size(self.image_size, "Preprocessing")
@@ -100,6 +127,7 @@ class Preprocessing:
         object.__setattr__(self, "trim", float(self.trim))
         check_choice("color_mode", self.color_mode, COLOR_MODES, "Preprocessing")
         check_choice("resize", self.resize, RESIZE_MODES, "Preprocessing")
+        check_choice("lungs", self.lungs, LUNG_MODES, "Preprocessing")
 
     @property
     def channels(self) -> int:
@@ -130,23 +158,140 @@ class Preprocessing:
         """
         return decode_file(path, max_pixels=max_pixels, data=data, window=self.window)
 
-    def to_array(self, image: Image.Image, *, name: str = "the image") -> np.ndarray:
+    @property
+    def needs_lungs(self) -> bool:
+        """True when reading an image needs its lung mask (`lungs` is set)."""
+        return self.lungs != "none"
+
+    def lung_masks(
+        self, images: Sequence[Image.Image], names: Sequence[str] | None = None
+    ) -> list[np.ndarray | None]:
+        """The lung mask of each decoded image, at its own size, from the
+        shipped `LungSegmenter` in one batch; all None when `lungs` is
+        `"none"` (nothing is segmented).
+
+        An implausible mask is warned about with its image's name
+        (`CovidXrayWarning`); an empty one makes `to_array` keep the image
+        whole.
+
+        Raises:
+            DataError: No image of a batch of several has any lung.
+        """
+        if not self.needs_lungs:
+            return [None] * len(images)
+        from ..lungs.unet import default_lung_model  # TensorFlow: only now
+
+        if names is None:
+            names = [f"image {k}" for k in range(len(images))]
+        results = default_lung_model().masks(list(images), names)
+        found = [(r.name, r.problems) for r in results if r.problems]
+        report_lungs(found, len(results), stacklevel=4)
+        return [r.mask for r in results]
+
+    def seen_box(
+        self, image: Image.Image, lungs: np.ndarray | None = None
+    ) -> tuple[int, int, int, int] | None:
+        """The part of a decoded image the model sees, `(left, top, right,
+        bottom)`, when `trim` or `lungs` cuts some of it away; else None.
+
+        Args:
+            image: The decoded image.
+            lungs: Its lung mask (`lung_masks`), needed when `lungs` is set.
+
+        Raises:
+            ValueError: `lungs` is set and no mask was given, or the mask's
+                shape is not the image's.
+        """
+        box = trim_box(image, self.trim) if self.trim else None
+        if not self.needs_lungs:
+            return box
+        outer = box or (0, 0, image.width, image.height)
+        found = lung_box(self._mask_for(image, lungs), LUNG_MARGIN)
+        if found is None:  # no lungs: the (trimmed) image, whole
+            return box
+        left, top = max(outer[0], found[0]), max(outer[1], found[1])
+        right, bottom = min(outer[2], found[2]), min(outer[3], found[3])
+        if right - left < 1 or bottom - top < 1:  # the lungs were trimmed away
+            return box
+        return (left, top, right, bottom)
+
+    def _mask_for(self, image: Image.Image, lungs: np.ndarray | None) -> np.ndarray:
+        if lungs is None:
+            raise ValueError(
+                f"Preprocessing(lungs={self.lungs!r}) needs each image's lung "
+                "mask: pass lungs=, from Preprocessing.lung_masks([image])."
+            )
+        lungs = np.asarray(lungs, bool)
+        if lungs.shape != (image.height, image.width):
+            raise ValueError(
+                f"The lung mask has shape {lungs.shape}; the image is "
+                f"{image.height} x {image.width} (height x width)."
+            )
+        return lungs
+
+    def to_array(
+        self,
+        image: Image.Image,
+        *,
+        name: str = "the image",
+        lungs: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Resize and convert a decoded image: uint8 of shape `input_shape`.
+
+        Args:
+            image: The decoded image (`decode`).
+            name: The file, for messages.
+            lungs: Its lung mask at its own size (`lung_masks`), needed when
+                `lungs` is set.
 
         Raises:
             DataError: Pillow cannot convert the image's mode (names `name`).
+            ValueError: `lungs` is set and no fitting mask was given.
         """
         try:
-            if self.trim:
-                image = image.crop(trim_box(image, self.trim))
-            image = equalize(_canonical(image), self.equalize)
-            return image_to_array(
-                image, self.image_size, color_mode=self.color_mode, resize=self.resize
+            box = self.seen_box(image, lungs)
+            cropped = image.crop(box) if box is not None else image
+            cropped = equalize(_canonical(cropped), self.equalize)
+            out = image_to_array(
+                cropped, self.image_size, color_mode=self.color_mode, resize=self.resize
             )
         except (ValueError, OSError) as exc:  # a mode Pillow cannot convert
+            if isinstance(exc, ValueError) and "lung mask" in str(exc):
+                raise
             raise DataError(
                 f"'{name}' could not be converted to {self.color_mode}: {exc}"
             ) from exc
+        if self.lungs == "mask" and lungs is not None and np.any(lungs):
+            seen = self.mask_array(image, lungs)
+            radius = LUNG_DILATION * max(self.image_size)
+            out = out * _grown(seen, radius)[:, :, None].astype(np.uint8)
+        return out
+
+    def mask_array(self, image: Image.Image, lungs: np.ndarray) -> np.ndarray:
+        """A lung mask mapped onto the model's input as the image's pixels
+        are (the same crop and resize): boolean of shape `image_size`.
+
+        Examples:
+            >>> import numpy as np
+            >>> from PIL import Image
+            >>> prep = Preprocessing((4, 8))
+            >>> mask = np.zeros((10, 20), bool); mask[:, :10] = True
+            >>> prep.mask_array(Image.new("L", (20, 10)), mask)[0].tolist()
+            [True, True, True, True, False, False, False, False]
+        """
+        lungs = self._mask_for(image, lungs) if self.needs_lungs else np.asarray(lungs)
+        if lungs.shape != (image.height, image.width):
+            raise ValueError(
+                f"The lung mask has shape {lungs.shape}; the image is "
+                f"{image.height} x {image.width} (height x width)."
+            )
+        as_image = Image.fromarray(np.asarray(lungs, np.uint8) * 255)
+        box = self.seen_box(image, lungs)
+        if box is not None:
+            as_image = as_image.crop(box)
+        height, width = self.image_size
+        resized = _resized(as_image, width, height, self.resize)
+        return np.asarray(resized) >= 128
 
     def load(
         self, image: ImageLike, *, max_pixels: int = DEFAULT_MAX_PIXELS
@@ -165,17 +310,29 @@ class Preprocessing:
             DataError: A file is missing, unreadable or too large.
             ValueError: An array of an unsupported shape.
         """
-        if isinstance(image, (str, os.PathLike)):
-            img, _ = self.decode(image, max_pixels=max_pixels)
-            return self.to_array(img, name=os.fspath(image))
-        if not isinstance(image, Image.Image):
-            image = array_to_image(image)
-        return self.to_array(_canonical(image, self.window))
+        return self.load_many([image], max_pixels=max_pixels)[0]
 
-    def seen_box(self, image: Image.Image) -> tuple[int, int, int, int] | None:
-        """The part of a decoded image the model sees, `(left, top, right,
-        bottom)`, when `trim` cuts some of it away; else None."""
-        return trim_box(image, self.trim) if self.trim else None
+    def load_many(
+        self, images: Sequence[ImageLike], *, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> np.ndarray:
+        """Read several images as the model sees them (`load`), their lungs
+        found in one batch when `lungs` is set: uint8 `(N, *input_shape)`."""
+        decoded: list[Image.Image] = []
+        names: list[str] = []
+        for k, image in enumerate(images):
+            if isinstance(image, (str, os.PathLike)):
+                decoded.append(self.decode(image, max_pixels=max_pixels)[0])
+                names.append(os.fspath(image))
+            else:
+                if not isinstance(image, Image.Image):
+                    image = array_to_image(image)
+                decoded.append(_canonical(image, self.window))
+                names.append(f"image {k}")
+        masks = self.lung_masks(decoded, names)
+        out = np.zeros((len(decoded), *self.input_shape), np.uint8)
+        for k, (img, name, mask) in enumerate(zip(decoded, names, masks, strict=True)):
+            out[k] = self.to_array(img, name=name, lungs=mask)
+        return out
 
     def map_back(
         self,
@@ -254,13 +411,17 @@ class Preprocessing:
             else self.window,
             "trim": self.trim,
             "equalize": self.equalize,
+            # Only when set, so a cache or model file written before
+            # `lungs` existed still matches the same preprocessing.
+            **({"lungs": self.lungs} if self.needs_lungs else {}),
         }
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Preprocessing:
         """Rebuild a `Preprocessing` from `to_dict`'s output. A dict without
-        `window`, `trim` or `equalize` (saved before they existed) gets
-        `"auto"`, 0 and `"none"`, which is how images were read then.
+        `window`, `trim`, `equalize` or `lungs` (saved before they existed)
+        gets `"auto"`, 0, `"none"` and `"none"`, which is how images were
+        read then.
 
         Raises:
             ValueError: A key is missing or a value is not allowed.
@@ -278,6 +439,7 @@ class Preprocessing:
             window=values.get("window", "auto"),
             trim=values.get("trim", 0.0),
             equalize=values.get("equalize", "none"),
+            lungs=values.get("lungs", "none"),
         )
 
 
@@ -365,6 +527,44 @@ def equalize(img: Image.Image, mode: str) -> Image.Image:
         f"The `equalize` argument must be one of {', '.join(EQUALIZE_MODES)}. "
         f"Received: {mode!r}."
     )
+
+
+def lung_box(
+    mask: np.ndarray, margin: float = LUNG_MARGIN
+) -> tuple[int, int, int, int] | None:
+    """The bounding box of a lung mask, `(left, top, right, bottom)`, grown by
+    `margin` times its size on each side and clipped to the mask; None for an
+    empty mask.
+
+    Examples:
+        >>> import numpy as np
+        >>> mask = np.zeros((100, 100), bool); mask[20:80, 10:90] = True
+        >>> lung_box(mask, 0.1)
+        (2, 14, 98, 86)
+    """
+    mask = np.asarray(mask, bool)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    dy, dx = margin * (bottom - top), margin * (right - left)
+    height, width = mask.shape
+    return (
+        max(0, int(round(left - dx))),
+        max(0, int(round(top - dy))),
+        min(width, int(round(right + dx))),
+        min(height, int(round(bottom + dy))),
+    )
+
+
+def _grown(mask: np.ndarray, radius: float) -> np.ndarray:
+    """`mask` grown by `radius` pixels (a disc)."""
+    from scipy import ndimage
+
+    if radius <= 0 or not mask.any():
+        return mask
+    return np.asarray(ndimage.distance_transform_edt(~mask) <= radius)
 
 
 def trim_box(img: Image.Image, fraction: float) -> tuple[int, int, int, int]:
@@ -458,3 +658,32 @@ def _resized(img: Image.Image, width: int, height: int, resize: str) -> Image.Im
             f"Received: {resize!r}."
         )
     return out
+
+
+def report_lungs(
+    found: Sequence[tuple[str, Sequence[str]]], readable: int, stacklevel: int = 3
+) -> None:
+    """Fail when no readable image has lungs; warn (at the caller of the
+    function calling this), naming the files, when some masks are
+    implausible: each image's is used as found (an empty one: no crop).
+
+    Raises:
+        DataError: Every one of several readable images has an empty mask.
+    """
+    empty = [p for p, why in found if "no lung found" in why]
+    if readable > 1 and len(empty) == readable:
+        raise DataError(
+            f"No lungs were found in any of the {readable} images (first: "
+            f"'{empty[0]}'). Are they frontal chest X-rays?"
+        )
+    if found:
+        first = list(found)[:5]
+        named = "; ".join(f"'{p}': {', '.join(why)}" for p, why in first)
+        more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+        warnings.warn(
+            f"{len(found)} of {readable} images have an implausible lung mask: "
+            f"{named}{more}. They are read as found (an empty mask: the image "
+            "whole); a dataset's `lung_problems` lists them all.",
+            CovidXrayWarning,
+            stacklevel=stacklevel,
+        )

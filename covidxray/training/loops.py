@@ -23,7 +23,8 @@ import tensorflow as tf
 from .. import _keras_compat
 from ..features import FeatureCache, cached_batches
 from .callbacks import ShowFullModel, own_callbacks
-from .losses import compile_for
+from .focus import LungFocusTrainer, with_focus
+from .losses import compile_for, loss_and_metrics
 
 __all__ = [
     "HEAD_STEPS_PER_EXECUTION",
@@ -196,6 +197,7 @@ def train(
     verbose: str | int,
     seed: int | None,
     feature_cache: FeatureCache | None = None,
+    lung_focus: tuple[float, tf.data.Dataset] | None = None,
 ) -> FitResult:
     """Train `model` (already compiled), or only its head on cached features.
 
@@ -203,6 +205,9 @@ def train(
     backbone runs once over the images `feature_cache` (by default a new one)
     lacks, and only the head (which shares its layers with `model`) trains;
     `user_callbacks` still see the full model.
+    With `lung_focus`, `(strength, focus_batches(...))`, a `LungFocusTrainer`
+    trains `model` with the penalty on the input gradients outside the lungs
+    (never with cached features or under a multi-worker strategy).
     Our own callbacks (`own_callbacks`, with `save`, `checkpoint` and
     `early_stopping`) run first, so that an exception raised by a user
     callback at the end of an epoch comes after that epoch's backup.
@@ -240,6 +245,22 @@ def train(
             steps_per_execution=HEAD_STEPS_PER_EXECUTION,
         )
         trainee = head
+        user_callbacks = [ShowFullModel(c, model) for c in user_callbacks]
+    if lung_focus is not None:
+        if cache_features or worker is not None:
+            raise ValueError(
+                "lung_focus trains the whole model on images: it cannot train "
+                "on cached features or under a multi-worker strategy."
+            )
+        strength, focus = lung_focus
+        trainee = LungFocusTrainer(model, strength)
+        loss, metrics = loss_and_metrics(model.output_shape[-1])
+        trainee.compile(
+            optimizer=model.optimizer,
+            loss=getattr(model, "loss", None) or loss,
+            metrics=metrics,
+        )
+        train_ds = with_focus(train_ds, focus)
         user_callbacks = [ShowFullModel(c, model) for c in user_callbacks]
     if worker is not None:
         logs = multi_worker_fit(

@@ -13,7 +13,7 @@ import keras
 
 from .._validation import check_choice
 
-__all__ = ["OPTIMIZERS", "SpectralDecoupling", "compile_for"]
+__all__ = ["OPTIMIZERS", "SpectralDecoupling", "compile_for", "loss_and_metrics"]
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -67,6 +67,20 @@ class SpectralDecoupling(keras.losses.Loss):
         return {**super().get_config(), "strength": self.strength}
 
 
+def loss_and_metrics(units: int) -> tuple[Any, list[Any]]:
+    """The loss and fresh metrics for a model with `units` outputs: binary
+    cross-entropy, accuracy and AUC for one sigmoid unit, else sparse
+    categorical cross-entropy and accuracy."""
+    if units == 1:
+        return keras.losses.BinaryCrossentropy(), [
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(name="auc"),
+        ]
+    return keras.losses.SparseCategoricalCrossentropy(), [
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    ]
+
+
 def compile_for(
     model: keras.Model,
     optimizer: str | keras.optimizers.Optimizer,
@@ -83,15 +97,7 @@ def compile_for(
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         check_choice("optimizer", optimizer, tuple(OPTIMIZERS), "Classifier")
         optimizer = OPTIMIZERS[str(optimizer)](learning_rate=learning_rate)
-    if model.output_shape[-1] == 1:
-        loss: Any = keras.losses.BinaryCrossentropy()
-        metrics: list[Any] = [
-            keras.metrics.BinaryAccuracy(name="accuracy"),
-            keras.metrics.AUC(name="auc"),
-        ]
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    loss, metrics = loss_and_metrics(model.output_shape[-1])
     if spectral_decoupling < 0:
         raise ValueError(
             "The `spectral_decoupling` argument of Classifier must be >= 0. "

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from covidxray import DataError, load_dataset
+from covidxray import CovidXrayWarning, DataError, load_dataset
 from covidxray.data import cache as cache_module
 from covidxray.data import preprocessing
 from covidxray.data.cache import CacheFile
+from helpers import write_image
 
 
 def load(root: Path, cache: object, **kwargs: object):
@@ -216,3 +217,65 @@ def test_file_cache_over_memory_limit(synthetic_root: Path) -> None:
     assert isinstance(ds._pixels, np.memmap)
     ref = load_dataset(synthetic_root, image_size=(16, 16))
     np.testing.assert_array_equal(ds.images("train"), ref.images("train"))
+
+
+# ------------------------------------------------------------------ lungs
+
+
+def test_lung_masks_are_found_once_and_kept_in_the_cache_file(
+    root: Path, tmp_path: Path, fake_lungs
+) -> None:
+    path = tmp_path / "lungs.cache"
+    first = load(root, path, lungs="crop")
+    found = fake_lungs.calls
+    assert found == len(first.records)  # one search per image
+    masks = first.lung_masks_of(first.records)
+    assert masks.shape == (len(first.records), 16, 16) and masks.any(axis=(1, 2)).all()
+    assert first.lung_segmenter == fake_lungs().info()
+    assert "lungs: crop" in first.summary()
+    again = load(root, path, lungs="crop")
+    assert fake_lungs.calls == found  # reused: no image searched again
+    np.testing.assert_array_equal(again.lung_masks_of(again.records), masks)
+    np.testing.assert_array_equal(again.images("train"), first.images("train"))
+    # The lungs are part of the settings: a plain read of that file is refused.
+    with pytest.raises(DataError, match="other settings.*lungs"):
+        load(root, path)
+    # An in-memory scan of the same files gives the same pixels and masks.
+    memory = load(root, True, lungs="crop")
+    np.testing.assert_array_equal(memory.images("train"), first.images("train"))
+    np.testing.assert_array_equal(memory.lung_masks_of(memory.records), masks)
+
+
+def test_lung_masks_alone_leave_the_pixels_as_they_are(
+    root: Path, tmp_path: Path, fake_lungs
+) -> None:
+    with_masks = load(root, tmp_path / "m.cache", lung_masks=True)
+    plain = load(root, True)
+    np.testing.assert_array_equal(with_masks.images("train"), plain.images("train"))
+    assert with_masks.lung_masks_of(with_masks.records).any()
+    # Masks of a dataset read without them are found on first use, once.
+    before = fake_lungs.calls
+    first = plain.lung_masks_of(plain.records[:3])
+    assert fake_lungs.calls == before + 3
+    np.testing.assert_array_equal(plain.lung_masks_of(plain.records[:3]), first)
+    assert fake_lungs.calls == before + 3
+
+
+def test_images_without_lungs_are_named_and_a_set_without_any_is_refused(
+    tmp_path: Path, fake_lungs
+) -> None:
+    for k in range(3):
+        write_image(tmp_path / "some" / "covid" / f"c{k}.png", seed=k)
+        write_image(tmp_path / "some" / "normal" / f"n{k}.png", seed=10 + k)
+    write_image(tmp_path / "some" / "normal" / "nolung.png", seed=99)
+    cache = tmp_path / "some.cache"
+    with pytest.warns(CovidXrayWarning, match=r"1 of 7 images.*nolung\.png"):
+        data = load(tmp_path / "some", cache, lungs="mask")
+    assert list(data.lung_problems.values()) == [("no lung found",)]
+    with pytest.warns(CovidXrayWarning, match=r"nolung\.png"):  # reused: again
+        assert load(tmp_path / "some", cache, lungs="mask").lung_problems
+    for k in range(2):
+        write_image(tmp_path / "none" / "covid" / f"nolung{k}.png", seed=k)
+        write_image(tmp_path / "none" / "normal" / f"nolung_n{k}.png", seed=5 + k)
+    with pytest.raises(DataError, match="No lungs were found in any of the 4"):
+        load(tmp_path / "none", True, lungs="crop")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ from PIL import Image
 
 from covidxray import (
     Classifier,
+    CovidXrayWarning,
+    DataError,
     Preprocessing,
     build_cnn,
     load_dataset,
@@ -110,3 +113,92 @@ def test_resize_policies() -> None:
     assert pad[0].max() == 0 and pad[10].min() == 255  # black bars above and below
     with pytest.raises(ValueError, match="`resize` argument"):
         image_to_array(img, (20, 20), resize="squash")
+
+
+# ---------------------------------------------------------------- lungs
+
+
+def lung_picture() -> tuple[Image.Image, np.ndarray]:
+    """A 100 x 80 image: bright lungs (a known mask) on a mid-grey body, with
+    a white marker in the top-left corner, outside the lungs."""
+    arr = np.full((80, 100), 100, np.uint8)
+    mask = np.zeros((80, 100), bool)
+    mask[20:60, 20:45] = mask[20:60, 55:80] = True
+    arr[mask] = 200
+    arr[:8, :8] = 255
+    return Image.fromarray(arr), mask
+
+
+def test_lungs_crop_crops_to_the_lungs_and_mask_blanks_what_is_outside() -> None:
+    img, mask = lung_picture()
+    plain = Preprocessing((40, 40)).to_array(img)
+    cropped = Preprocessing((40, 40), lungs="crop").to_array(img, lungs=mask)
+    masked = Preprocessing((40, 40), lungs="mask").to_array(img, lungs=mask)
+    # The box is the lungs' (rows 20-60, columns 20-80) plus 8% of it a side.
+    assert Preprocessing(lungs="crop").seen_box(img, mask) == (15, 17, 85, 63)
+    assert int(plain[0, 0, 0]) == 255  # the marker is seen without lungs=
+    assert int(cropped[0, 0, 0]) == 100 and not np.array_equal(cropped, plain)
+    # Outside the (grown) lungs everything is 0; the lungs are kept.
+    assert int(masked[0, 0, 0]) == 0 and int(masked[20, 10, 0]) == 200
+    assert int(masked[20, 20, 0]) == 0  # between the lungs: the body, blanked
+    assert np.array_equal(masked[masked > 0], cropped[masked > 0])
+
+
+def test_a_lung_preprocessing_needs_the_mask_and_keeps_an_image_with_none_whole() -> (
+    None
+):
+    img, mask = lung_picture()
+    prep = Preprocessing((40, 40), lungs="crop")
+    with pytest.raises(ValueError, match="needs each image's lung mask"):
+        prep.to_array(img)
+    with pytest.raises(ValueError, match="lung mask has shape"):
+        prep.to_array(img, lungs=mask[:10])
+    empty = np.zeros_like(mask)
+    assert prep.seen_box(img, empty) is None
+    assert np.array_equal(
+        prep.to_array(img, lungs=empty), Preprocessing((40, 40)).to_array(img)
+    )
+    masked = Preprocessing((40, 40), lungs="mask")
+    assert int(masked.to_array(img, lungs=empty).max()) == 255  # not blanked
+
+
+def test_the_lung_crop_is_undone_by_map_back_and_the_mask_follows_it() -> None:
+    img, mask = lung_picture()
+    prep = Preprocessing((40, 40), lungs="crop")
+    box = prep.seen_box(img, mask)
+    heat = np.ones((40, 40), np.float32)
+    back = prep.map_back(heat, img.size, box)
+    assert back.shape == (80, 100)
+    assert back[0, 0] == 0.0 and back[40, 50] == 1.0  # outside the crop: unseen
+    seen = prep.mask_array(img, mask)
+    assert seen.shape == (40, 40) and 0.4 < seen.mean() < 0.9
+    assert not seen[:, 18:22].any()  # the gap between the lungs, after the crop
+
+
+def test_lungs_round_trips_and_an_old_dict_reads_as_none() -> None:
+    prep = Preprocessing((32, 32), lungs="mask")
+    assert Preprocessing.from_dict(prep.to_dict()) == prep
+    assert "lungs" not in Preprocessing((32, 32)).to_dict()  # old caches match
+    old = {"image_size": [32, 32], "color_mode": "grayscale", "resize": "stretch"}
+    assert Preprocessing.from_dict(old).lungs == "none"
+    with pytest.raises(ValueError, match="`lungs` argument of Preprocessing"):
+        Preprocessing(lungs="yes")
+
+
+def test_load_finds_the_lungs_and_warns_by_name_where_there_are_none(
+    fake_lungs, tmp_path: Path
+) -> None:
+    img, _ = lung_picture()
+    good, bad = tmp_path / "a.png", tmp_path / "nolung.png"
+    img.save(good)
+    img.save(bad)
+    prep = Preprocessing((40, 40), lungs="crop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = prep.load(good)
+    assert fake_lungs.calls == 1 and int(one[0, 0, 0]) == 100  # cropped
+    with pytest.warns(CovidXrayWarning, match=r"nolung\.png'.*no lung found"):
+        both = prep.load_many([good, bad])
+    assert int(both[1, 0, 0, 0]) == 255  # no lungs: read whole, said so
+    with pytest.raises(DataError, match="No lungs were found in any of the 2"):
+        prep.load_many([bad, bad])

@@ -1,0 +1,167 @@
+"""Right for the right reasons: a penalty on the model's input gradients
+outside the lungs (`Classifier(lung_focus=...)`).
+
+After Ross, Hughes and Doshi-Velez (IJCAI 2017): the loss gains `strength`
+times the sum, over the pixels outside the lungs, of the squared gradient of
+the model's output with respect to the input, averaged over a batch. The
+output is the logit for one sigmoid unit, else the sum of the
+log-probabilities (as in Ross et al.). A model that ranks images by what lies
+outside the lungs has large gradients there, and pays for them.
+
+The penalty is taken on clean training images with their lung masks, drawn
+in their own shuffled stream beside the (augmented) training batches: an
+augmentation that moves the image would have to move the mask too, and the
+penalty's expectation over the training set is the same either way. See
+`docs/guides/lungs.md`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "LungFocusTrainer",
+    "focus_batches",
+    "input_gradient_outside",
+    "with_focus",
+]
+
+
+def input_gradient_outside(
+    model: keras.Model, images: tf.Tensor, outside: tf.Tensor, *, training: bool
+) -> tf.Tensor:
+    """Per image, the sum of squared input gradients of the model's output
+    over the pixels where `outside` is 1.
+
+    Args:
+        model: A Keras model of images in [0, 1].
+        images: float32 `(N, H, W, C)`.
+        outside: float32 `(N, H, W)`: 1 outside the lungs, 0 inside.
+        training: Run the model in training mode.
+
+    Returns:
+        float32 `(N,)`.
+
+    Examples:
+        >>> import numpy as np, keras
+        >>> inputs = keras.Input((2, 2, 1))
+        >>> model = keras.Model(inputs, keras.layers.Flatten()(inputs)[:, :1])
+        >>> x = np.zeros((1, 2, 2, 1), np.float32)
+        >>> outside = np.zeros((1, 2, 2), np.float32); outside[0, 0, 0] = 1
+        >>> float(input_gradient_outside(model, x, outside, training=False)[0])
+        1.0
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        out = tf.convert_to_tensor(model(images, training=training))
+        eps = keras.config.epsilon()
+        p = tf.clip_by_value(out, eps, 1.0 - eps)
+        if out.shape[-1] == 1:  # a sigmoid unit: its logit
+            score = tf.math.log(p) - tf.math.log(1.0 - p)
+        else:  # a softmax: the sum of the log-probabilities
+            score = tf.math.log(p)
+        total = tf.reduce_sum(score)
+    grads = tape.gradient(total, images)
+    squared = tf.reduce_sum(tf.square(grads), axis=-1)  # over channels
+    return tf.reduce_sum(squared * tf.cast(outside, tf.float32), axis=[1, 2])
+
+
+def focus_batches(
+    images: np.ndarray, masks: np.ndarray, batch_size: int, seed: int | None
+) -> tf.data.Dataset:
+    """An endless, reshuffled stream of `(images in [0, 1], outside-the-lungs
+    maps)` batches of clean training images, for the penalty.
+
+    Args:
+        images: uint8 `(N, H, W, C)`.
+        masks: bool `(N, H, W)`: True is lung.
+        batch_size: Images per batch.
+        seed: Seed of the shuffle.
+
+    Raises:
+        ValueError: The arrays do not match, or no mask holds any lung.
+    """
+    images, masks = np.asarray(images), np.asarray(masks, bool)
+    if images.ndim != 4 or masks.shape != images.shape[:3]:
+        raise ValueError(
+            "lung_focus needs one lung mask (H, W) per training image: images "
+            f"have shape {images.shape}, masks {masks.shape}."
+        )
+    if not masks.any():
+        raise ValueError(
+            "lung_focus needs lung masks, and none of the "
+            f"{len(masks)} training images has any lung in its mask."
+        )
+    outside = (~masks).astype(np.uint8)
+    ds = tf.data.Dataset.from_tensor_slices((images, outside))
+    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
+    return ds.batch(batch_size, drop_remainder=False).map(
+        lambda x, m: (tf.cast(x, tf.float32) / 255.0, tf.cast(m, tf.float32)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+class LungFocusTrainer(keras.Model):
+    """Trains `model` (sharing its weights) with the lung-focus penalty.
+
+    Its training batches are `((images, clean_images, outside), labels)`,
+    as `with_focus` makes them; anything else it is given (validation
+    batches, prediction) goes straight to `model`. The penalty's running
+    mean is reported as the metric `lung_focus_penalty`. It is never saved:
+    `model` is.
+
+    Args:
+        model: The Keras model being fitted.
+        strength: The penalty's weight (`Classifier.lung_focus`).
+    """
+
+    def __init__(self, model: keras.Model, strength: float, **kwargs: Any) -> None:
+        super().__init__(name=f"{model.name}_lung_focus", **kwargs)
+        self.inner = model
+        self.strength = float(strength)
+        self.penalty_tracker = keras.metrics.Mean(name="lung_focus_penalty")
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if isinstance(inputs, (tuple, list)):
+            inputs = inputs[0]
+        return self.inner(inputs, training=training)
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        images, clean, outside = x
+        with tf.GradientTape() as tape:
+            y_pred = self.inner(images, training=True)
+            loss = self.compute_loss(
+                x=images, y=y, y_pred=y_pred, sample_weight=sample_weight
+            )
+            penalty = tf.reduce_mean(
+                input_gradient_outside(self.inner, clean, outside, training=False)
+            )
+            total = loss + self.strength * penalty
+        variables = self.inner.trainable_variables
+        grads = tape.gradient(total, variables)
+        self.optimizer.apply(grads, variables)
+        self.penalty_tracker.update_state(penalty)
+        for metric in self.metrics:
+            if metric is self.penalty_tracker:
+                continue
+            if metric.name == "loss":
+                metric.update_state(total)
+            else:
+                metric.update_state(y, y_pred, sample_weight=sample_weight)
+        return {m.name: m.result() for m in self.metrics}
+
+
+def with_focus(train_ds: tf.data.Dataset, focus: tf.data.Dataset) -> tf.data.Dataset:
+    """Training batches `(images, labels)` joined with the penalty's stream:
+    `((images, clean_images, outside), labels)`."""
+    joined = tf.data.Dataset.zip((train_ds, focus))
+    return joined.map(
+        lambda batch, clean: ((batch[0], clean[0], clean[1]), batch[1]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
