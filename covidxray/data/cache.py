@@ -397,6 +397,15 @@ def _file_hashes(
     return out
 
 
+def _keys(hashes: Sequence[str | None], entries: Sequence[Entry]) -> list[str | None]:
+    """The cache's key of each file: its SHA-256, with its box when only a
+    box of it is read (the same file cut to two boxes is two rows)."""
+    return [
+        h if h is None or e.box is None else f"{h}@{','.join(map(str, e.box))}"
+        for h, e in zip(hashes, entries, strict=True)
+    ]
+
+
 def _workers(num_workers: int | None) -> int:
     return num_workers or min(8, (os.cpu_count() or 1) + 1)
 
@@ -455,7 +464,7 @@ def _reuse(
     if not os.path.exists(cache_file.path):
         return None
     checked = Problems("skip")  # unreadable files are reported once, below
-    hashes = _file_hashes(entries, checked, num_workers)
+    hashes = _keys(_file_hashes(entries, checked, num_workers), entries)
     reused = cache_file.reuse(hashes, [e.path for e in entries])
     if reused is None:
         return None
@@ -514,10 +523,13 @@ def _scan_into_file(
             strict=True,
         )
     )
-    hashes = [
-        info.sha256 if info is not None else failed_hashes[e.path]
-        for e, info in zip(entries, infos, strict=True)
-    ]
+    hashes = _keys(
+        [
+            info.sha256 if info is not None else failed_hashes[e.path]
+            for e, info in zip(entries, infos, strict=True)
+        ],
+        entries,
+    )
     outcomes: list[ImageInfo | str | None] = [
         info if info is not None else reasons.get(e.path)
         for e, info in zip(entries, infos, strict=True)
@@ -541,7 +553,7 @@ def _scan(
         try:
             img, info = prep.decode(path, max_pixels=max_pixels)
             if store is not None:
-                store[i] = prep.to_array(img, name=path)
+                store[i] = prep.to_array(img, name=path, box=entries[i].box)
             return info
         except DataError as exc:
             return exc

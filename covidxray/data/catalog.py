@@ -460,4 +460,6 @@ def _record(entry: Entry, label: str, info: ImageInfo) -> Record:
         format=info.format,
         n_bytes=info.n_bytes,
         bit_depth=info.bit_depth,
+        modality=entry.modality,
+        box=entry.box,
     )

@@ -24,6 +24,7 @@ from PIL import Image
 
 from .._validation import check_choice, check_image_size
 from ..errors import DataError
+from .boxes import Box, crop_to_box
 from .decode import (
     COLOR_MODES,
     DEFAULT_MAX_PIXELS,
@@ -130,12 +131,17 @@ class Preprocessing:
         """
         return decode_file(path, max_pixels=max_pixels, data=data, window=self.window)
 
-    def to_array(self, image: Image.Image, *, name: str = "the image") -> np.ndarray:
+    def to_array(
+        self, image: Image.Image, *, name: str = "the image", box: Box | None = None
+    ) -> np.ndarray:
         """Resize and convert a decoded image: uint8 of shape `input_shape`.
+        A `box` (a CT slice's body box, `Record.box`) is cut out first.
 
         Raises:
-            DataError: Pillow cannot convert the image's mode (names `name`).
+            DataError: Pillow cannot convert the image's mode, or `box` is
+                outside it (names `name`).
         """
+        image = crop_to_box(image, box, name=name)
         try:
             if self.trim:
                 image = image.crop(trim_box(image, self.trim))
@@ -149,7 +155,11 @@ class Preprocessing:
             ) from exc
 
     def load(
-        self, image: ImageLike, *, max_pixels: int = DEFAULT_MAX_PIXELS
+        self,
+        image: ImageLike,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        box: Box | None = None,
     ) -> np.ndarray:
         """Read one image as the model sees it.
 
@@ -157,6 +167,8 @@ class Preprocessing:
             image: A file path, a PIL image, or an array (H, W) or (H, W, C) with
                 1, 3 or 4 channels (uint8, or float in [0, 1]).
             max_pixels: Refuse files with more pixels than this.
+            box: The part of the image to read, `(left, top, right, bottom)`
+                (a CT slice's body box), or None for all of it.
 
         Returns:
             A uint8 array of shape `input_shape`.
@@ -167,15 +179,24 @@ class Preprocessing:
         """
         if isinstance(image, (str, os.PathLike)):
             img, _ = self.decode(image, max_pixels=max_pixels)
-            return self.to_array(img, name=os.fspath(image))
+            return self.to_array(img, name=os.fspath(image), box=box)
         if not isinstance(image, Image.Image):
             image = array_to_image(image)
-        return self.to_array(_canonical(image, self.window))
+        return self.to_array(_canonical(image, self.window), box=box)
 
-    def seen_box(self, image: Image.Image) -> tuple[int, int, int, int] | None:
+    def seen_box(
+        self, image: Image.Image, box: Box | None = None
+    ) -> tuple[int, int, int, int] | None:
         """The part of a decoded image the model sees, `(left, top, right,
-        bottom)`, when `trim` cuts some of it away; else None."""
-        return trim_box(image, self.trim) if self.trim else None
+        bottom)`, when a `box` (a CT slice's body box) or `trim` cuts some of
+        it away; else None."""
+        if box is None:
+            return trim_box(image, self.trim) if self.trim else None
+        left, top = int(box[0]), int(box[1])
+        if not self.trim:
+            return (left, top, int(box[2]), int(box[3]))
+        inner = trim_box(crop_to_box(image, box), self.trim)
+        return (left + inner[0], top + inner[1], left + inner[2], top + inner[3])
 
     def map_back(
         self,
@@ -189,8 +210,8 @@ class Preprocessing:
         Args:
             values: Float array of shape `image_size`.
             size: `(width, height)` of the decoded image, as PIL gives it.
-            box: With `trim`, the part of the image the model saw,
-                `seen_box(image)`; the rest of the map is 0.
+            box: With `trim` or a body box, the part of the image the model
+                saw, `seen_box(image, box)`; the rest of the map is 0.
 
         Returns:
             A float32 array (height, width): with `"pad"` the padding is cut
