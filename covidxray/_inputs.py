@@ -1,7 +1,8 @@
 """Any input a `Classifier` accepts, turned into batches the model takes.
 
 Images go through the classifier's `Preprocessing`, so a file is decoded and
-resized here exactly as the dataset scan did at training time.
+resized here exactly as the dataset scan did at training time (a COVIDx CT
+slice inside its body box, `data.layouts.body_box`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ._validation import check_choice
 from .augment import Augmenter
 from .data.dataset import XrayDataset
 from .data.decode import COLOR_MODES, RESIZE_MODES, find_images
+from .data.layouts import body_box
 from .data.pipeline import balanced_class_weights, with_transform
 from .data.preprocessing import Preprocessing
 from .data.records import Record
@@ -85,7 +87,12 @@ def image_batches(
         else:
             files.append(item)
     for start in range(0, len(files), batch_size):
-        chunk = [prep.load(item) for item in files[start : start + batch_size]]
+        chunk = [
+            prep.load(item, box=body_box(item))
+            if isinstance(item, (str, os.PathLike))
+            else prep.load(item)
+            for item in files[start : start + batch_size]
+        ]
         yield np.stack(chunk).astype(np.float32) / 255.0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _progress
-from ._choices import AUGMENT_PRESETS
+from ._choices import AUGMENT_PRESETS, SCORE_BY
 from ._version import __version__
 from .data.catalog import source_name
 from .data.dataset import BALANCE_BY
@@ -124,6 +124,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         include_seen=args.include_seen,
         n_bootstrap=args.bootstrap,
         seed=args.seed,
+        by=args.by,
     )
     lungs = None
     if args.lungs:
@@ -151,6 +152,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import Classifier, overlay
+    from .data.layouts import body_box
 
     clf = Classifier.load(args.model)
     files = _image_files(args.images)
@@ -164,10 +166,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for start in range(0, len(files), _CHUNK):
         names = files[start : start + _CHUNK]
         decoded = [clf.preprocessing_.decode(name)[0] for name in names]
+        boxes = [body_box(name) for name in names]  # a COVIDx CT slice's body
         pixels = np.stack(
             [
-                clf.preprocessing_.to_array(img, name=n)
-                for img, n in zip(decoded, names, strict=True)
+                clf.preprocessing_.to_array(img, name=n, box=b)
+                for img, n, b in zip(decoded, names, boxes, strict=True)
             ]
         )
         proba = clf.predict_proba(pixels)
@@ -185,7 +188,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 # lands on the right place of the decoded image.
                 target = out / f"{start + k:04d}_{Path(name).stem}_gradcam.png"
                 prep = clf.preprocessing_
-                box = prep.seen_box(decoded[k])
+                box = prep.seen_box(decoded[k], boxes[k])
                 heat = prep.map_back(heatmaps[k], decoded[k].size, box)
                 overlay(decoded[k], heat).save(target)
                 row["gradcam"] = str(target)
@@ -492,6 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bootstrap", type=int, default=1000, help="AUC resamples")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument(
+        "--by",
+        choices=SCORE_BY,
+        default="image",
+        help="score each image, or each patient by the mean probability of its "
+        "images, with intervals by patient (CT: hundreds of slices a patient)",
+    )
     p.add_argument(
         "--lungs",
         action="store_true",
