@@ -20,9 +20,9 @@ from PIL import Image
 
 from ._validation import check_choice
 from .augment import Augmenter
+from .data.covidx_ct import body_box
 from .data.dataset import XrayDataset
 from .data.decode import COLOR_MODES, RESIZE_MODES, find_images
-from .data.layouts import body_box
 from .data.pipeline import balanced_class_weights, with_transform
 from .data.preprocessing import Preprocessing
 from .data.records import Record

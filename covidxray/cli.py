@@ -152,7 +152,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import Classifier, overlay
-    from .data.layouts import body_box
+    from .data.covidx_ct import body_box
 
     clf = Classifier.load(args.model)
     files = _image_files(args.images)

@@ -12,7 +12,8 @@ from PIL import Image
 
 from covidxray import CovidXrayWarning, Preprocessing, audit, load_dataset
 from covidxray.cli import EXIT_OK, main
-from covidxray.data.layouts import body_box, detect_layout
+from covidxray.data.covidx_ct import body_box
+from covidxray.data.layouts import detect_layout
 from covidxray.errors import DataError
 from helpers import (
     COVIDX_CT_BOX,
