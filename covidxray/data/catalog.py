@@ -114,7 +114,8 @@ def load_dataset(
             written (atomically); anything else there raises and is left as it
             is.
         layout: `"auto"`, or one of `"folder"`, `"ieee8023"`, `"figure1"`,
-            `"actualmed"`, `"coronahack"`, `"covidx"`, `"manifest"`.
+            `"actualmed"`, `"coronahack"`, `"covidx"`, `"covidx-ct"` (CT
+            slices, each read inside its body box), `"manifest"`.
         resize: `"stretch"`, `"pad"` (keep aspect, black borders) or `"crop"`
             (keep aspect, centre crop).
         window: How raw pixel values become 8 bits: `"auto"` (8-bit images
@@ -125,7 +126,9 @@ def load_dataset(
             fraction of each side, where burnt-in text and markers sit.
         equalize: `"none"`, `"histogram"` or `"clahe"` (see `Preprocessing`).
         views: Keep only these views (e.g. `("PA", "AP")`) in metadata layouts.
-        modality: Keep only this modality in metadata layouts; None keeps all.
+        modality: Keep only this modality in metadata layouts with a
+            modality column; None keeps all. (`covidx-ct` is CT throughout;
+            every record knows its `modality`.)
         max_pixels: Refuse larger images (decompression bombs).
         cache_memory_limit: Largest in-memory cache, in bytes.
         cache_dir: Folder of the temporary file cache used above
