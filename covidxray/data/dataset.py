@@ -347,7 +347,8 @@ class XrayDataset:
             f"{self.class_names}|{self.image_size}|{self.color_mode}|{self.resize}".encode()
         )
         for rec in sorted(self.records, key=lambda r: (r.split, r.sha256, r.path)):
-            digest.update(f"{rec.sha256}|{rec.label}|{rec.split}\n".encode())
+            box = "" if rec.box is None else f"|{rec.box}"  # the part read
+            digest.update(f"{rec.sha256}|{rec.label}|{rec.split}{box}\n".encode())
         return digest.hexdigest()
 
     def source_table(self) -> dict[str, dict[str, int]]:

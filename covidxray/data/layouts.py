@@ -210,10 +210,17 @@ def read_ieee8023(source: Path, ctx: ReadContext) -> list[Entry]:
         folder = row.get("folder") or "images"
         path = _listed_path(root, os.path.join(folder, row.get("filename", "")), ctx)
         if path is not None:
-            entries.append(
-                Entry(path, finding, None, row.get("patientid") or None, None)
-            )
+            patient = row.get("patientid") or None
+            modality = _modality(row.get("modality", ""))
+            entries.append(Entry(path, finding, None, patient, None, modality))
     return entries
+
+
+def _modality(value: str) -> str:
+    """A metadata row's modality as records name it: "CT", "X-ray" (also for
+    a blank cell), or the cell as written."""
+    known = {"ct": "CT", "xray": "X-ray", "cr": "X-ray", "dx": "X-ray", "": "X-ray"}
+    return known.get(canon(value), value.strip())
 
 
 # ------------------------------------------------------------ Figure1 and Actualmed

@@ -199,3 +199,14 @@ def test_the_audit_command_reads_covidx_ct(
     assert main(["audit", str(copy), "--no-probe", "--json"]) == EXIT_OK
     report = json.loads(capsys.readouterr().out)
     assert report["boxes"] == 24 and report["modalities"] == {"CT": 24}
+
+
+def test_ieee8023_ct_rows_kept_on_request_are_ct(tmp_path: Path) -> None:
+    from test_layouts import make_ieee
+
+    data = load_dataset(
+        make_ieee(tmp_path), image_size=(8, 8), validation_split=0.0, modality=None
+    )
+    modality = {Path(r.path).name: r.modality for r in data.records}
+    assert modality["k.png"] == "CT" and modality["a.png"] == "X-ray"
+    assert "modality: MIXED (CT 1, X-ray 9)" in data.summary()
