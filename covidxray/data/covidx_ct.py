@@ -119,7 +119,7 @@ def ct_patient(stem: str, patients: Mapping[str, object] | None = None) -> str:
     return _SLICE_NUMBER.sub("", stem) or stem
 
 
-def _parse_ct_line(line: str) -> tuple[str, str, Box | None] | str:
+def _parse_ct_line(line: str) -> tuple[str, str, Box] | str:
     """`(filename, class, box)` of a split file's line, or what is wrong."""
     tokens = line.split()
     if len(tokens) != 6:
@@ -178,7 +178,7 @@ def _read_ct_split(
             ctx.report(where, f"the slice '{path}' does not exist")
             continue
         size = _slice_size(path)
-        problem = box_problem(box, size) if size is not None and box else None
+        problem = box_problem(box, size) if size is not None else None
         if problem is not None:
             ctx.report(where, f"'{name}': {problem}")
             continue
@@ -259,6 +259,6 @@ def _boxes_in(folder: str, stamps: tuple[tuple[str, int], ...]) -> dict[str, Box
     for name, _ in stamps:
         for line in read_text(Path(folder) / name).splitlines():
             parsed = _parse_ct_line(line)
-            if not isinstance(parsed, str) and parsed[2] is not None:
+            if not isinstance(parsed, str):
                 out.setdefault(parsed[0], parsed[2])
     return out

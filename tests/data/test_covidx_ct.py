@@ -210,3 +210,16 @@ def test_ieee8023_ct_rows_kept_on_request_are_ct(tmp_path: Path) -> None:
     modality = {Path(r.path).name: r.modality for r in data.records}
     assert modality["k.png"] == "CT" and modality["a.png"] == "X-ray"
     assert "modality: MIXED (CT 1, X-ray 9)" in data.summary()
+
+
+def test_a_cache_file_keeps_each_slice_inside_its_box(
+    ct_root: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "ct.cache"
+    first = load_dataset(ct_root, image_size=BOX_SIZE, cache=cache)
+    again = load_dataset(ct_root, image_size=BOX_SIZE, cache=cache)  # reused
+    rec = first.records[0]
+    left, top, right, bottom = COVIDX_CT_BOX
+    inside = np.asarray(Image.open(rec.path))[top:bottom, left:right, None]
+    np.testing.assert_array_equal(again.images_of([rec])[0], inside)
+    assert again.fingerprint() == first.fingerprint()
