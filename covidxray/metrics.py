@@ -10,10 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._choices import SCORE_BY
-
 __all__ = [
-    "SCORE_BY",
     "Evaluation",
     "choose_threshold",
     "patient_scores",
