@@ -9,8 +9,12 @@ either; this module holds the ones whose home module does.
 
 from __future__ import annotations
 
-__all__ = ["AUGMENT_PRESETS"]
+__all__ = ["AUGMENT_PRESETS", "SCORE_BY"]
 
 #: The presets `Augmenter.preset` knows: "paper" is the published comparison's
 #: training augmentation (`Augmenter.paper_training`).
 AUGMENT_PRESETS = ("paper", "xray", "acquisition")
+
+#: What an evaluation scores (`Classifier.evaluate(by=...)`, `--by`): each
+#: image, or each patient by the mean probability of its images.
+SCORE_BY = ("image", "patient")

@@ -1,7 +1,8 @@
 """Any input a `Classifier` accepts, turned into batches the model takes.
 
 Images go through the classifier's `Preprocessing`, so a file is decoded and
-resized here exactly as the dataset scan did at training time.
+resized here exactly as the dataset scan did at training time (a COVIDx CT
+slice inside its body box, `data.layouts.body_box`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PIL import Image
 
 from ._validation import check_choice
 from .augment import Augmenter
+from .data.covidx_ct import body_box
 from .data.dataset import XrayDataset
 from .data.decode import COLOR_MODES, RESIZE_MODES, find_images
 from .data.pipeline import balanced_class_weights, with_transform
@@ -87,7 +89,12 @@ def image_batches(
         else:
             files.append(item)
     for start in range(0, len(files), batch_size):
-        chunk = prep.load_many(files[start : start + batch_size])  # lungs: a batch
+        items = files[start : start + batch_size]
+        boxes = [
+            body_box(item) if isinstance(item, (str, os.PathLike)) else None
+            for item in items
+        ]
+        chunk = prep.load_many(items, boxes=boxes)  # the lungs: found in a batch
         yield chunk.astype(np.float32) / 255.0
 
 

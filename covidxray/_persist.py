@@ -71,8 +71,9 @@ class ModelMetadata:
         provenance: Versions of covidxray, TensorFlow and Keras that saved it.
         checkpoint: For a best-epoch checkpoint: epoch, monitor and value.
         training: What it was trained on, when `fit` got an `XrayDataset`: the
-            data fingerprint, source, split settings and image counts. The
-            content record itself is the archive member `covidxray_seen.bin`.
+            data fingerprint, source, split settings, image counts and
+            `modalities`. The content record itself is the archive member
+            `covidxray_seen.bin`.
     """
 
     class_names: tuple[str, ...]
@@ -87,6 +88,13 @@ class ModelMetadata:
     provenance: Mapping[str, str] = field(default_factory=provenance)
     checkpoint: Mapping[str, Any] | None = None
     training: Mapping[str, Any] | None = None
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities it was trained on, from `training["modalities"]`:
+        `("X-ray",)` for a file saved before covidxray kept them (it read
+        X-rays only) or trained on arrays."""
+        return tuple((self.training or {}).get("modalities") or ("X-ray",))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document stored in the file."""

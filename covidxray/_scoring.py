@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ._choices import SCORE_BY
 from ._inputs import PREDICT_BATCH, array_batches, image_batches, probabilities
 from ._seen import TrainingRecord
 from ._validation import check_choice
@@ -32,7 +34,7 @@ from .data.records import Record
 from .data.split import EVALUATION_SPLITS
 from .errors import CovidXrayWarning, DataError
 from .features import FeatureCache
-from .metrics import Evaluation
+from .metrics import Evaluation, patient_scores
 
 __all__ = [
     "FittedModel",
@@ -107,6 +109,7 @@ def scores(
     where: str,
     check_seen: bool = True,
     include_seen: bool = False,
+    by: str = "image",
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Labels, probabilities and what was scored (`meta`) for a fitted model.
 
@@ -122,8 +125,17 @@ def scores(
         check_seen: Leave out images the model saw in training or validation
             (by content), unless `include_seen`.
         include_seen: Keep the seen images (and say so in `meta`).
+        by: `"image"`, or `"patient"`: one row per patient, the mean
+            probability of its images (`metrics.patient_scores`). `meta`
+            counts patients beside images either way.
     """
+    check_choice("by", by, SCORE_BY, where)
     if not isinstance(data, (XrayDataset, str, os.PathLike)):
+        if by == "patient":
+            raise ValueError(
+                f"by='patient' in {where} needs a dataset, whose records name "
+                f"their patients. Received: {type(data).__name__}."
+            )
         if split is not None:
             raise ValueError(
                 f"The `split` argument of {where} applies to a dataset only. "
@@ -148,7 +160,13 @@ def scores(
         )
     )
     proba = fitted.predict_proba(batches)
-    meta["n"] = len(records)
+    patients = [
+        f"{r.source}:{r.patient_id}" if r.patient_id else r.path for r in records
+    ]
+    meta.update(n=len(records), n_images=len(records), n_patients=len(set(patients)))
+    if by == "patient":
+        labels, proba = patient_scores(labels, proba, patients)
+        meta.update(by="patient", n=len(labels))
     return labels, proba, meta
 
 
@@ -176,6 +194,7 @@ def select(
             positive_index=fitted.positive_index,
         )
     records, meta = _pick_split(data, split, where)
+    _check_modality(fitted.record, records, meta, where)
     # classes the model lacks: an error
     labels = model_labels(data, records, fitted.class_names, fitted.positive_index)
     found = {
@@ -269,6 +288,30 @@ def _pick_split(
         "scope": f"{what} {len(records)} images of '{data.source}'",
     }
     return records, meta
+
+
+def _check_modality(
+    record: TrainingRecord | None,
+    records: Sequence[Record],
+    meta: dict[str, Any],
+    where: str,
+) -> None:
+    """Warn when the images are of a modality the model never learnt from (a
+    model without a record, or with an older one, learnt from X-rays)."""
+    trained = record.modalities if record is not None else ("X-ray",)
+    found = Counter(r.modality for r in records)
+    meta.update(modalities=dict(found), training_modalities=list(trained))
+    other = sorted(set(found) - set(trained))
+    if other:
+        n = sum(found[m] for m in other)
+        warnings.warn(
+            f"This model was trained on {' and '.join(trained)} images, and "
+            f"{where} scores {n} {' and '.join(other)} images ({meta['scope']}). "
+            "A model says little about a modality it never learnt from: train "
+            "on that modality to evaluate on it.",
+            CovidXrayWarning,
+            stacklevel=5,
+        )
 
 
 def _unseen(

@@ -16,6 +16,7 @@ training image, so with a million training images about 1 evaluation image in
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,12 @@ class TrainingRecord:
     ) -> TrainingRecord:
         rows = b"".join(signature(r) for r in records)
         return cls(np.frombuffer(rows, np.uint8), info)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities of the images it holds (`("X-ray",)` for a record
+        saved before covidxray kept them, when it read X-rays only)."""
+        return tuple(self.info.get("modalities") or ("X-ray",))
 
     def __len__(self) -> int:
         return len(self.signatures)
@@ -170,6 +177,7 @@ def record_after_fit(
             return None
         return TrainingRecord(previous.signatures, {**previous.info, "complete": False})
     seen = data.split_records("train") + data.split_records("val")
+    modalities = dict(Counter(r.modality for r in seen))
     entry = {
         "data_fingerprint": data.fingerprint(),
         "source": data.source,  # display text; older files have only this
@@ -180,6 +188,7 @@ def record_after_fit(
         "seed": data.seed,
         "counts": data.counts(),
         "images": len(seen),
+        "modalities": modalities,
     }
     record = TrainingRecord.from_records(seen)
     if previous is not None:
@@ -192,5 +201,7 @@ def record_after_fit(
         "bytes_per_image": RECORD_BYTES,
         "near_bits": identity.SAME_PICTURE.near_bits(KEPT_BITS),
         "complete": earlier_complete,
+        # What the model learnt from; a record without it learnt from X-rays.
+        "modalities": sorted({*(previous.modalities if previous else ()), *modalities}),
     }
     return record

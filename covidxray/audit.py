@@ -27,7 +27,7 @@ from .data.catalog import load_dataset
 from .data.dataset import XrayDataset
 from .data.layouts import is_synthetic
 from .data.records import Record, count_by_source
-from .data.split import content_groups, cross_source_copies
+from .data.split import SPLIT_ORDER, content_groups, cross_source_copies
 
 logger = logging.getLogger("covidxray")
 
@@ -67,6 +67,10 @@ class AuditReport:
             label (`label_auc`, and `label_auc_by_source` within each source
             that holds both classes), as cross-validated ROC AUC, and a
             `reading` in plain words.
+        modalities: Images per modality (`"X-ray"`, `"CT"`); a mix is
+            warned about: the modality is a shortcut of its own.
+        patients: Patients per split (those with a patient id).
+        boxes: Images read inside a body box (COVIDx CT slices).
         warnings: Plain sentences about what needs attention.
     """
 
@@ -81,6 +85,9 @@ class AuditReport:
     source_table: dict[str, dict[str, int]] = field(default_factory=dict)
     cross_source_copies: list[dict[str, Any]] = field(default_factory=list)
     source_probe: dict[str, Any] = field(default_factory=dict)
+    modalities: dict[str, int] = field(default_factory=dict)
+    patients: dict[str, int] = field(default_factory=dict)
+    boxes: int = 0
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -102,12 +109,23 @@ class AuditReport:
             "source_table": self.source_table,
             "cross_source_copies": self.cross_source_copies,
             "source_probe": self.source_probe,
+            "modalities": self.modalities,
+            "patients": self.patients,
+            "boxes": self.boxes,
             "warnings": self.warnings,
         }
 
     def to_markdown(self) -> str:
         """The report as a Markdown document."""
         lines = ["# Dataset audit", "", f"Images audited: {self.n_images}", ""]
+        if self.modalities:
+            mix = ", ".join(f"{k} {v}" for k, v in self.modalities.items())
+            lines += [f"Modality: {mix}", ""]
+        if self.patients:
+            per = ", ".join(f"{k} {v}" for k, v in self.patients.items())
+            lines += [f"Patients: {per}", ""]
+        if self.boxes:
+            lines += [f"Read inside their body box: {self.boxes} images", ""]
         lines += ["## Warnings", ""]
         lines += [f"- {w}" for w in self.warnings] or ["- None."]
         cross = self.cross_split_duplicates
@@ -344,6 +362,13 @@ def audit(
         p: sorted(s) for p, s in sorted(splits_of_patient.items()) if len(s) > 1
     }
     report.class_table = _class_table(records)
+    report.modalities = dict(Counter(r.modality for r in records).most_common())
+    patients: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for rec in dataset.records:
+        if rec.patient_id:
+            patients[rec.split].add((str(rec.source), rec.patient_id))
+    report.patients = {s: len(patients[s]) for s in SPLIT_ORDER if s in patients}
+    report.boxes = sum(r.box is not None for r in records)
 
     positive = dataset.positive_class or dataset.class_names[-1]
     y = np.array([r.label == positive for r in records], dtype=int)
@@ -390,6 +415,13 @@ def audit(
         report.warnings.append(
             f"{len(near_cross)} pairs of near-duplicate images (perceptual hash within "
             f"{near_threshold} bits) span two splits; check them by eye."
+        )
+    if len(report.modalities) > 1:
+        mix = ", ".join(f"{k} {v}" for k, v in report.modalities.items())
+        report.warnings.append(
+            f"The images mix modalities ({mix}): a model tells CT from X-ray far "
+            "more easily than COVID-19 from the rest, so a label that differs "
+            "between modalities is a shortcut. Evaluate within one modality."
         )
     if report.patient_overlap:
         report.warnings.append(

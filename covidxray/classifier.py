@@ -434,6 +434,7 @@ class Classifier(Params):
         include_seen: bool = False,
         n_bootstrap: int = 1000,
         seed: int = 0,
+        by: str = "image",
     ) -> Evaluation:
         """Metrics with 95% confidence intervals, on images the model never saw.
 
@@ -449,14 +450,16 @@ class Classifier(Params):
                 bold. Perceptual near-duplicates are flagged in `meta`, kept.
             n_bootstrap: Bootstrap resamples for the AUC intervals.
             seed: Seed of the bootstrap.
+            by: `"image"`, or `"patient"` (a dataset): each patient scored by
+                the mean probability of its images, intervals by patient.
 
         Returns:
             An `Evaluation`, with provenance in `meta`.
         """
         self._check_fitted()
-        fitted = self._fitted_model()
+        fitted, where = self._fitted_model(), "evaluate"
         y, proba, meta = _scoring.scores(
-            fitted, data, split=split, where="evaluate", include_seen=include_seen
+            fitted, data, split=split, where=where, include_seen=include_seen, by=by
         )
         return _scoring.evaluation(
             fitted, y, proba, meta, n_bootstrap=n_bootstrap, seed=seed

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _progress
-from ._choices import AUGMENT_PRESETS
+from ._choices import AUGMENT_PRESETS, SCORE_BY
 from ._version import __version__
 from .data.catalog import source_name
 from .data.dataset import BALANCE_BY
@@ -129,6 +129,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         include_seen=args.include_seen,
         n_bootstrap=args.bootstrap,
         seed=args.seed,
+        by=args.by,
     )
     lungs = None
     if args.lungs:
@@ -156,6 +157,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import Classifier, overlay
+    from .data.boxes import crop_to_box
+    from .data.covidx_ct import body_box
 
     clf = Classifier.load(args.model)
     files = _image_files(args.images)
@@ -170,11 +173,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         names = files[start : start + _CHUNK]
         prep = clf.preprocessing_
         decoded = [prep.decode(name)[0] for name in names]
-        lungs = prep.lung_masks(decoded, names)  # all None unless --lungs
+        boxes = [body_box(name) for name in names]  # a COVIDx CT slice's body
+        inside = [
+            crop_to_box(img, b, name=n)
+            for img, b, n in zip(decoded, boxes, names, strict=True)
+        ]
+        lungs = prep.lung_masks(inside, names)  # all None unless --lungs
         pixels = np.stack(
             [
                 prep.to_array(img, name=n, lungs=m)
-                for img, n, m in zip(decoded, names, lungs, strict=True)
+                for img, n, m in zip(inside, names, lungs, strict=True)
             ]
         )
         proba = clf.predict_proba(pixels)
@@ -191,7 +199,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 # The heatmap is mapped back through the crop (trim, lungs)
                 # and the resize, so it lands where the model looked.
                 target = out / f"{start + k:04d}_{Path(name).stem}_gradcam.png"
-                box = prep.seen_box(decoded[k], lungs[k])
+                box = prep.seen_box(decoded[k], boxes[k], lungs[k])
                 heat = prep.map_back(heatmaps[k], decoded[k].size, box)
                 overlay(decoded[k], heat).save(target)
                 row["gradcam"] = str(target)
@@ -511,6 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bootstrap", type=int, default=1000, help="AUC resamples")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument(
+        "--by",
+        choices=SCORE_BY,
+        default="image",
+        help="score each image, or each patient by the mean probability of its "
+        "images, with intervals by patient (CT: hundreds of slices a patient)",
+    )
     p.add_argument(
         "--lungs",
         action="store_true",

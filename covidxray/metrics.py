@@ -10,7 +10,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Evaluation", "choose_threshold", "wilson_interval"]
+__all__ = [
+    "Evaluation",
+    "choose_threshold",
+    "patient_scores",
+    "wilson_interval",
+]
 
 _Z95 = 1.959963984540054
 
@@ -144,6 +149,53 @@ def _bootstrap_auc(
         "roc_auc": (float(np.percentile(rocs, 2.5)), float(np.percentile(rocs, 97.5))),
         "pr_auc": (float(np.percentile(prs, 2.5)), float(np.percentile(prs, 97.5))),
     }
+
+
+def patient_scores(
+    y: Sequence[int] | np.ndarray,
+    proba: np.ndarray,
+    patients: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One row per patient: its class and the mean probability of its images.
+
+    A CT volume gives hundreds of slices per patient, and slices of one
+    patient are not independent: scored by slice, the sample size is
+    overstated and the intervals are too narrow. Scored by patient, the
+    bootstrap of `Evaluation.from_predictions` resamples patients. A patient
+    whose images hold two classes gives one row per class. Patients keep the
+    order in which they first appear.
+
+    Args:
+        y: Class index of each image.
+        proba: Class probabilities of each image, shape (N, k).
+        patients: The patient of each image (an image without one: its path).
+
+    Returns:
+        The class of each patient, shape (P,), and its mean probabilities,
+        shape (P, k).
+
+    Examples:
+        >>> import numpy as np
+        >>> y, p = patient_scores(
+        ...     [1, 1, 0], np.array([[0.2, 0.8], [0.4, 0.6], [0.9, 0.1]]),
+        ...     ["a", "a", "b"])
+        >>> y.tolist(), p[:, 1].round(2).tolist()
+        ([1, 0], [0.7, 0.1])
+    """
+    labels = np.asarray(y, dtype=int).reshape(-1)
+    prob = np.asarray(proba, dtype=np.float64)
+    if not len(labels) == len(prob) == len(patients):
+        raise ValueError(
+            f"patient_scores needs one label, probability row and patient per "
+            f"image. Received {len(labels)}, {len(prob)} and {len(patients)}."
+        )
+    keys = list(zip(patients, labels.tolist(), strict=True))
+    index = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+    rows = np.array([index[key] for key in keys], dtype=int)
+    sums = np.zeros((len(index), prob.shape[1]))
+    np.add.at(sums, rows, prob)
+    counts = np.bincount(rows, minlength=len(index))
+    return np.array([c for _, c in index], dtype=int), sums / counts[:, None]
 
 
 @dataclass
@@ -381,6 +433,7 @@ def _scope_lines(meta: dict[str, Any]) -> list[str]:
     lines = []
     if meta.get("scope"):
         lines.append(str(meta["scope"]))
+    lines += _sample_lines(meta)
     if meta.get("include_seen") and meta.get("n_seen"):
         lines.append(
             f"**Includes {meta['n_seen']} images seen in training or validation: "
@@ -401,6 +454,32 @@ def _scope_lines(meta: dict[str, Any]) -> list[str]:
             "The model has no record of its training images: overlap unchecked."
         )
     return lines + ([""] if lines else [])
+
+
+def _sample_lines(meta: dict[str, Any]) -> list[str]:
+    """Patients beside images, and a modality the model never learnt."""
+    lines = []
+    n, patients = meta.get("n"), meta.get("n_patients")
+    if meta.get("by") == "patient":
+        lines.append(
+            f"Scored by patient: {n} patients, each by the mean probability of "
+            f"its {meta.get('n_images')} images in all; the intervals resample "
+            "patients."
+        )
+    elif patients and n and patients < n:
+        lines.append(
+            f"{n} images of {patients} patients: the intervals count images as "
+            "independent and are too narrow; evaluate(by='patient') "
+            "(`--by patient`) scores patients."
+        )
+    trained = meta.get("training_modalities") or []
+    other = sorted(set(meta.get("modalities") or {}) - set(trained))
+    if trained and other:
+        lines.append(
+            f"**The model was trained on {', '.join(trained)} images and scored "
+            f"{', '.join(other)} images: these numbers say little.**"
+        )
+    return lines
 
 
 def _clean(value: float) -> float | None:

@@ -110,6 +110,55 @@ def make_folder_set(
     return root
 
 
+#: The slices `write_covidx_ct` writes: split -> (patient, class, slices).
+COVIDX_CT_PATIENTS = {
+    "train": [
+        ("NCP_1_10", 2, 3),
+        ("NCP_2_11", 2, 3),
+        ("CP_1_20", 1, 3),
+        ("Normal_1_30", 0, 3),
+    ],
+    "val": [("NCP_3_12", 2, 2), ("Normal_2_31", 0, 2)],
+    "test": [("NCP_4_13", 2, 3), ("CP_2_21", 1, 2), ("Normal_3_32", 0, 3)],
+}
+#: Slice size (width, height) and body box of `write_covidx_ct`.
+COVIDX_CT_SIZE = (40, 32)
+COVIDX_CT_BOX = (6, 4, 34, 28)
+
+
+def write_covidx_ct(
+    root: Path, variant: str = "3A", *, metadata: bool = False, extra: str = ""
+) -> Path:
+    """A COVIDx CT folder of exactly the published shape, with tiny slices:
+    `{train,val,test}_COVIDx_CT-<variant>.txt` (`filename class xmin ymin xmax
+    ymax`) and `<variant>_images/<patient>_<slice>.png`, 8-bit, black outside
+    the body box. `extra` is appended to the test split file."""
+    images = root / f"{variant}_images"
+    images.mkdir(parents=True, exist_ok=True)
+    left, top, right, bottom = COVIDX_CT_BOX
+    rows = []
+    for s, (split, patients) in enumerate(COVIDX_CT_PATIENTS.items()):
+        lines = []
+        for p, (patient, cls, n) in enumerate(patients):
+            for k in range(n):
+                rng = np.random.default_rng(1000 * s + 100 * p + k)
+                arr = np.zeros(COVIDX_CT_SIZE[::-1], np.uint8)
+                arr[top:bottom, left:right] = rng.integers(
+                    40 + 60 * cls, 100 + 60 * cls, (bottom - top, right - left)
+                )
+                name = f"{patient}_{k:04d}.png"
+                Image.fromarray(arr).save(images / name)
+                lines.append(f"{name} {cls} {left} {top} {right} {bottom}")
+            finding = ("Normal", "Pneumonia", "COVID-19")[cls]
+            rows.append(f"{patient.rsplit('_', 1)[0]},SRC{p % 2},{finding},CT")
+        text = "\n".join(lines) + "\n" + (extra if split == "test" else "")
+        (root / f"{split}_COVIDx_CT-{variant}.txt").write_text(text)
+    if metadata:
+        header = "patient id,source,finding,modality"
+        (root / "metadata.csv").write_text("\n".join([header, *rows]) + "\n")
+    return root
+
+
 class FakeLungModel:
     """Stands in for the shipped U-Net (`covidxray.lungs.unet.LungModel`):
     two lungs at fixed shares of each image (rows 20%-85%, columns 15%-45%

@@ -166,9 +166,9 @@ def test_tune_threshold_never_reads_the_test_split(
     read: list[str] = []
     original = type(data)._pixels_of
 
-    def spy(self, path: str) -> np.ndarray:
+    def spy(self, path: str, **kwargs: object) -> np.ndarray:
         read.append(path)
-        return original(self, path)
+        return original(self, path, **kwargs)
 
     monkeypatch.setattr(type(data), "_pixels_of", spy)
     clf.tune_threshold(data)

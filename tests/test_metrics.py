@@ -131,3 +131,15 @@ def test_auc_intervals_are_those_of_the_plain_resampling_loop(
     expected = plain_bootstrap(y, score, 200, 3)  # small sets: one-class resamples
     for key in ("roc_auc", "pr_auc"):
         np.testing.assert_allclose(ev.ci[key], expected[key], rtol=1e-12)
+
+
+def test_patient_scores_average_a_patients_images() -> None:
+    from covidxray.metrics import patient_scores
+
+    proba = np.array([[0.2, 0.8], [0.6, 0.4], [0.9, 0.1], [0.5, 0.5]])
+    y, mean = patient_scores([1, 1, 0, 0], proba, ["p", "p", "q", "p"])
+    # p's images hold two classes: a row per class, in order of appearance
+    assert y.tolist() == [1, 0, 0]
+    np.testing.assert_allclose(mean[:, 1], [0.6, 0.1, 0.5])
+    with pytest.raises(ValueError, match="one label, probability row and patient"):
+        patient_scores([1], proba, ["p"])

@@ -20,13 +20,13 @@ from typing import Any, Union
 from .._validation import check_choice, check_image_size, check_positive_int
 from ..errors import CovidXrayWarning, DataError
 from . import identity
-from .cache import Problems, fill
 from .dataset import XrayDataset, describe_sources
 from .decode import COLOR_MODES, DEFAULT_MAX_PIXELS, RESIZE_MODES, ImageInfo, Window
 from .labels import LabelMap, make_label_map
 from .layouts import LAYOUTS, ReadContext, detect_layout
 from .preprocessing import LUNG_MODES, Preprocessing, report_lungs
 from .records import Entry, Record
+from .scan import Problems, fill
 from .split import assign_splits, check_fractions
 from .split import deduplicate as deduplicate_records
 
@@ -116,7 +116,8 @@ def load_dataset(
             written (atomically); anything else there raises and is left as it
             is.
         layout: `"auto"`, or one of `"folder"`, `"ieee8023"`, `"figure1"`,
-            `"actualmed"`, `"coronahack"`, `"covidx"`, `"manifest"`.
+            `"actualmed"`, `"coronahack"`, `"covidx"`, `"covidx-ct"` (CT
+            slices, each read inside its body box), `"manifest"`.
         resize: `"stretch"`, `"pad"` (keep aspect, black borders) or `"crop"`
             (keep aspect, centre crop).
         window: How raw pixel values become 8 bits: `"auto"` (8-bit images
@@ -135,7 +136,9 @@ def load_dataset(
             uses, without changing the pixels. Masks are kept in a cache file
             beside the pixels, and found once.
         views: Keep only these views (e.g. `("PA", "AP")`) in metadata layouts.
-        modality: Keep only this modality in metadata layouts; None keeps all.
+        modality: Keep only this modality in metadata layouts with a
+            modality column; None keeps all. (`covidx-ct` is CT throughout;
+            every record knows its `modality`.)
         max_pixels: Refuse larger images (decompression bombs).
         cache_memory_limit: Largest in-memory cache, in bytes.
         cache_dir: Folder of the temporary file cache used above
@@ -477,4 +480,6 @@ def _record(entry: Entry, label: str, info: ImageInfo) -> Record:
         format=info.format,
         n_bytes=info.n_bytes,
         bit_depth=info.bit_depth,
+        modality=entry.modality,
+        box=entry.box,
     )

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._validation import check_choice
 from ..errors import DataError
+from .boxes import Box
 from .cache import LungScan
 from .decode import DEFAULT_MAX_PIXELS
 from .layouts import is_synthetic
@@ -50,6 +51,42 @@ def describe_sources(sources: Mapping[str, Any]) -> str:
     if len(sources) == 1:
         return str(next(iter(sources.values())))
     return ", ".join(f"{name}={root}" for name, root in sources.items())
+
+
+def _ct_lines(
+    records: Sequence[Record], mapping: Mapping[str, str], several: bool
+) -> list[str]:
+    """Summary lines on modality, patients, body boxes and (one source)
+    findings, where they say something: CT slices, or a mix of modalities."""
+    modalities = Counter(r.modality for r in records)
+    if set(modalities) <= {"X-ray"}:
+        return []
+    lines = []
+    if len(modalities) > 1:
+        mix = ", ".join(f"{k} {v}" for k, v in sorted(modalities.items()))
+        lines.append(
+            f"  modality: MIXED ({mix}): a model can tell the modality apart more "
+            "easily than the finding"
+        )
+    else:
+        lines.append(f"  modality: {next(iter(modalities))}")
+    patients: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for rec in records:
+        if rec.patient_id:
+            patients[rec.split].add((str(rec.source), rec.patient_id))
+    if patients:
+        per = ", ".join(f"{s} {len(patients[s])}" for s in SPLIT_ORDER if s in patients)
+        lines.append(
+            f"  patients: {per} (slices of one patient are not independent samples)"
+        )
+    boxed = sum(r.box is not None for r in records)
+    if boxed:
+        lines.append(f"  body boxes: {boxed} of {len(records)} images read inside them")
+    if not several:
+        found = Counter(r.finding for r in records)
+        pairs = [f"{f} {n} -> {mapping.get(f, '?')}" for f, n in sorted(found.items())]
+        lines.append(f"  findings -> classes: {', '.join(pairs)}")
+    return lines
 
 
 class XrayDataset:
@@ -183,12 +220,12 @@ class XrayDataset:
         """The uint8 pixels of some of this dataset's records, (N, H, W, C)."""
         if not records:
             return np.zeros((0, *self.preprocessing.input_shape), np.uint8)
-        return np.stack([self._pixels_of(r.path) for r in records])
+        return np.stack([self._pixels_of(r.path, box=r.box) for r in records])
 
-    def _pixels_of(self, path: str) -> np.ndarray:
+    def _pixels_of(self, path: str, box: Box | None = None) -> np.ndarray:
         if self._pixels is not None:
             return np.asarray(self._pixels[self._rows[path]])
-        return self.preprocessing.load(path, max_pixels=self.max_pixels)
+        return self.preprocessing.load(path, max_pixels=self.max_pixels, box=box)
 
     # ------------------------------------------------------------------ lungs
 
@@ -361,7 +398,8 @@ class XrayDataset:
             f"{self.class_names}|{self.image_size}|{self.color_mode}|{self.resize}".encode()
         )
         for rec in sorted(self.records, key=lambda r: (r.split, r.sha256, r.path)):
-            digest.update(f"{rec.sha256}|{rec.label}|{rec.split}\n".encode())
+            box = "" if rec.box is None else f"|{rec.box}"  # the part read
+            digest.update(f"{rec.sha256}|{rec.label}|{rec.split}{box}\n".encode())
         return digest.hexdigest()
 
     def source_table(self) -> dict[str, dict[str, int]]:
@@ -421,14 +459,23 @@ class XrayDataset:
                 )
                 shown = ", ".join(pairs[:6]) + (", ..." if len(pairs) > 6 else "")
                 lines.append(f"    {name}: {shown}")
+        lines += _ct_lines(self.records, self.label_mapping, len(self.sources) > 1)
         if self.duplicates_removed:
             across = sum(a.source != b.source for a, b in self.duplicates_removed)
             extra = f" ({across} copies across sources)" if across else ""
             lines.append(f"  duplicates removed: {len(self.duplicates_removed)}{extra}")
         if self.skipped:
             lines.append(f"  files skipped: {len(self.skipped)}")
-        if self.dropped:
-            lines.append(f"  images dropped (no class): {sum(self.dropped.values())}")
+        other = {k: v for k, v in self.dropped.items() if k.startswith("modality ")}
+        if len(other) < len(self.dropped):
+            n = sum(self.dropped.values()) - sum(other.values())
+            lines.append(f"  images dropped (no class): {n}")
+        if other:
+            shown = ", ".join(f"{k[9:]} {v}" for k, v in sorted(other.items()))
+            lines.append(
+                f"  rows of another modality left out: {shown} (this reads "
+                "X-rays only; load_dataset(modality=None) keeps every row)"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ else needs to change. The guide *Datasets and layouts* describes each layout.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from .records import Entry
 from .tables import read_csv, read_text
 
 __all__ = [
+    "CT_SPLIT_FILE",
     "LAYOUTS",
     "SYNTHETIC_NOTICE",
     "Layout",
@@ -70,17 +72,27 @@ LAYOUTS: dict[str, Layout] = {}
 
 
 def register_layout(
-    name: str, *, detect: Callable[[Path], bool], description: str
+    name: str,
+    *,
+    detect: Callable[[Path], bool],
+    description: str,
+    before: str | None = None,
 ) -> Callable[
     [Callable[[Path, ReadContext], list[Entry]]],
     Callable[[Path, ReadContext], list[Entry]],
 ]:
-    """Register a reader under `name`. Detection tries layouts in order."""
+    """Register a reader under `name`. Detection tries layouts in order: the
+    order of registration, or just `before` the layout it names (a layout
+    whose signature is more specific than that one's)."""
 
     def wrap(
         read: Callable[[Path, ReadContext], list[Entry]],
     ) -> Callable[[Path, ReadContext], list[Entry]]:
-        LAYOUTS[name] = Layout(name, detect, read, description)
+        items = [(k, v) for k, v in LAYOUTS.items() if k != name]
+        at = [k for k, _ in items].index(before) if before in LAYOUTS else len(items)
+        items.insert(at, (name, Layout(name, detect, read, description)))
+        LAYOUTS.clear()
+        LAYOUTS.update(items)
         return read
 
     return wrap
@@ -94,7 +106,8 @@ def detect_layout(source: Path) -> str:
     raise DataError(
         f"Could not recognise the dataset layout of '{source}'. Expected a folder "
         "per class, a metadata CSV (ieee8023, Figure1, Actualmed, CoronaHack), "
-        "COVIDx split .txt files, or a manifest CSV with `path,label` columns. "
+        "COVIDx or COVIDx CT split .txt files, or a manifest CSV with `path,label` "
+        "columns. "
         f"Pass layout= one of {', '.join(repr(n) for n in LAYOUTS)} to choose."
     )
 
@@ -165,6 +178,13 @@ def _labelled(finding: str, ctx: ReadContext) -> bool:
     return True
 
 
+#: The name of a COVIDx CT split file (`covidx_ct`), which the chest X-ray
+#: COVIDx reader leaves alone: group 1 is the split, group 2 the variant.
+CT_SPLIT_FILE = re.compile(
+    r"^(train|val|test)_covidx[_-]?ct-(\w+)\.txt$", re.IGNORECASE
+)
+
+
 # --------------------------------------------------------------------------- ieee8023
 
 
@@ -190,10 +210,17 @@ def read_ieee8023(source: Path, ctx: ReadContext) -> list[Entry]:
         folder = row.get("folder") or "images"
         path = _listed_path(root, os.path.join(folder, row.get("filename", "")), ctx)
         if path is not None:
-            entries.append(
-                Entry(path, finding, None, row.get("patientid") or None, None)
-            )
+            patient = row.get("patientid") or None
+            modality = _modality(row.get("modality", ""))
+            entries.append(Entry(path, finding, None, patient, None, modality))
     return entries
+
+
+def _modality(value: str) -> str:
+    """A metadata row's modality as records name it: "CT", "X-ray" (also for
+    a blank cell), or the cell as written."""
+    known = {"ct": "CT", "xray": "X-ray", "cr": "X-ray", "dx": "X-ray", "": "X-ray"}
+    return known.get(canon(value), value.strip())
 
 
 # ------------------------------------------------------------ Figure1 and Actualmed
@@ -303,13 +330,16 @@ COVIDX_LABELS = {"positive", "negative", "covid-19", "normal", "pneumonia"}
 
 
 def _covidx_files(source: Path) -> list[Path]:
+    """The chest X-ray COVIDx split files (COVIDx CT's are not among them)."""
     if source.is_file():
-        return [source] if source.suffix.lower() == ".txt" else []
+        x_ray = source.suffix.lower() == ".txt" and not CT_SPLIT_FILE.match(source.name)
+        return [source] if x_ray else []
     return sorted(
         p
         for p in source.glob("*.txt")
         if "covidx" in p.name.lower()
         and p.name.lower().startswith(("train", "test", "val"))
+        and not CT_SPLIT_FILE.match(p.name)
     )
 
 

@@ -239,8 +239,11 @@ def _decoded_batches(
     """uint8 batches decoded from disk, file by file, with `preprocessing`."""
     import tensorflow as tf
 
+    boxes = {r.path: r.box for r in recs if r.box is not None}
+
     def read(path: bytes) -> np.ndarray:
-        return prep.load(path.decode(), max_pixels=limit)
+        name = path.decode()
+        return prep.load(name, max_pixels=limit, box=boxes.get(name))
 
     paths = tf.constant([r.path for r in recs])
     targets = tf.constant(labels)

@@ -26,6 +26,8 @@ from PIL import Image
 
 from .._validation import check_choice, check_image_size
 from ..errors import CovidXrayWarning, DataError
+from .boxes import Box, crop_to_box
+from .contrast import EQUALIZE_MODES, equalize
 from .decode import (
     COLOR_MODES,
     DEFAULT_MAX_PIXELS,
@@ -49,7 +51,6 @@ __all__ = [
     "trim_box",
 ]
 
-EQUALIZE_MODES: tuple[str, ...] = ("none", "histogram", "clahe")
 #: What `Preprocessing(lungs=...)` does with the lungs: nothing, crop to
 #: them, or crop to them and blank everything outside them.
 LUNG_MODES: tuple[str, ...] = ("none", "crop", "mask")
@@ -189,19 +190,37 @@ class Preprocessing:
         return [r.mask for r in results]
 
     def seen_box(
-        self, image: Image.Image, lungs: np.ndarray | None = None
+        self,
+        image: Image.Image,
+        box: Box | None = None,
+        lungs: np.ndarray | None = None,
     ) -> tuple[int, int, int, int] | None:
         """The part of a decoded image the model sees, `(left, top, right,
-        bottom)`, when `trim` or `lungs` cuts some of it away; else None.
+        bottom)`, when a `box` (a CT slice's body box), `trim` or `lungs`
+        cuts some of it away; else None.
 
         Args:
             image: The decoded image.
-            lungs: Its lung mask (`lung_masks`), needed when `lungs` is set.
+            box: Its body box, cut first.
+            lungs: The lung mask of the image inside `box` (`lung_masks`),
+                needed when `lungs` is set.
 
         Raises:
             ValueError: `lungs` is set and no mask was given, or the mask's
-                shape is not the image's.
+                shape is not the image's (inside `box`).
         """
+        inner = self._seen_inside(crop_to_box(image, box), lungs)
+        if box is None:
+            return inner
+        left, top = int(box[0]), int(box[1])
+        if inner is None:
+            return (left, top, int(box[2]), int(box[3]))
+        return (left + inner[0], top + inner[1], left + inner[2], top + inner[3])
+
+    def _seen_inside(
+        self, image: Image.Image, lungs: np.ndarray | None
+    ) -> tuple[int, int, int, int] | None:
+        """`seen_box` of an image already cut to its body box."""
         box = trim_box(image, self.trim) if self.trim else None
         if not self.needs_lungs:
             return box
@@ -234,23 +253,28 @@ class Preprocessing:
         image: Image.Image,
         *,
         name: str = "the image",
+        box: Box | None = None,
         lungs: np.ndarray | None = None,
     ) -> np.ndarray:
         """Resize and convert a decoded image: uint8 of shape `input_shape`.
+        A `box` (a CT slice's body box, `Record.box`) is cut out first.
 
         Args:
             image: The decoded image (`decode`).
             name: The file, for messages.
-            lungs: Its lung mask at its own size (`lung_masks`), needed when
-                `lungs` is set.
+            box: Its body box, or None.
+            lungs: The lung mask of the image inside `box` (`lung_masks`),
+                needed when `lungs` is set.
 
         Raises:
-            DataError: Pillow cannot convert the image's mode (names `name`).
+            DataError: Pillow cannot convert the image's mode, or `box` is
+                outside it (names `name`).
             ValueError: `lungs` is set and no fitting mask was given.
         """
+        image = crop_to_box(image, box, name=name)
         try:
-            box = self.seen_box(image, lungs)
-            cropped = image.crop(box) if box is not None else image
+            seen = self._seen_inside(image, lungs)
+            cropped = image.crop(seen) if seen is not None else image
             cropped = equalize(_canonical(cropped), self.equalize)
             out = image_to_array(
                 cropped, self.image_size, color_mode=self.color_mode, resize=self.resize
@@ -262,9 +286,9 @@ class Preprocessing:
                 f"'{name}' could not be converted to {self.color_mode}: {exc}"
             ) from exc
         if self.lungs == "mask" and lungs is not None and np.any(lungs):
-            seen = self.mask_array(image, lungs)
+            inside = self.mask_array(image, lungs)
             radius = LUNG_DILATION * max(self.image_size)
-            out = out * _grown(seen, radius)[:, :, None].astype(np.uint8)
+            out = out * _grown(inside, radius)[:, :, None].astype(np.uint8)
         return out
 
     def mask_array(self, image: Image.Image, lungs: np.ndarray) -> np.ndarray:
@@ -286,7 +310,7 @@ class Preprocessing:
                 f"{image.height} x {image.width} (height x width)."
             )
         as_image = Image.fromarray(np.asarray(lungs, np.uint8) * 255)
-        box = self.seen_box(image, lungs)
+        box = self._seen_inside(image, lungs)
         if box is not None:
             as_image = as_image.crop(box)
         height, width = self.image_size
@@ -294,7 +318,11 @@ class Preprocessing:
         return np.asarray(resized) >= 128
 
     def load(
-        self, image: ImageLike, *, max_pixels: int = DEFAULT_MAX_PIXELS
+        self,
+        image: ImageLike,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        box: Box | None = None,
     ) -> np.ndarray:
         """Read one image as the model sees it.
 
@@ -302,6 +330,8 @@ class Preprocessing:
             image: A file path, a PIL image, or an array (H, W) or (H, W, C) with
                 1, 3 or 4 channels (uint8, or float in [0, 1]).
             max_pixels: Refuse files with more pixels than this.
+            box: The part of the image to read, `(left, top, right, bottom)`
+                (a CT slice's body box), or None for all of it.
 
         Returns:
             A uint8 array of shape `input_shape`.
@@ -310,24 +340,31 @@ class Preprocessing:
             DataError: A file is missing, unreadable or too large.
             ValueError: An array of an unsupported shape.
         """
-        return self.load_many([image], max_pixels=max_pixels)[0]
+        return self.load_many([image], max_pixels=max_pixels, boxes=[box])[0]
 
     def load_many(
-        self, images: Sequence[ImageLike], *, max_pixels: int = DEFAULT_MAX_PIXELS
+        self,
+        images: Sequence[ImageLike],
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        boxes: Sequence[Box | None] | None = None,
     ) -> np.ndarray:
-        """Read several images as the model sees them (`load`), their lungs
-        found in one batch when `lungs` is set: uint8 `(N, *input_shape)`."""
+        """Read several images as the model sees them (`load`), each cut to
+        its box of `boxes` when given, their lungs found in one batch when
+        `lungs` is set: uint8 `(N, *input_shape)`."""
         decoded: list[Image.Image] = []
         names: list[str] = []
-        for k, image in enumerate(images):
+        boxes = list(boxes) if boxes is not None else [None] * len(images)
+        for k, (image, box) in enumerate(zip(images, boxes, strict=True)):
             if isinstance(image, (str, os.PathLike)):
-                decoded.append(self.decode(image, max_pixels=max_pixels)[0])
+                img = self.decode(image, max_pixels=max_pixels)[0]
                 names.append(os.fspath(image))
             else:
                 if not isinstance(image, Image.Image):
                     image = array_to_image(image)
-                decoded.append(_canonical(image, self.window))
+                img = _canonical(image, self.window)
                 names.append(f"image {k}")
+            decoded.append(crop_to_box(img, box, name=names[-1]))
         masks = self.lung_masks(decoded, names)
         out = np.zeros((len(decoded), *self.input_shape), np.uint8)
         for k, (img, name, mask) in enumerate(zip(decoded, names, masks, strict=True)):
@@ -346,8 +383,8 @@ class Preprocessing:
         Args:
             values: Float array of shape `image_size`.
             size: `(width, height)` of the decoded image, as PIL gives it.
-            box: With `trim`, the part of the image the model saw,
-                `seen_box(image)`; the rest of the map is 0.
+            box: With `trim` or a body box, the part of the image the model
+                saw, `seen_box(image, box)`; the rest of the map is 0.
 
         Returns:
             A float32 array (height, width): with `"pad"` the padding is cut
@@ -441,92 +478,6 @@ class Preprocessing:
             equalize=values.get("equalize", "none"),
             lungs=values.get("lungs", "none"),
         )
-
-
-_CLAHE_TILES = 8
-
-_CLAHE_CLIP = 2.5  # times the mean count of a histogram bin
-
-
-def _equalize_lut(hist: np.ndarray) -> np.ndarray:
-    if np.count_nonzero(hist) <= 1:  # one level: nothing to spread
-        return np.arange(len(hist), dtype=np.float64)
-    cdf = np.cumsum(hist)
-    lowest = cdf[np.argmax(hist > 0)]  # the darkest level present becomes 0
-    span = cdf[-1] - lowest
-    return np.round(
-        np.clip(cdf - lowest, 0, None) / (span if span > 0 else 1.0) * 255.0
-    )
-
-
-def _clahe(gray: np.ndarray) -> np.ndarray:
-    """Contrast-limited adaptive histogram equalisation of a uint8 (H, W)
-    image: 8 x 8 tiles, each histogram clipped at 2.5 times its mean bin,
-    the tiles' mappings blended bilinearly between their centres."""
-    h, w = gray.shape
-    tiles_y, tiles_x = min(_CLAHE_TILES, h), min(_CLAHE_TILES, w)
-    ys = np.linspace(0, h, tiles_y + 1).astype(int)
-    xs = np.linspace(0, w, tiles_x + 1).astype(int)
-    luts = np.empty((tiles_y, tiles_x, 256))
-    for i in range(tiles_y):
-        for j in range(tiles_x):
-            tile = gray[ys[i] : ys[i + 1], xs[j] : xs[j + 1]]
-            hist = np.bincount(tile.ravel(), minlength=256).astype(np.float64)
-            limit = _CLAHE_CLIP * tile.size / 256.0
-            excess = np.maximum(hist - limit, 0.0).sum()
-            luts[i, j] = _equalize_lut(np.minimum(hist, limit) + excess / 256.0)
-
-    def weights(n: int, edges: np.ndarray) -> tuple[np.ndarray, ...]:
-        centres = (edges[:-1] + edges[1:] - 1) / 2.0
-        where = np.interp(np.arange(n), centres, np.arange(len(centres)))
-        low = np.floor(where).astype(int)
-        return low, np.minimum(low + 1, len(centres) - 1), where - low
-
-    y0, y1, wy = weights(h, ys)
-    x0, x1, wx = weights(w, xs)
-    wy, wx = wy[:, None], wx[None, :]
-    top = luts[y0[:, None], x0[None, :], gray] * (1 - wx)
-    top += luts[y0[:, None], x1[None, :], gray] * wx
-    bottom = luts[y1[:, None], x0[None, :], gray] * (1 - wx)
-    bottom += luts[y1[:, None], x1[None, :], gray] * wx
-    return np.round(top * (1 - wy) + bottom * wy).astype(np.uint8)
-
-
-def equalize(img: Image.Image, mode: str) -> Image.Image:
-    """Histogram equalisation (`"histogram"`) or CLAHE (`"clahe"`) of an 8-bit
-    'L' or 'RGB' image; an RGB image gets its gray level's mapping on every
-    channel. `"none"` returns the image.
-
-    Examples:
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> ramp = np.tile(np.arange(100, 140, dtype=np.uint8), (8, 1))
-        >>> dull = Image.fromarray(ramp)
-        >>> out = np.asarray(equalize(dull, "histogram"))
-        >>> int(out.min()), int(out.max())
-        (0, 255)
-    """
-    if mode == "none":
-        return img
-    gray = np.asarray(img.convert("L"))
-    if mode == "histogram":
-        lut = _equalize_lut(np.bincount(gray.ravel(), minlength=256).astype(float))
-        mapped = lut.astype(np.uint8)
-        if img.mode == "L":
-            return Image.fromarray(mapped[gray])
-        return img.point(list(mapped) * 3)
-    if mode == "clahe":
-        out = _clahe(gray)
-        if img.mode == "L":
-            return Image.fromarray(out)
-        # Scale each channel by how much its gray level moved.
-        ratio = (out.astype(np.float64) + 1.0) / (gray.astype(np.float64) + 1.0)
-        rgb = np.asarray(img, dtype=np.float64) * ratio[:, :, None]
-        return Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8))
-    raise ValueError(
-        f"The `equalize` argument must be one of {', '.join(EQUALIZE_MODES)}. "
-        f"Received: {mode!r}."
-    )
 
 
 def lung_box(

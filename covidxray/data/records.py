@@ -20,6 +20,9 @@ class Entry:
         split: `"train"`, `"val"` or `"test"` when the source fixes it.
         patient_id: The patient, when the source knows it.
         source: Where the image comes from (the layout, or a source column).
+        modality: `"X-ray"` or `"CT"`.
+        box: `(left, top, right, bottom)`: the part of the image to read (a
+            CT slice's body box), or None for all of it.
     """
 
     path: str
@@ -27,6 +30,8 @@ class Entry:
     split: str | None = None
     patient_id: str | None = None
     source: str | None = None
+    modality: str = "X-ray"
+    box: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,10 @@ class Record:
         bit_depth: Significant bits per sample the file declares (PNG `sBIT`,
             DICOM `BitsStored`), else the bits per sample of its format (8 for
             JPEG, 16 for a 16-bit PNG or TIFF).
+        modality: `"X-ray"` or `"CT"` (a CT slice).
+        box: `(left, top, right, bottom)` of the file that is read, wherever
+            it is read (a COVIDx CT slice's body box), or None for the whole
+            image. `width` and `height` are the whole file's.
     """
 
     path: str
@@ -70,6 +79,8 @@ class Record:
     format: str
     n_bytes: int
     bit_depth: int = 8
+    modality: str = "X-ray"
+    box: tuple[int, int, int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a plain dict (JSON-friendly)."""

@@ -50,10 +50,11 @@ def input_gradient_outside(
         >>> import numpy as np, keras
         >>> inputs = keras.Input((2, 2, 1))
         >>> model = keras.Model(inputs, keras.layers.Flatten()(inputs)[:, :1])
-        >>> x = np.zeros((1, 2, 2, 1), np.float32)
+        >>> x = np.full((1, 2, 2, 1), 0.5, np.float32)  # the output: 0.5
         >>> outside = np.zeros((1, 2, 2), np.float32); outside[0, 0, 0] = 1
-        >>> float(input_gradient_outside(model, x, outside, training=False)[0])
-        1.0
+        >>> # d logit / dp = 1 / (p (1 - p)) = 4 at p = 0.5, squared: 16
+        >>> round(float(input_gradient_outside(model, x, outside, training=False)[0]))
+        16
     """
     images = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:

@@ -135,7 +135,7 @@ def test_lungs_crop_crops_to_the_lungs_and_mask_blanks_what_is_outside() -> None
     cropped = Preprocessing((40, 40), lungs="crop").to_array(img, lungs=mask)
     masked = Preprocessing((40, 40), lungs="mask").to_array(img, lungs=mask)
     # The box is the lungs' (rows 20-60, columns 20-80) plus 8% of it a side.
-    assert Preprocessing(lungs="crop").seen_box(img, mask) == (15, 17, 85, 63)
+    assert Preprocessing(lungs="crop").seen_box(img, lungs=mask) == (15, 17, 85, 63)
     assert int(plain[0, 0, 0]) == 255  # the marker is seen without lungs=
     assert int(cropped[0, 0, 0]) == 100 and not np.array_equal(cropped, plain)
     # Outside the (grown) lungs everything is 0; the lungs are kept.
@@ -154,7 +154,7 @@ def test_a_lung_preprocessing_needs_the_mask_and_keeps_an_image_with_none_whole(
     with pytest.raises(ValueError, match="lung mask has shape"):
         prep.to_array(img, lungs=mask[:10])
     empty = np.zeros_like(mask)
-    assert prep.seen_box(img, empty) is None
+    assert prep.seen_box(img, lungs=empty) is None
     assert np.array_equal(
         prep.to_array(img, lungs=empty), Preprocessing((40, 40)).to_array(img)
     )
@@ -165,7 +165,7 @@ def test_a_lung_preprocessing_needs_the_mask_and_keeps_an_image_with_none_whole(
 def test_the_lung_crop_is_undone_by_map_back_and_the_mask_follows_it() -> None:
     img, mask = lung_picture()
     prep = Preprocessing((40, 40), lungs="crop")
-    box = prep.seen_box(img, mask)
+    box = prep.seen_box(img, lungs=mask)
     heat = np.ones((40, 40), np.float32)
     back = prep.map_back(heat, img.size, box)
     assert back.shape == (80, 100)
