@@ -42,6 +42,7 @@ __all__ = [
     "image_batches",
     "probabilities",
     "resolve_preprocessing",
+    "segmenter_used",
     "training_batches",
 ]
 
@@ -269,6 +270,27 @@ def focus_stream(
             "with (x, y) arrays."
         )
     return float(strength), focus_batches(images, masks, size, seed)
+
+
+def segmenter_used(
+    data: Any, preprocessing: Preprocessing, lung_masks: Any, lung_focus: float
+) -> dict[str, str] | None:
+    """The version and weights hash of the segmenter a fit's model depends
+    on: the one that found an `XrayDataset`'s lungs (for `lungs`
+    preprocessing, or the masks of `lung_focus`), or the installed one where
+    it finds them later; None when no segmenter is involved (no lungs, or
+    `lung_focus` on masks the caller gave)."""
+    dataset = isinstance(data, XrayDataset)
+    if not preprocessing.needs_lungs and not (
+        lung_focus and lung_masks is None and dataset
+    ):
+        return None
+    found = data.lung_segmenter if dataset else None
+    if found is not None:
+        return found
+    from .lungs.unet import default_lung_model
+
+    return default_lung_model().info()
 
 
 def resolve_preprocessing(

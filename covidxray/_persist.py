@@ -22,7 +22,7 @@ import keras
 
 from ._seen import TrainingRecord
 from ._version import __version__, provenance
-from .data.preprocessing import Preprocessing
+from .data.preprocessing import Preprocessing, outside_stacklevel
 from .errors import CovidXrayWarning, DataError
 
 logger = logging.getLogger("covidxray")
@@ -40,7 +40,6 @@ __all__ = [
     "read_metadata",
     "read_training_record",
     "save_atomic",
-    "segmenter_info",
 ]
 
 METADATA_NAME = "covidxray.json"
@@ -338,23 +337,11 @@ def read_classifier(
     return model, meta, read_training_record(path, meta)
 
 
-def segmenter_info(
-    preprocessing: Preprocessing, lung_focus: float
-) -> dict[str, str] | None:
-    """The installed segmenter's version and weights hash when a model
-    depends on it (its `preprocessing` finds the lungs, or it was trained
-    with `lung_focus`); else None."""
-    if not (preprocessing.needs_lungs or lung_focus):
-        return None
-    from .lungs.unet import default_lung_model
-
-    return default_lung_model().info()
-
-
 def check_segmenter(meta: ModelMetadata, path: Path) -> None:
-    """Warn when a model file depends on another lung segmenter than the one
+    """Warn when a model file finds the lungs of what it reads
+    (`Preprocessing(lungs=...)`) with another lung segmenter than the one
     installed: its lungs would be found differently than in training."""
-    if meta.segmenter is None:
+    if meta.segmenter is None or not meta.preprocessing.needs_lungs:
         return
     from .lungs.unet import default_lung_model
 
@@ -369,5 +356,5 @@ def check_segmenter(meta: ModelMetadata, path: Path) -> None:
             "differently than when it was trained: install the covidxray "
             "version that made it, or retrain.",
             CovidXrayWarning,
-            stacklevel=3,
+            stacklevel=outside_stacklevel(),
         )

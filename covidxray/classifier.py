@@ -25,7 +25,7 @@ from . import training as _training
 from ._deprecation import renamed_argument
 from ._inputs import ImageInput
 from ._params import Params
-from ._persist import ModelMetadata, segmenter_info
+from ._persist import ModelMetadata
 from ._scoring import FittedModel
 from ._seen import TrainingRecord, record_after_fit
 from ._validation import check_model_classes, check_positive_int
@@ -123,6 +123,7 @@ class Classifier(Params):
     training_record_: TrainingRecord | None
     fit_seconds_: float
     feature_cache_used_: bool
+    segmenter_: dict[str, str] | None
 
     #: The attributes `fit` and `from_config` set (those annotated above); a
     #: new `model` drops them.
@@ -321,12 +322,16 @@ class Classifier(Params):
             augmenter=augmenter,
             strategy=strategy,
             sampled=getattr(data, "sampling", None) is not None,
-        ) and (focus is None)
+            lung_focus=focus is not None,
+        )
         with _training.global_random_state_kept():
             self.model_ = _training.prepare(model, strategy, self._compile)
             _training.seed_streams(self.model_, self.seed)
             self.classes_ = np.array(list(self.class_names))
             self.threshold_, self.preprocessing_ = float(self.threshold), preprocessing
+            self.segmenter_ = _inputs.segmenter_used(
+                data, preprocessing, lung_masks, self.lung_focus
+            )
             self.training_record_ = record_after_fit(
                 getattr(self, "training_record_", None),
                 data,
@@ -608,7 +613,7 @@ class Classifier(Params):
             seed=self.seed,
             spectral_decoupling=self.spectral_decoupling,
             lung_focus=self.lung_focus,
-            segmenter=segmenter_info(self.preprocessing_, self.lung_focus),
+            segmenter=self.segmenter_,
             training=self.training_record_.info if self.training_record_ else None,
         )
 
@@ -662,6 +667,7 @@ class Classifier(Params):
         clf.classes_ = np.array(config.class_names)
         clf.threshold_ = config.threshold
         clf.preprocessing_ = prep
+        clf.segmenter_ = dict(config.segmenter) if config.segmenter else None
         clf.metadata_ = config
         clf.training_record_ = record
         return clf

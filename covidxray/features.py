@@ -61,6 +61,7 @@ def use_feature_cache(
     augmenter: Any,
     strategy: tf.distribute.Strategy | None,
     sampled: bool = False,
+    lung_focus: bool = False,
 ) -> bool:
     """Decide whether `fit` caches a frozen backbone's features.
 
@@ -83,6 +84,8 @@ def use_feature_cache(
         reasons.append("a distribution strategy is used")
     if sampled:
         reasons.append("a balanced view draws other images every epoch")
+    if lung_focus:
+        reasons.append("lung_focus needs the gradients with respect to the images")
     if not reasons:
         try:
             features, _ = split_at_backbone(model)

@@ -59,15 +59,16 @@ probabilities = loaded.predict_proba(files)[:, 1]
 heatmaps = loaded.explain(files)
 
 # The classifier's Preprocessing reads a file as the model saw it; map_back
-# puts a heatmap from the model's input back onto the decoded image.
+# puts a heatmap from the model's input back onto the decoded image, through
+# any crop (trim, or the lungs with Preprocessing(lungs="crop")).
 prep = loaded.preprocessing_
 for k, (path, label, p, heat) in enumerate(
     zip(files, labels, probabilities, heatmaps, strict=True)
 ):
     image, _ = prep.decode(path)
-    overlay(image, prep.map_back(heat, image.size, prep.seen_box(image))).save(
-        out / f"gradcam_{k}.png"
-    )
+    (lungs,) = prep.lung_masks([image], [path])  # None unless lungs is set
+    box = prep.seen_box(image, lungs=lungs)
+    overlay(image, prep.map_back(heat, image.size, box)).save(out / f"gradcam_{k}.png")
     print(f"{label:>8}  P({loaded.class_names[1]})={p:.3f}  {Path(path).name}")
 
 titles = [f"{label} {p:.2f}" for label, p in zip(labels, probabilities, strict=True)]

@@ -415,3 +415,49 @@ def test_evaluate_lungs_json(
         assert "roc_auc" in lungs[key] and lungs[key]["n"] > 0
     assert {"saliency_in_lungs", "lung_area", "reading"} <= set(lungs)
     assert lungs["reading"].startswith("With the lungs removed")
+
+
+REAL_NON = [
+    "pneumococcal-pneumonia-day0.jpg",
+    "pneumococcal-pneumonia-day7.jpg",
+    "right-upper-lobe-pneumonia-9-PA.jpg",
+    "klebsiella-pneumonia-1.jpg",
+]
+REAL_COVID = [
+    "auntminnie-a-2020_01_28_23_51_6665_2020_01_28_Vietnam_coronavirus.jpeg",
+    "auntminnie-b-2020_01_28_23_51_6665_2020_01_28_Vietnam_coronavirus.jpeg",
+    "nejmc2001573_f1a.jpeg",
+    "nejmc2001573_f1b.jpeg",
+]
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_train_with_lungs_crop_and_predict_through_the_crop(
+    ieee8023_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Eight real X-rays of ieee8023 in class folders: a model trained with
+    --lungs crop keeps it and the segmenter in its file, and predict's
+    Grad-CAM overlays cover each whole image."""
+    root = tmp_path / "real"
+    for cls, names in (("normal", REAL_NON), ("covid", REAL_COVID)):
+        (root / cls).mkdir(parents=True)
+        for name in names:
+            (root / cls / name).symlink_to((ieee8023_data / "images" / name).resolve())
+    out = tmp_path / "m.keras"
+    args = ["-q", "train", str(root), "--out", str(out), "--lungs", "crop"]
+    args += ["--epochs", "1", "--image-size", "64", "--batch-size", "4"]
+    assert main(args) == 0
+    assert "lungs: crop" in capsys.readouterr().out
+    from covidxray._persist import read_metadata
+    from covidxray.lungs.unet import default_lung_model
+
+    meta = read_metadata(out)
+    assert meta.preprocessing.lungs == "crop"
+    assert meta.segmenter == default_lung_model().info()
+    cams = tmp_path / "cams"
+    assert main(["predict", str(out), str(root / "covid"), "--gradcam", str(cams)]) == 0
+    overlays = sorted(cams.iterdir())
+    assert len(overlays) == 4
+    sizes = sorted(Image.open(root / "covid" / n).size for n in REAL_COVID)
+    assert sorted(Image.open(p).size for p in overlays) == sizes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -18,7 +19,14 @@ import keras
 import numpy as np
 import pytest
 
-from covidxray import Classifier, DataError, Preprocessing, build_cnn, load_dataset
+from covidxray import (
+    Classifier,
+    CovidXrayWarning,
+    DataError,
+    Preprocessing,
+    build_cnn,
+    load_dataset,
+)
 from covidxray._persist import (
     FORMAT_VERSION,
     ModelMetadata,
@@ -214,3 +222,45 @@ def test_load_never_runs_code_from_the_file(tmp_path: Path) -> None:
     path = clf.save(tmp_path / "lambda.keras")
     with pytest.raises(DataError, match="Could not load the Keras model.*safe_mode"):
         Classifier.load(path)  # Keras safe mode refuses to deserialise the lambda
+
+
+def test_a_model_that_needs_the_lungs_records_the_segmenter_and_checks_it(
+    tmp_path: Path,
+) -> None:
+    from covidxray.lungs.unet import default_lung_model
+
+    installed = default_lung_model().info()
+    lungs = Classifier.from_config(
+        metadata(
+            preprocessing=Preprocessing((SIZE, SIZE), lungs="crop"),
+            segmenter=installed,
+        ),
+        build_cnn((SIZE, SIZE, 1)),
+    )
+    path = lungs.save(tmp_path / "lungs.keras")
+    assert read_metadata(path).segmenter == installed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CovidXrayWarning)
+        loaded = Classifier.load(path)  # the same segmenter: no word
+    assert loaded.preprocessing_.lungs == "crop"
+    other = rewrite_metadata(
+        path,
+        tmp_path / "other.keras",
+        lambda meta: {
+            **meta,
+            "segmenter": {"version": "0", "weights_sha256": "ab" * 32},
+        },
+    )
+    with pytest.warns(CovidXrayWarning, match=r"lung segmenter version '0'.*'1'"):
+        Classifier.load(other)
+    # A lung_focus model reads files without lungs: another segmenter than
+    # its training's changes nothing at prediction time, and is not warned of.
+    focus = Classifier.from_config(
+        metadata(lung_focus=1.0, segmenter={"version": "0", "weights_sha256": "ab"}),
+        build_cnn((SIZE, SIZE, 1)),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CovidXrayWarning)
+        assert Classifier.load(focus.save(tmp_path / "focus.keras")).lung_focus == 1.0
+    plain = Classifier.from_config(metadata(), build_cnn((SIZE, SIZE, 1)))
+    assert read_metadata(plain.save(tmp_path / "plain.keras")).segmenter is None

@@ -180,7 +180,9 @@ class CacheFile:
             )
         header, offset = found
         differs = [
-            f"{key}: cache has {header.get(key)!r}, asked for {value!r}"
+            "it keeps no lung masks, and lung masks were asked for"
+            if key == "segmenter" and key not in header
+            else f"{key}: cache has {header.get(key)!r}, asked for {value!r}"
             for key, value in self.settings.items()
             if header.get(key) != value
         ]

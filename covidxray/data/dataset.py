@@ -27,7 +27,7 @@ from .cache import LungScan
 from .decode import DEFAULT_MAX_PIXELS
 from .layouts import is_synthetic
 from .pipeline import Transform, balanced_class_weights, batches, draw_weights
-from .preprocessing import Preprocessing
+from .preprocessing import Preprocessing, report_lungs
 from .records import Record, count_by_source
 from .split import SPLIT_ORDER
 
@@ -175,6 +175,7 @@ class XrayDataset:
         #: Packed masks found on first use when the scan kept none (by path;
         #: shared by views, like the pixels).
         self._found_masks: dict[str, np.ndarray] = {}
+        self._found_problems: dict[str, tuple[str, ...]] = {}
         #: `"class"` or `"source"` for a view made by `balanced`, else None.
         self.sampling: str | None = None
 
@@ -233,11 +234,13 @@ class XrayDataset:
     def lung_problems(self) -> dict[str, tuple[str, ...]]:
         """File path -> why the scan found its lung mask implausible (empty,
         too small or large, not two lungs), for the images kept where it
-        did; empty when the scan did not look for the lungs."""
-        if self._lungs is None:
-            return {}
+        did (or `lung_masks_of` did, on first use); empty when nothing
+        looked for the lungs."""
+        found = self._lungs.problems if self._lungs is not None else {}
         held = {r.path for r in self.records}
-        return {p: why for p, why in self._lungs.problems.items() if p in held}
+        return {
+            p: why for p, why in {**found, **self._found_problems}.items() if p in held
+        }
 
     @property
     def lung_segmenter(self) -> dict[str, str] | None:
@@ -260,17 +263,27 @@ class XrayDataset:
         if self._lungs is not None:
             packed = np.stack([self._lungs.masks[self._rows[r.path]] for r in records])
         else:
-            todo = [r for r in records if r.path not in self._found_masks]
+            todo = {r.path: r for r in records if r.path not in self._found_masks}
             if todo:
-                from ..lungs.unet import default_lung_model  # TensorFlow
-
-                found = default_lung_model().masks(
-                    list(self.images_of(todo)), [r.path for r in todo]
-                )
-                for rec, lung in zip(todo, found, strict=True):
-                    self._found_masks[rec.path] = np.packbits(lung.mask, axis=-1)
+                self._find_lungs(list(todo.values()))
             packed = np.stack([self._found_masks[r.path] for r in records])
         return np.unpackbits(packed, axis=-1, count=width).astype(bool)
+
+    def _find_lungs(self, records: Sequence[Record]) -> None:
+        """Segment the served pixels of records the scan found no lungs for,
+        64 at a time; warn about the implausible masks, by name."""
+        from ..lungs.unet import default_lung_model  # TensorFlow: only now
+
+        model, found = default_lung_model(), []
+        for start in range(0, len(records), 64):
+            part = records[start : start + 64]
+            masks = model.masks(list(self.images_of(part)), [r.path for r in part])
+            for rec, lung in zip(part, masks, strict=True):
+                self._found_masks[rec.path] = np.packbits(lung.mask, axis=-1)
+                if lung.problems:
+                    self._found_problems[rec.path] = lung.problems
+                    found.append((rec.path, lung.problems))
+        report_lungs(found, len(records), refuse_empty=False)
 
     def subset(self, sources: Sequence[str]) -> XrayDataset:
         """A view of the images of some sources, with their splits, sharing

@@ -171,12 +171,11 @@ class Preprocessing:
         shipped `LungSegmenter` in one batch; all None when `lungs` is
         `"none"` (nothing is segmented).
 
-        An implausible mask is warned about with its image's name
-        (`CovidXrayWarning`); an empty one makes `to_array` keep the image
-        whole.
-
-        Raises:
-            DataError: No image of a batch of several has any lung.
+        The lungs come from the shipped U-Net (`covidxray.lungs.unet`). An
+        implausible mask is warned about with its image's name
+        (`CovidXrayWarning`, one warning per call); an empty one makes
+        `to_array` keep the image whole. Only a dataset scan refuses a set
+        in which no image has lungs.
         """
         if not self.needs_lungs:
             return [None] * len(images)
@@ -186,7 +185,7 @@ class Preprocessing:
             names = [f"image {k}" for k in range(len(images))]
         results = default_lung_model().masks(list(images), names)
         found = [(r.name, r.problems) for r in results if r.problems]
-        report_lungs(found, len(results), stacklevel=4)
+        report_lungs(found, len(results), refuse_empty=False)
         return [r.mask for r in results]
 
     def seen_box(
@@ -234,17 +233,19 @@ class Preprocessing:
             return box
         return (left, top, right, bottom)
 
-    def _mask_for(self, image: Image.Image, lungs: np.ndarray | None) -> np.ndarray:
+    def _mask_for(
+        self, image: Image.Image, lungs: np.ndarray | None, name: str = "the image"
+    ) -> np.ndarray:
         if lungs is None:
             raise ValueError(
-                f"Preprocessing(lungs={self.lungs!r}) needs each image's lung "
-                "mask: pass lungs=, from Preprocessing.lung_masks([image])."
+                f"Preprocessing(lungs={self.lungs!r}) needs the lung mask of "
+                f"'{name}': pass lungs=, from Preprocessing.lung_masks([image])."
             )
         lungs = np.asarray(lungs, bool)
         if lungs.shape != (image.height, image.width):
             raise ValueError(
-                f"The lung mask has shape {lungs.shape}; the image is "
-                f"{image.height} x {image.width} (height x width)."
+                f"The `lungs` mask of '{name}' has shape {lungs.shape}; the image "
+                f"is {image.height} x {image.width} (height x width)."
             )
         return lungs
 
@@ -272,6 +273,8 @@ class Preprocessing:
             ValueError: `lungs` is set and no fitting mask was given.
         """
         image = crop_to_box(image, box, name=name)
+        if self.needs_lungs:
+            lungs = self._mask_for(image, lungs, name)  # missing: ValueError
         try:
             seen = self._seen_inside(image, lungs)
             cropped = image.crop(seen) if seen is not None else image
@@ -280,15 +283,14 @@ class Preprocessing:
                 cropped, self.image_size, color_mode=self.color_mode, resize=self.resize
             )
         except (ValueError, OSError) as exc:  # a mode Pillow cannot convert
-            if isinstance(exc, ValueError) and "lung mask" in str(exc):
-                raise
             raise DataError(
                 f"'{name}' could not be converted to {self.color_mode}: {exc}"
             ) from exc
-        if self.lungs == "mask" and lungs is not None and np.any(lungs):
+        if self.lungs == "mask" and lungs is not None:
             inside = self.mask_array(image, lungs)
-            radius = LUNG_DILATION * max(self.image_size)
-            out = out * _grown(inside, radius)[:, :, None].astype(np.uint8)
+            if inside.any():  # none seen (no lungs, or trimmed away): unmasked
+                radius = LUNG_DILATION * max(self.image_size)
+                out = out * _grown(inside, radius)[:, :, None].astype(np.uint8)
         return out
 
     def mask_array(self, image: Image.Image, lungs: np.ndarray) -> np.ndarray:
@@ -612,17 +614,22 @@ def _resized(img: Image.Image, width: int, height: int, resize: str) -> Image.Im
 
 
 def report_lungs(
-    found: Sequence[tuple[str, Sequence[str]]], readable: int, stacklevel: int = 3
+    found: Sequence[tuple[str, Sequence[str]]],
+    readable: int,
+    *,
+    refuse_empty: bool = True,
 ) -> None:
-    """Fail when no readable image has lungs; warn (at the caller of the
-    function calling this), naming the files, when some masks are
-    implausible: each image's is used as found (an empty one: no crop).
+    """Warn once (at the first caller outside covidxray), naming the files,
+    when some lung masks are implausible: each image's is used as found (an
+    empty one: no crop, no mask). With `refuse_empty` (a dataset scan), fail
+    when no readable image has lungs.
 
     Raises:
-        DataError: Every one of several readable images has an empty mask.
+        DataError: With `refuse_empty`, every one of several readable images
+            has an empty mask.
     """
     empty = [p for p, why in found if "no lung found" in why]
-    if readable > 1 and len(empty) == readable:
+    if refuse_empty and readable > 1 and len(empty) == readable:
         raise DataError(
             f"No lungs were found in any of the {readable} images (first: "
             f"'{empty[0]}'). Are they frontal chest X-rays?"
@@ -634,7 +641,28 @@ def report_lungs(
         warnings.warn(
             f"{len(found)} of {readable} images have an implausible lung mask: "
             f"{named}{more}. They are read as found (an empty mask: the image "
-            "whole); a dataset's `lung_problems` lists them all.",
+            "whole)"
+            + (
+                "; the dataset's `lung_problems` lists them all."
+                if refuse_empty
+                else "."
+            ),
             CovidXrayWarning,
-            stacklevel=stacklevel,
+            stacklevel=outside_stacklevel(),
         )
+
+
+def outside_stacklevel() -> int:
+    """The `stacklevel` of `warnings.warn`, called from here, that points at
+    the first frame outside the covidxray package (the user's call)."""
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame = sys._getframe(1)  # the function that warns
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        package + os.sep
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

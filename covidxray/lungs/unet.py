@@ -1,7 +1,8 @@
 """The U-Net that finds the lungs, its weights (package data), and the checks
 that catch an implausible mask: everything the lung segmenter needs that does
-not read files, so that the data layer can find the lungs of the images it
-decodes (`Preprocessing(lungs=...)`) without importing what imports it.
+not read image files (it reads only its own weights) and imports nothing of
+covidxray but `errors`, so that the data layer can find the lungs of the
+images it decodes (`Preprocessing(lungs=...)`).
 
 `LungModel` is that core; `covidxray.lungs.LungSegmenter` adds files. How it
 was trained and what it scores: `docs/guides/lungs.md`.

@@ -59,13 +59,14 @@ def input_gradient_outside(
     images = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(images)
-        out = tf.convert_to_tensor(model(images, training=training))
+        p = tf.convert_to_tensor(model(images, training=training))
+        # No clipping: a clipped probability has no gradient, and the
+        # penalty would vanish on the confident images a shortcut makes.
         eps = keras.config.epsilon()
-        p = tf.clip_by_value(out, eps, 1.0 - eps)
-        if out.shape[-1] == 1:  # a sigmoid unit: its logit
-            score = tf.math.log(p) - tf.math.log(1.0 - p)
+        if p.shape[-1] == 1:  # a sigmoid unit: its logit
+            score = tf.math.log(p + eps) - tf.math.log1p(eps - p)
         else:  # a softmax: the sum of the log-probabilities
-            score = tf.math.log(p)
+            score = tf.math.log(p + eps)
         total = tf.reduce_sum(score)
     grads = tape.gradient(total, images)
     squared = tf.reduce_sum(tf.square(grads), axis=-1)  # over channels
@@ -90,21 +91,32 @@ def focus_batches(
     images, masks = np.asarray(images), np.asarray(masks, bool)
     if images.ndim != 4 or masks.shape != images.shape[:3]:
         raise ValueError(
-            "lung_focus needs one lung mask (H, W) per training image: images "
-            f"have shape {images.shape}, masks {masks.shape}."
+            "lung_focus needs one lung mask (H, W) per training image "
+            f"(`lung_masks`): the images have shape {images.shape}, the masks "
+            f"{masks.shape}."
         )
     if not masks.any():
         raise ValueError(
             "lung_focus needs lung masks, and none of the "
             f"{len(masks)} training images has any lung in its mask."
         )
-    outside = (~masks).astype(np.uint8)
-    ds = tf.data.Dataset.from_tensor_slices((images, outside))
-    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
-    return ds.batch(batch_size, drop_remainder=False).map(
-        lambda x, m: (tf.cast(x, tf.float32) / 255.0, tf.cast(m, tf.float32)),
-        num_parallel_calls=tf.data.AUTOTUNE,
+    outside = ~masks
+    shape = images.shape[1:]
+
+    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return images[idx], outside[idx]
+
+    def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, m = tf.numpy_function(gather, [idx], (tf.uint8, tf.bool), stateful=False)
+        x = tf.ensure_shape(x, (None, *shape))
+        m = tf.ensure_shape(m, (None, *shape[:2]))
+        return tf.cast(x, tf.float32) / 255.0, tf.cast(m, tf.float32)
+
+    # Indices are shuffled, rows gathered: the images are not copied again.
+    order = tf.data.Dataset.range(len(images)).shuffle(
+        len(images), seed=seed, reshuffle_each_iteration=True
     )
+    return order.repeat().batch(batch_size).map(load, num_parallel_calls=2)
 
 
 class LungFocusTrainer(keras.Model):
@@ -112,9 +124,10 @@ class LungFocusTrainer(keras.Model):
 
     Its training batches are `((images, clean_images, outside), labels)`,
     as `with_focus` makes them; anything else it is given (validation
-    batches, prediction) goes straight to `model`. The penalty's running
-    mean is reported as the metric `lung_focus_penalty`. It is never saved:
-    `model` is.
+    batches, prediction) goes straight to `model`. The training `loss` it
+    reports is the loss trained, with the penalty; the penalty's running
+    mean is also reported alone, as `lung_focus_penalty` (validation
+    losses have no penalty). It is never saved: `model` is.
 
     Args:
         model: The Keras model being fitted.
@@ -147,15 +160,16 @@ class LungFocusTrainer(keras.Model):
         variables = self.inner.trainable_variables
         grads = tape.gradient(total, variables)
         self.optimizer.apply(grads, variables)
-        self.penalty_tracker.update_state(penalty)
+        size = tf.shape(images)[0]
+        self.penalty_tracker.update_state(penalty, sample_weight=size)
         for metric in self.metrics:
             if metric is self.penalty_tracker:
                 continue
-            if metric.name == "loss":
-                metric.update_state(total)
+            if metric.name == "loss":  # the loss trained: with the penalty
+                metric.update_state(total, sample_weight=size)
             else:
                 metric.update_state(y, y_pred, sample_weight=sample_weight)
-        return {m.name: m.result() for m in self.metrics}
+        return self.get_metrics_result()
 
 
 def with_focus(train_ds: tf.data.Dataset, focus: tf.data.Dataset) -> tf.data.Dataset:

@@ -247,10 +247,13 @@ def train(
         trainee = head
         user_callbacks = [ShowFullModel(c, model) for c in user_callbacks]
     if lung_focus is not None:
-        if cache_features or worker is not None:
+        strategy = getattr(model, "distribute_strategy", None)
+        default = tf.distribute.get_strategy()
+        if cache_features or (strategy is not None and strategy is not default):
             raise ValueError(
-                "lung_focus trains the whole model on images: it cannot train "
-                "on cached features or under a multi-worker strategy."
+                "lung_focus trains the whole model on images, in the default "
+                "strategy: it cannot train on cached features or under a "
+                "tf.distribute strategy."
             )
         strength, focus = lung_focus
         trainee = LungFocusTrainer(model, strength)

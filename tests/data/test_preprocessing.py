@@ -12,7 +12,6 @@ from PIL import Image
 from covidxray import (
     Classifier,
     CovidXrayWarning,
-    DataError,
     Preprocessing,
     build_cnn,
     load_dataset,
@@ -149,9 +148,9 @@ def test_a_lung_preprocessing_needs_the_mask_and_keeps_an_image_with_none_whole(
 ):
     img, mask = lung_picture()
     prep = Preprocessing((40, 40), lungs="crop")
-    with pytest.raises(ValueError, match="needs each image's lung mask"):
+    with pytest.raises(ValueError, match="needs the lung mask of 'the image'"):
         prep.to_array(img)
-    with pytest.raises(ValueError, match="lung mask has shape"):
+    with pytest.raises(ValueError, match="`lungs` mask of 'the image' has shape"):
         prep.to_array(img, lungs=mask[:10])
     empty = np.zeros_like(mask)
     assert prep.seen_box(img, lungs=empty) is None
@@ -197,8 +196,60 @@ def test_load_finds_the_lungs_and_warns_by_name_where_there_are_none(
         warnings.simplefilter("error")
         one = prep.load(good)
     assert fake_lungs.calls == 1 and int(one[0, 0, 0]) == 100  # cropped
-    with pytest.warns(CovidXrayWarning, match=r"nolung\.png'.*no lung found"):
+    with pytest.warns(CovidXrayWarning, match=r"nolung\.png'.*no lung found") as got:
         both = prep.load_many([good, bad])
     assert int(both[1, 0, 0, 0]) == 255  # no lungs: read whole, said so
-    with pytest.raises(DataError, match="No lungs were found in any of the 2"):
-        prep.load_many([bad, bad])
+    assert got[0].filename == __file__  # the warning points at this call
+    # Reading files never depends on how they fall into batches: a batch of
+    # lungless files is warned about too, not refused (only a scan refuses).
+    with pytest.warns(CovidXrayWarning, match="2 of 2 images"):
+        assert prep.load_many([bad, bad]).shape == (2, 40, 40, 1)
+
+
+def test_mask_never_blanks_a_whole_image_whose_lungs_were_trimmed_away() -> None:
+    img, _ = lung_picture()
+    corner = np.zeros((80, 100), bool)
+    corner[:3, :3] = True  # "lungs" only where trim cuts
+    out = Preprocessing((40, 40), lungs="mask", trim=0.2).to_array(img, lungs=corner)
+    assert int(out.max()) > 0
+
+
+def test_a_classifier_reads_files_with_all_of_its_datasets_preprocessing(
+    awkward_files: Path, fake_lungs
+) -> None:
+    # Before, a fitted classifier kept only the size, colour and resize: a
+    # trimmed, equalised or lung-cropped dataset's model read files unchanged.
+    options = dict(trim=0.1, equalize="clahe", window="percentile", lungs="mask")
+    data = load_dataset(
+        awkward_files,
+        image_size=(48, 40),
+        deduplicate=False,
+        validation_split=0.0,
+        batch_size=4,
+        **options,
+    )
+    clf = Classifier(build_cnn((48, 40, 1)), class_names=data.class_names)
+    clf.fit(data, epochs=1, verbose=0)
+    assert clf.preprocessing_ == data.preprocessing
+    assert {k: getattr(clf.preprocessing_, k) for k in options} == options
+    paths = [r.path for r in data.split_records("train")]
+    for_model = np.round(clf.preprocess(paths) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(for_model, data.images("train"))
+
+
+def test_evaluate_reads_a_folder_with_the_models_whole_preprocessing(
+    awkward_files: Path, fake_lungs
+) -> None:
+    data = load_dataset(
+        awkward_files,
+        image_size=(48, 40),
+        deduplicate=False,
+        validation_split=0.0,
+        trim=0.1,
+        lungs="crop",
+    )
+    clf = Classifier(build_cnn((48, 40, 1)), class_names=data.class_names)
+    clf.fit(data, epochs=1, verbose=0)
+    again = clf.read_dataset(awkward_files)  # what evaluate and lung_test read
+    assert again.preprocessing == clf.preprocessing_
+    assert clf.segmenter_ == data.lung_segmenter == fake_lungs().info()

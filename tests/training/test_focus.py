@@ -8,8 +8,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from covidxray import Classifier, build_cnn
+from covidxray import Classifier, build_cnn, load_dataset
 from covidxray.training.focus import focus_batches, input_gradient_outside
 
 SIZE = 48
@@ -83,7 +84,25 @@ def test_lung_focus_is_checked_before_training_and_kept_in_the_file(
     clf.fit((x, y), epochs=1, verbose=0, lung_masks=masks)
     loaded = Classifier.load(clf.save(tmp_path / "focus.keras"))
     assert loaded.lung_focus == 2.5 and loaded.metadata_.lung_focus == 2.5
-    assert loaded.metadata_.segmenter == clf.get_config().segmenter is not None
+    assert loaded.metadata_.segmenter is None  # the caller's masks: no segmenter
+
+
+def test_lung_focus_on_a_dataset_uses_its_masks_and_reports_the_penalty(
+    synthetic_root: Path, fake_lungs
+) -> None:
+    data = load_dataset(synthetic_root, image_size=(SIZE, SIZE), lung_masks=True)
+    clf = Classifier(
+        build_cnn((SIZE, SIZE, 1)), class_names=data.class_names, lung_focus=1.0
+    )
+    clf.fit(data, epochs=2, verbose=0)  # class weights, and validation data
+    assert fake_lungs.calls == len(data.records)  # found once, by the scan
+    assert {"loss", "val_loss", "lung_focus_penalty"} <= set(clf.history_)
+    assert all(v > 0 for v in clf.history_["lung_focus_penalty"])
+    assert clf.get_config().segmenter == fake_lungs().info()
+    with pytest.raises(ValueError, match="lung_focus needs the gradients"):
+        clf.fit(data, epochs=1, verbose=0, cache_features=True)
+    with pytest.raises(ValueError, match="tf.distribute strategy"):
+        clf.fit(data, epochs=1, verbose=0, strategy=tf.distribute.MirroredStrategy())
 
 
 def test_the_penalty_stream_pairs_each_image_with_where_its_lungs_are_not() -> None:
