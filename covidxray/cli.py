@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import _cli_args as kinds
 from . import _progress
 from ._choices import AUGMENT_PRESETS
 from ._version import __version__
@@ -77,6 +78,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         trim=args.trim,
         window=_window(args.window),
         equalize=args.equalize,
+        class_map=args.class_map,
     )
     keras.utils.set_random_seed(args.seed)  # reproducible initial weights
     model = _model_builder(args)(data.preprocessing.input_shape)
@@ -116,8 +118,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"--lungs needs a binary model; '{args.model}' has the classes "
             f"{list(clf.class_names)}."
         )
-    # Read once when the lung test scores the same images again.
-    data = clf.read_dataset(args.data) if args.lungs else args.data
+    # Read once: the lung test scores the same images again.
+    data = clf.read_dataset(args.data, args.class_map)
     evaluation = clf.evaluate(
         data,
         split=args.split,
@@ -148,54 +150,82 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from . import Classifier, overlay
+    from . import Classifier
 
     clf = Classifier.load(args.model)
     files = _image_files(args.images)
     out = Path(args.gradcam) if args.gradcam else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    positive = clf.positive_index
     results: list[dict[str, Any]] = []
     # A chunk at a time: each file is decoded once, with the model's own
-    # preprocessing, and memory does not grow with the number of files.
+    # preprocessing, and memory does not grow with the number of files. A file
+    # that cannot be read is named, and the others are still predicted.
     for start in range(0, len(files), _CHUNK):
-        names = files[start : start + _CHUNK]
-        decoded = [clf.preprocessing_.decode(name)[0] for name in names]
-        pixels = np.stack(
-            [
-                clf.preprocessing_.to_array(img, name=n)
-                for img, n in zip(decoded, names, strict=True)
-            ]
+        results += _predict_chunk(clf, files[start : start + _CHUNK], start, out)
+    failed = [row for row in results if "error" in row]
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for row in results:
+            if "error" in row:
+                print(f"error\t\t{kinds.tsv_field(row['file'])}")
+            else:
+                print(
+                    f"{row['label']}\t{row['probability']:.4f}\t"
+                    f"{kinds.tsv_field(row['file'])}"
+                )
+    for row in failed:
+        print(f"covidxray predict: error: {row['error']}", file=sys.stderr)
+    if failed:
+        print(
+            f"covidxray predict: {len(failed)} of {len(results)} files could not be "
+            "read (named above)"
+            + ("; skipped (--skip-bad)." if args.skip_bad else "."),
+            file=sys.stderr,
         )
+    return EXIT_DATA if failed and not args.skip_bad else EXIT_OK
+
+
+def _predict_chunk(
+    clf: Any, names: Sequence[str], start: int, out: Path | None
+) -> list[dict[str, Any]]:
+    """One result per file of a chunk: a label and probability, or `error`."""
+    import numpy as np
+
+    from . import overlay
+
+    prep = clf.preprocessing_
+    rows: dict[int, dict[str, Any]] = {}
+    good: list[tuple[int, Any, np.ndarray]] = []
+    for k, name in enumerate(names):
+        try:
+            img = prep.decode(name)[0]
+            good.append((k, img, prep.to_array(img, name=name)))
+        except DataError as exc:
+            rows[k] = {"file": name, "error": str(exc)}
+    if good:
+        pixels = np.stack([pixels for _, _, pixels in good])
         proba = clf.predict_proba(pixels)
         labels = clf.labels_from_proba(proba)
         heatmaps = clf.explain(pixels) if out is not None else None
-        for k, name in enumerate(names):
+        positive = clf.positive_index
+        for j, (k, img, _) in enumerate(good):
             row: dict[str, Any] = {
-                "file": name,
-                "label": str(labels[k]),
-                "probability": float(proba[k, positive]),
+                "file": names[k],
+                "label": str(labels[j]),
+                "probability": float(proba[j, positive]),
                 "probability_of": clf.class_names[positive],
             }
             if out is not None and heatmaps is not None:
                 # The heatmap is mapped back through the resize policy, so it
                 # lands on the right place of the decoded image.
-                target = out / f"{start + k:04d}_{Path(name).stem}_gradcam.png"
-                prep = clf.preprocessing_
-                box = prep.seen_box(decoded[k])
-                heat = prep.map_back(heatmaps[k], decoded[k].size, box)
-                overlay(decoded[k], heat).save(target)
+                target = out / f"{start + k:04d}_{Path(names[k]).stem}_gradcam.png"
+                heat = prep.map_back(heatmaps[j], img.size, prep.seen_box(img))
+                overlay(img, heat).save(target)
                 row["gradcam"] = str(target)
-            results.append(row)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for row in results:
-            print(f"{row['label']}\t{row['probability']:.4f}\t{row['file']}")
-    return EXIT_OK
+            rows[k] = row
+    return [rows[k] for k in range(len(names))]
 
 
 def _image_files(items: Sequence[str]) -> list[str]:
@@ -312,6 +342,10 @@ def _window(value: str) -> Any:
     return (low, high)
 
 
+_CLASS_MAP_HELP = (
+    "FOLDER=CLASS,...: what each class folder is, e.g. cats=non,dogs=covid "
+    "(folders whose names match no class are refused)"
+)
 _DATA_HELP = (
     "dataset folder(s) or metadata file(s); several are read as one dataset with "
     "a source each (named after its folder, or NAME=PATH)"
@@ -320,7 +354,9 @@ _DATA_HELP = (
 
 def _image_size(args: argparse.Namespace) -> tuple[int, int]:
     """`--image-size`, else 256 for the paper's CNN and 224 for a backbone."""
-    size = args.image_size or (256 if args.model == "cnn" else 224)
+    size = args.image_size
+    if size is None:
+        size = 256 if args.model == "cnn" else 224
     return (size, size)
 
 
@@ -421,9 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="cnn", help="cnn or a backbone name (default: cnn)"
     )
     p.add_argument("--out", required=True, help="output .keras file")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=kinds.EPOCHS, default=10)
     p.add_argument(
-        "--image-size", type=int, help="default 256 for cnn, 224 for backbones"
+        "--image-size",
+        type=kinds.IMAGE_SIZE,
+        help="default 256 for cnn, 224 for backbones",
     )
     p.add_argument("--color-mode", choices=COLOR_MODES, default="grayscale")
     p.add_argument(
@@ -439,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", choices=RESIZE_MODES, default=DEFAULT_RECIPE["resize"])
     p.add_argument(
         "--trim",
-        type=float,
+        type=kinds.TRIM,
         default=DEFAULT_RECIPE["trim"],
         help="cut uniform borders, then this fraction of each side (0: off)",
     )
@@ -459,17 +497,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--spectral-decoupling",
-        type=float,
+        type=kinds.SPECTRAL_DECOUPLING,
         default=DEFAULT_RECIPE["spectral_decoupling"],
         help="strength of the L2 penalty on the logits (0: off)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--early-stopping", type=int, help="patience in epochs")
+    p.add_argument("--batch-size", type=kinds.BATCH_SIZE, default=32)
+    p.add_argument("--learning-rate", type=kinds.LEARNING_RATE, default=1e-3)
+    p.add_argument("--early-stopping", type=kinds.PATIENCE, help="patience in epochs")
     p.add_argument(
         "--checkpoint", help="best-epoch .keras file; resumes if interrupted"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=kinds.SEED, default=0)
+    p.add_argument("--class-map", type=kinds.class_map, help=_CLASS_MAP_HELP)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -490,8 +529,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also score images the model saw in training (reported in bold)",
     )
-    p.add_argument("--bootstrap", type=int, default=1000, help="AUC resamples")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument(
+        "--bootstrap", type=kinds.BOOTSTRAP, default=1000, help="AUC resamples"
+    )
+    p.add_argument("--seed", type=kinds.SEED, default=0, help="seed of the bootstrap")
+    p.add_argument("--class-map", type=kinds.class_map, help=_CLASS_MAP_HELP)
     p.add_argument(
         "--lungs",
         action="store_true",
@@ -506,6 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--gradcam", metavar="OUTDIR", help="write a Grad-CAM overlay per image"
+    )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="exit 0 even when some files could not be read (they are still "
+        "named, in the output and on stderr)",
     )
     p.set_defaults(func=_cmd_predict)
 
@@ -528,8 +576,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("data", nargs="+", help=_DATA_HELP)
     p.add_argument("--model", default="cnn", help="cnn or a backbone name")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--image-size", type=int, help="default 256 for cnn, 224 else")
+    p.add_argument("--epochs", type=kinds.EPOCHS, default=10)
+    p.add_argument(
+        "--image-size", type=kinds.IMAGE_SIZE, help="default 256 for cnn, 224 else"
+    )
     p.add_argument(
         "--augment",
         choices=(*AUGMENTS, *_DEPRECATED_AUGMENTS),
@@ -538,9 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"{', '.join(AUGMENTS)} (default: {DEFAULT_RECIPE['augment']})",
     )
     p.add_argument("--weights", default="imagenet", help="imagenet, none, or a file")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--bootstrap", type=int, default=1000, help="AUC resamples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=kinds.BATCH_SIZE, default=32)
+    p.add_argument(
+        "--bootstrap", type=kinds.BOOTSTRAP, default=1000, help="AUC resamples"
+    )
+    p.add_argument("--seed", type=kinds.SEED, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_crossval)
 
@@ -554,12 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights",
         help="imagenet, none, or a folder (default imagenet; none with --quick)",
     )
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--seed", type=int, default=0, help="the first seed")
+    p.add_argument("--epochs", type=kinds.EPOCHS)
+    p.add_argument("--image-size", type=kinds.IMAGE_SIZE)
+    p.add_argument("--seed", type=kinds.SEED, default=0, help="the first seed")
     p.add_argument(
         "--seeds",
-        type=int,
+        type=kinds.SEEDS,
         default=1,
         help="train each model with this many seeds (seed, seed+1, ...); the "
         "report gives each seed's row and the mean and sd",

@@ -10,11 +10,13 @@ the paper's head, Adam at 1e-4, batch 8, no augmentation.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import logging
 import math
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._validation import check_image_size, check_positive_int
 from ._version import provenance
 from .audit import audit
 from .data.cache import default_cache_dir
@@ -304,6 +307,10 @@ def _build(
     return model
 
 
+def _remove_demo(folder: Path) -> None:  # the synthetic set of run_comparison
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_comparison(
     data: str | os.PathLike[str] | None = None,
     *,
@@ -396,11 +403,17 @@ def run_comparison(
         weights = None if quick else "imagenet"
     elif isinstance(weights, str) and weights.lower() == "none":
         weights = None
-    size = int(image_size or (64 if quick else 256))
-    n_epochs = int(epochs or (6 if quick else 10))
+    # None means the default; 0 or less is refused, never read as the default.
+    size = image_size if image_size is not None else (64 if quick else 256)
+    check_image_size((size, size), "run_comparison")
+    n_epochs = epochs if epochs is not None else (6 if quick else 10)
+    check_positive_int("epochs", n_epochs, "run_comparison")
     synthetic = data is None
+    demo: Path | None = None
     if synthetic:
-        folder = Path(tempfile.mkdtemp(prefix="covidxray-synthetic-"))
+        folder = demo = Path(tempfile.mkdtemp(prefix="covidxray-synthetic-"))
+        # Removed when the run ends (below), or at exit if it fails.
+        atexit.register(_remove_demo, demo)
         side = (max(size, 64), max(size, 64))
         root = make_synthetic(
             folder / "demo",
@@ -555,6 +568,9 @@ def run_comparison(
         lungs=lungs,
     )
     result.write(out)
+    if demo is not None:
+        _remove_demo(demo)
+        atexit.unregister(_remove_demo)
     return result
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._validation import check_choice
 from ..errors import DataError
+from .checks import summary_lines
 from .decode import DEFAULT_MAX_PIXELS
 from .layouts import is_synthetic
 from .pipeline import Transform, balanced_class_weights, batches, draw_weights
@@ -368,6 +369,7 @@ class XrayDataset:
             across = sum(a.source != b.source for a, b in self.duplicates_removed)
             extra = f" ({across} copies across sources)" if across else ""
             lines.append(f"  duplicates removed: {len(self.duplicates_removed)}{extra}")
+        lines += summary_lines(self.duplicates_removed)
         if self.skipped:
             lines.append(f"  files skipped: {len(self.skipped)}")
         if self.dropped:
