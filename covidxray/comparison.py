@@ -10,13 +10,11 @@ the paper's head, Adam at 1e-4, batch 8, no augmentation.
 
 from __future__ import annotations
 
-import atexit
 import csv
 import json
 import logging
 import math
 import os
-import shutil
 import sys
 import tempfile
 import warnings
@@ -307,8 +305,30 @@ def _build(
     return model
 
 
-def _remove_demo(folder: Path) -> None:  # the synthetic set of run_comparison
-    shutil.rmtree(folder, ignore_errors=True)
+def _demo_set(
+    folder: Path, quick: bool, size: int, seed: int, external: Any
+) -> tuple[Path, Any]:
+    """The synthetic demo set of `run_comparison` in `folder`, and its external
+    set (the same kind of images, without the cue) unless one is given."""
+    side = (max(size, 64), max(size, 64))
+    root = make_synthetic(
+        folder / "demo",
+        n_per_class=60 if quick else 120,
+        test_per_class=15 if quick else 40,
+        leaked=3,
+        image_size=side,
+        seed=seed,
+        source_cue=True,
+    )
+    if external is None:
+        external = make_synthetic(
+            folder / "clean-control",
+            n_per_class=15 if quick else 40,
+            image_size=side,
+            seed=seed + 1,
+        )
+    logger.info("No data given: using the SYNTHETIC demo set at '%s'.", root)
+    return root, external
 
 
 def run_comparison(
@@ -409,32 +429,8 @@ def run_comparison(
     n_epochs = epochs if epochs is not None else (6 if quick else 10)
     check_positive_int("epochs", n_epochs, "run_comparison")
     synthetic = data is None
-    demo: Path | None = None
-    if synthetic:
-        folder = demo = Path(tempfile.mkdtemp(prefix="covidxray-synthetic-"))
-        # Removed when the run ends (below), or at exit if it fails.
-        atexit.register(_remove_demo, demo)
-        side = (max(size, 64), max(size, 64))
-        root = make_synthetic(
-            folder / "demo",
-            n_per_class=60 if quick else 120,
-            test_per_class=15 if quick else 40,
-            leaked=3,
-            image_size=side,
-            seed=seed,
-            source_cue=True,
-        )
-        if external is None:  # the same kind of images, without the cue
-            external = make_synthetic(
-                folder / "clean-control",
-                n_per_class=15 if quick else 40,
-                image_size=side,
-                seed=seed + 1,
-            )
-        logger.info("No data given: using the SYNTHETIC demo set at '%s'.", root)
-    else:
-        root = Path(data)  # type: ignore[arg-type]
-        synthetic = is_synthetic(root)
+    root = Path("SYNTHETIC") if data is None else Path(data)  # type: ignore[arg-type]
+    synthetic = synthetic or is_synthetic(root)
     # Fetch (or fail on) every backbone's weights before training anything.
     for name in models:
         if name != "cnn" and weights is not None:
@@ -450,6 +446,8 @@ def run_comparison(
         prefix="covidxray-compare-", dir=folder, ignore_cleanup_errors=True
     ) as scratch:
         pixel_cache = Path(scratch) / "pixels.cache"
+        if data is None:  # the demo set lives in `scratch`: removed at the end
+            root, external = _demo_set(Path(scratch), quick, size, seed, external)
 
         def load(split: str, run_seed: int) -> Any:
             return load_dataset(
@@ -568,9 +566,6 @@ def run_comparison(
         lungs=lungs,
     )
     result.write(out)
-    if demo is not None:
-        _remove_demo(demo)
-        atexit.unregister(_remove_demo)
     return result
 
 

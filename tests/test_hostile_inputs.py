@@ -1,0 +1,219 @@
+"""Hostile and careless inputs (issue 24): each is refused by name, or
+reported, never handled silently. One test per finding; see
+`docs/reliability.md`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import pytest
+
+from covidxray import Classifier, CovidXrayWarning, DataError, Preprocessing, audit
+from covidxray import build_cnn, load_dataset
+from covidxray._persist import ModelMetadata
+from covidxray.cli import EXIT_DATA, EXIT_OK, main
+from helpers import write_image
+
+SIZE = 40
+
+
+def _folder(root: Path, counts: dict[str, int], seed: int = 0) -> Path:
+    """Class folders of distinct random images."""
+    for k, (name, n) in enumerate(counts.items()):
+        for i in range(n):
+            write_image(
+                root / name / f"{name}{i}.png", (20, 20), seed=seed + 100 * k + i
+            )
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small untrained binary classifier ('non', 'covid') saved to a file."""
+    config = ModelMetadata(
+        class_names=("non", "covid"),
+        positive_class="covid",
+        threshold=0.5,
+        preprocessing=Preprocessing((SIZE, SIZE)),
+    )
+    clf = Classifier.from_config(config, build_cnn((SIZE, SIZE, 1)))
+    return clf.save(tmp_path_factory.mktemp("model") / "m.keras")
+
+
+# ------------------------------------------------------------ dataset assembly
+
+
+def test_class_emptied_by_copies_is_an_error(tmp_path: Path) -> None:
+    root = _folder(tmp_path, {"non": 14})
+    (root / "covid").mkdir()
+    for i in range(12):  # byte copies of 12 non images, labelled covid
+        shutil.copy(root / "non" / f"non{i}.png", root / "covid" / f"c{i}.png")
+    with pytest.raises(DataError, match="class 'covid'") as info:
+        load_dataset(root, image_size=(SIZE, SIZE))
+    assert "all 12 covid images were copies of non images and were dropped" in str(
+        info.value
+    )
+
+
+def test_class_folder_linked_to_its_parent_is_refused(tmp_path: Path) -> None:
+    root = _folder(tmp_path, {"non": 4})
+    (root / "covid").symlink_to(root, target_is_directory=True)
+    with pytest.raises(DataError, match="links to"):
+        load_dataset(root, image_size=(SIZE, SIZE))
+
+
+def test_conflicting_copies_named_in_summary_and_audit(tmp_path: Path) -> None:
+    root = _folder(tmp_path, {"non": 6, "covid": 6})
+    shutil.copy(root / "non" / "non0.png", root / "covid" / "copy.png")
+    data = load_dataset(root, image_size=(SIZE, SIZE))
+    summary = data.summary()
+    assert "copies with conflicting labels dropped: 2" in summary
+    assert "copy.png' (covid)" in summary and "non0.png' (non)" in summary
+    report = audit(root, shortcut_probe=False, image_size=(SIZE, SIZE))
+    named = [w for w in report.warnings if "different labels" in w]
+    assert named and "copy.png" in named[0] and "non0.png" in named[0]
+
+
+def test_class_map_renames_folders(tmp_path: Path) -> None:
+    root = _folder(tmp_path, {"cats": 4, "dogs": 4})
+    with pytest.raises(DataError):
+        load_dataset(root, image_size=(SIZE, SIZE))
+    data = load_dataset(
+        root, image_size=(SIZE, SIZE), class_map={"cats": "non", "dogs": "covid"}
+    )
+    assert data.class_names == ("non", "covid")
+    assert (
+        data.counts()["train"] == {"non": 4, "covid": 4}
+        or sum(data.counts()["train"].values())
+        + sum(data.counts().get("val", {}).values())
+        == 8
+    )
+    with pytest.raises(ValueError, match="birds"):
+        load_dataset(root, image_size=(SIZE, SIZE), class_map={"birds": "non"})
+
+
+def test_case_only_different_class_names_are_reported(tmp_path: Path) -> None:
+    root = _folder(tmp_path, {"normal": 4, "covid": 3, "COVID": 3})
+    with pytest.warns(CovidXrayWarning, match="differ only in case"):
+        load_dataset(root, image_size=(SIZE, SIZE))
+
+
+def test_evaluate_refuses_folders_of_no_class(
+    tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _folder(tmp_path, {"cats": 3, "dogs": 3})
+    assert main(["evaluate", str(model_file), str(root), "--bootstrap", "0"]) == (
+        EXIT_DATA
+    )
+    err = capsys.readouterr().err
+    assert "['cats', 'dogs']" in err and "match neither class" in err
+    assert "--class-map" in err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CovidXrayWarning)  # no training record
+        code = main(
+            [
+                "evaluate",
+                str(model_file),
+                str(root),
+                "--bootstrap",
+                "0",
+                "--class-map",
+                "cats=non,dogs=covid",
+                "--json",
+            ]
+        )
+    assert code == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["n"] == 6
+
+
+# ------------------------------------------------------------ numeric arguments
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["train", "nowhere", "--out", "m.keras", "--image-size", "0"], "--image-size"),
+        (
+            ["train", "nowhere", "--out", "m.keras", "--image-size", "100000"],
+            "--image-size",
+        ),
+        (["train", "nowhere", "--out", "m.keras", "--epochs", "-1"], "--epochs"),
+        (
+            ["train", "nowhere", "--out", "m.keras", "--learning-rate", "-1"],
+            "--learning-rate",
+        ),
+        (["train", "nowhere", "--out", "m.keras", "--batch-size", "0"], "--batch-size"),
+        (["evaluate", "m.keras", "nowhere", "--bootstrap", "-5"], "--bootstrap"),
+        (["compare", "nowhere", "--epochs", "0"], "--epochs"),
+        (["crossval", "nowhere", "--epochs", "0"], "--epochs"),
+    ],
+)
+def test_numeric_arguments_checked_before_any_work(
+    argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and "must be" in err
+
+
+def test_run_comparison_refuses_zero_epochs() -> None:
+    from covidxray import run_comparison
+
+    with pytest.raises(ValueError, match="epochs"):
+        run_comparison("nowhere", epochs=0, models=["cnn"], plots=False)
+
+
+def test_comparison_removes_its_synthetic_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import covidxray.comparison as comparison
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("COVIDXRAY_CACHE_DIR", str(tmp_path / "cache"))
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(comparison, "audit", stop)
+    with pytest.raises(KeyboardInterrupt):
+        comparison.run_comparison(
+            models=["cnn"], quick=True, image_size=16, out_dir=tmp_path / "out"
+        )
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+# ------------------------------------------------------------ predict
+
+
+def test_predict_writes_good_files_and_names_bad_ones(
+    tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _folder(tmp_path, {"imgs": 3})
+    bad = folder / "imgs" / "broken.png"
+    bad.write_bytes((folder / "imgs" / "imgs0.png").read_bytes()[:40])
+    assert main(["predict", str(model_file), str(folder)]) == EXIT_DATA
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert len(lines) == 4
+    assert sum(line.startswith("error\t") for line in lines) == 1
+    assert "broken.png" in err and "1 of 4 files" in err
+    assert main(["predict", str(model_file), str(folder), "--skip-bad"]) == EXIT_OK
+    assert "broken.png" in capsys.readouterr().err
+
+
+def test_predict_tsv_escapes_tabs_and_newlines(
+    tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = write_image(tmp_path / "a\tb\nc.png", (20, 20))
+    assert main(["predict", str(model_file), str(name)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.count("\t") == 2
+    assert "a\\tb\\nc.png" in out
