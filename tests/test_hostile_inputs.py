@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from covidxray import Classifier, CovidXrayWarning, DataError, Preprocessing, audit
-from covidxray import build_cnn, load_dataset
+from covidxray import (
+    Classifier,
+    CovidXrayWarning,
+    DataError,
+    Preprocessing,
+    audit,
+    build_cnn,
+    load_dataset,
+)
 from covidxray._persist import ModelMetadata
 from covidxray.cli import EXIT_DATA, EXIT_OK, main
 from helpers import write_image
