@@ -20,6 +20,7 @@ from typing import Any
 
 import keras
 
+from ._filechecks import check_against_model, check_members, check_stored_values
 from ._seen import TrainingRecord
 from ._version import __version__, provenance
 from .data.preprocessing import Preprocessing
@@ -125,6 +126,7 @@ class ModelMetadata:
             raise DataError(
                 f"The covidxray metadata in '{path}' lacks {', '.join(missing)}."
             )
+        check_stored_values(values, path)
         names = [str(c) for c in values["class_names"]]
         positive = values.get("positive_class")
         if positive is not None and positive not in names:
@@ -259,6 +261,7 @@ def read_metadata(path: Path) -> ModelMetadata:
             f"'{path}' is not a .keras archive (not a zip file); it may be truncated "
             "or corrupted."
         )
+    check_members(path)  # before anything is unpacked
     try:
         with zipfile.ZipFile(path) as archive:
             if METADATA_NAME not in archive.namelist():
@@ -292,7 +295,9 @@ def read_training_record(path: Path, metadata: ModelMetadata) -> TrainingRecord 
 
 
 def load_keras_model(path: Path) -> keras.Model:
-    """Load the Keras model of a classifier file in safe mode (no code runs)."""
+    """Load the Keras model of a classifier file in safe mode (no code runs),
+    once its members' sizes are checked."""
+    check_members(path)
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:
@@ -307,9 +312,11 @@ def read_classifier(
     was saved without one). `Classifier.load` builds the classifier from them.
 
     Raises:
-        DataError: The file is missing, not a `.keras` archive, corrupted, or
-            a plain Keras model without covidxray metadata.
+        DataError: The file is missing, not a `.keras` archive, corrupted, a
+            plain Keras model without covidxray metadata, a member unpacks to
+            more than its limit, or the metadata does not fit the model.
     """
     meta = read_metadata(path)
     model = load_keras_model(path)
+    check_against_model(model, meta.class_names, meta.preprocessing.input_shape, path)
     return model, meta, read_training_record(path, meta)

@@ -8,6 +8,7 @@ import json
 import shutil
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,113 @@ def test_predict_tsv_escapes_tabs_and_newlines(
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and out.count("\t") == 2
     assert "a\\tb\\nc.png" in out
+
+
+# ------------------------------------------------------------ model files
+
+
+def _edit(source: Path, target: Path, member: str, text: str | bytes) -> Path:
+    """A copy of a model file with one member replaced."""
+    with (
+        zipfile.ZipFile(source) as old,
+        zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new,
+    ):
+        for info in old.infolist():
+            if info.filename != member:
+                new.writestr(info, old.read(info.filename))
+        new.writestr(member, text)
+    return target
+
+
+def _with_metadata(source: Path, target: Path, **changes: object) -> Path:
+    with zipfile.ZipFile(source) as archive:
+        values = json.loads(archive.read("covidxray.json"))
+    values.update(changes)
+    return _edit(source, target, "covidxray.json", json.dumps(values))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"class_names": ["cat", "dog", "bird"], "positive_class": None},
+            "does not fit its model",
+        ),
+        ({"class_names": ["non", "non"], "positive_class": None}, "more than once"),
+        ({"class_names": [], "positive_class": None}, "at least two"),
+        ({"threshold": float("nan")}, "finite number in \\[0, 1\\]"),
+        ({"threshold": 7}, "finite number in \\[0, 1\\]"),
+        (
+            {
+                "preprocessing": {
+                    "image_size": [100000, 100000],
+                    "color_mode": "grayscale",
+                    "resize": "stretch",
+                }
+            },
+            "from 1 to 4096",
+        ),
+        (
+            {
+                "preprocessing": {
+                    "image_size": [48, 48],
+                    "color_mode": "grayscale",
+                    "resize": "stretch",
+                }
+            },
+            "does not fit its model",
+        ),
+        (
+            {
+                "preprocessing": {
+                    "image_size": [SIZE, SIZE],
+                    "color_mode": "rgb",
+                    "resize": "stretch",
+                }
+            },
+            "does not fit its model",
+        ),
+    ],
+)
+def test_edited_metadata_is_refused_at_load(
+    model_file: Path, tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
+    edited = _with_metadata(model_file, tmp_path / "edited.keras", **changes)
+    with pytest.raises(DataError, match=message) as info:
+        Classifier.load(edited)
+    assert "edited.keras" in str(info.value)
+
+
+def test_softmax_of_ten_units_with_binary_metadata_is_refused(
+    model_file: Path, tmp_path: Path
+) -> None:
+    names = tuple(f"c{i}" for i in range(10))
+    config = ModelMetadata(
+        class_names=names,
+        positive_class=None,
+        threshold=0.5,
+        preprocessing=Preprocessing((SIZE, SIZE)),
+    )
+    ten = Classifier.from_config(config, build_cnn((SIZE, SIZE, 1), num_classes=10))
+    saved = ten.save(tmp_path / "ten.keras")
+    edited = _with_metadata(
+        saved,
+        tmp_path / "binary.keras",
+        class_names=["non", "covid"],
+        positive_class="covid",
+    )
+    with pytest.raises(DataError, match="10 output units"):
+        Classifier.load(edited)
+
+
+@pytest.mark.parametrize("member", ["covidxray.json", "config.json"])
+def test_zip_member_over_its_limit_is_refused_before_reading(
+    model_file: Path, tmp_path: Path, member: str
+) -> None:
+    from covidxray._filechecks import MEMBER_LIMITS
+
+    bomb = b" " * (MEMBER_LIMITS[member] + 1)  # compresses to a few kB
+    edited = _edit(model_file, tmp_path / "bomb.keras", member, bomb)
+    assert edited.stat().st_size < 2 * 1024**2
+    with pytest.raises(DataError, match=f"member '{member}' unpacks to"):
+        Classifier.load(edited)
