@@ -5,10 +5,13 @@ reported, never handled silently. One test per finding; see
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,8 @@ from covidxray import (
 )
 from covidxray._persist import ModelMetadata
 from covidxray.cli import EXIT_DATA, EXIT_OK, main
+from covidxray.data.decode import decode_file
+from covidxray.data.tables import read_csv
 from helpers import write_image
 
 SIZE = 40
@@ -335,3 +340,57 @@ def test_zip_member_over_its_limit_is_refused_before_reading(
     assert edited.stat().st_size < 2 * 1024**2
     with pytest.raises(DataError, match=f"member '{member}' unpacks to"):
         Classifier.load(edited)
+
+
+# ------------------------------------------------------------ image reads
+
+
+@pytest.fixture
+def interrupt_hang() -> Iterator[None]:
+    """Turn a read that blocks for good into an error (a safety net for the
+    code before the fix, which hung on a FIFO; nothing is timed)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise TimeoutError("the read blocked")
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(30)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_fifo_is_refused_by_name(tmp_path: Path, interrupt_hang: None) -> None:
+    root = _folder(tmp_path, {"non": 3, "covid": 3})
+    os.mkfifo(root / "covid" / "pipe.png")
+    with pytest.raises(DataError, match="pipe.png' is a FIFO"):
+        load_dataset(root, image_size=(SIZE, SIZE))
+
+
+def test_link_to_a_device_is_refused_by_name(tmp_path: Path) -> None:
+    link = tmp_path / "zero.png"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(DataError, match="a link to '/dev/zero'.*character device"):
+        decode_file(link)
+
+
+def test_file_over_the_size_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    from covidxray.data.reading import MAX_FILE_BYTES
+
+    sparse = tmp_path / "huge.png"
+    with open(sparse, "wb") as fh:
+        fh.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(DataError, match="huge.png' is .* over the limit"):
+        decode_file(sparse)
+
+
+def test_csv_field_over_the_limit_names_file_and_line(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", (20, 20))
+    table = tmp_path / "manifest.csv"
+    table.write_text("path,label\na.png,covid\n" + "x" * 200_000 + ".png,non\n")
+    with pytest.raises(DataError, match="manifest.csv', line 3: a field is longer"):
+        read_csv(table)
+    with pytest.raises(DataError, match="line 3"):
+        load_dataset(table, image_size=(SIZE, SIZE), layout="manifest")

@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
 from .identity import file_hash, perceptual_hash, pixel_hash
+from .reading import read_limited
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -472,13 +473,7 @@ def decode_pixels(
     path = os.fspath(path)
     window = check_window(window, "decode_file")
     if data is None:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError as exc:
-            raise DataError(f"File not found: '{path}'.") from exc
-        except OSError as exc:
-            raise DataError(f"Could not read '{path}': {exc.strerror or exc}.") from exc
+        data = read_limited(path)  # regular files, at most MAX_FILE_BYTES
     if not data:
         raise DataError(f"'{path}' is empty (0 bytes); expected an image file.")
     if _is_dicom(path, data):
