@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import tempfile
 import warnings
 import zipfile
@@ -394,3 +395,58 @@ def test_csv_field_over_the_limit_names_file_and_line(tmp_path: Path) -> None:
         read_csv(table)
     with pytest.raises(DataError, match="line 3"):
         load_dataset(table, image_size=(SIZE, SIZE), layout="manifest")
+
+
+# ------------------------------------------------------------ the pixel cache
+
+
+@pytest.fixture
+def cached(tmp_path: Path) -> tuple[Path, Path]:
+    """A dataset and the cache file its first load wrote."""
+    root = _folder(tmp_path / "data", {"non": 4, "covid": 4})
+    cache = tmp_path / "pixels.cache"
+    load_dataset(root, image_size=(SIZE, SIZE), cache=cache)
+    return root, cache
+
+
+def _header(cache: Path) -> tuple[int, dict[str, object]]:
+    raw = cache.read_bytes()
+    offset, size = struct.unpack("<QQ", raw[16:32])
+    return offset, json.loads(raw[offset : offset + size])
+
+
+def test_zeroed_cache_pixels_are_found(cached: tuple[Path, Path]) -> None:
+    root, cache = cached
+    with open(cache, "r+b") as fh:
+        fh.seek(64 + SIZE * SIZE + 10)  # inside the second image's row
+        fh.write(bytes(500))
+    with pytest.raises(DataError, match="pixels.cache' is damaged") as info:
+        load_dataset(root, image_size=(SIZE, SIZE), cache=cache)
+    assert "do not match their checksums" in str(info.value)
+
+
+def test_edited_cache_header_is_a_data_error_naming_it(
+    cached: tuple[Path, Path],
+) -> None:
+    root, cache = cached
+    offset, header = _header(cache)
+    header["shape"] = [1000, SIZE, SIZE, 1]  # more rows than the file holds
+    body = json.dumps(header).encode()
+    with open(cache, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(body)
+        fh.truncate()
+        fh.seek(16)
+        fh.write(struct.pack("<QQ", offset, len(body)))
+    with pytest.raises(DataError, match="pixels.cache' is damaged.*shape"):
+        load_dataset(root, image_size=(SIZE, SIZE), cache=cache)
+
+
+def test_truncated_cache_is_a_data_error_naming_it(
+    cached: tuple[Path, Path],
+) -> None:
+    root, cache = cached
+    with open(cache, "r+b") as fh:
+        fh.truncate(cache.stat().st_size - 7)
+    with pytest.raises(DataError, match="pixels.cache' is damaged.*the file is"):
+        load_dataset(root, image_size=(SIZE, SIZE), cache=cache)
