@@ -24,6 +24,7 @@ from ._filechecks import check_against_model, check_members, check_stored_values
 from ._seen import TrainingRecord
 from ._version import __version__, provenance
 from .data.preprocessing import Preprocessing
+from .data.tempfiles import file_mode, remove_stale, temp_prefix, terminate_as_exit
 from .errors import DataError
 
 logger = logging.getLogger("covidxray")
@@ -213,8 +214,10 @@ def save_atomic(
     """Write `model` and `metadata` into one `.keras` file, atomically.
 
     The file is written beside the target under a temporary name and renamed
-    over it, so a failed save (full disk, read-only folder, interruption)
-    leaves an earlier file intact and no temporary file behind. A model trained
+    over it, so a failed save (full disk, read-only folder, interruption,
+    SIGTERM in the main thread) leaves an earlier file intact and no temporary
+    file behind; a successful one removes the temporary files that killed
+    runs left beside it. The file gets the mode the umask allows. A model trained
     with `MultiWorkerMirroredStrategy` is written by the chief worker only.
     """
     check_model_path(path, "save")
@@ -227,23 +230,28 @@ def save_atomic(
         logger.info("Not the chief worker: the chief writes '%s'.", path)
         return path
     folder = path.parent if str(path.parent) else Path(".")
-    handle, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.stem}-", suffix=".keras", dir=folder
-    )
-    os.close(handle)
-    try:
-        model.save(tmp_name)
-        with zipfile.ZipFile(tmp_name, "a") as archive:
-            archive.writestr(METADATA_NAME, json.dumps(metadata.to_dict(), indent=2))
-            if record is not None:
-                archive.writestr(RECORD_NAME, record.to_bytes())
-        os.replace(tmp_name, path)
-    except BaseException:
+    with terminate_as_exit():  # SIGTERM, too, removes the temporary file
+        handle, tmp_name = tempfile.mkstemp(
+            prefix=temp_prefix(path.stem), suffix=".keras", dir=folder
+        )
+        os.close(handle)
         try:
-            os.remove(tmp_name)
-        except OSError:
-            pass
-        raise
+            model.save(tmp_name)
+            with zipfile.ZipFile(tmp_name, "a") as archive:
+                archive.writestr(
+                    METADATA_NAME, json.dumps(metadata.to_dict(), indent=2)
+                )
+                if record is not None:
+                    archive.writestr(RECORD_NAME, record.to_bytes())
+            os.chmod(tmp_name, file_mode())  # mkstemp's 0600 -> the umask's
+            os.replace(tmp_name, path)
+        except BaseException:
+            try:
+                os.remove(tmp_name)
+            except OSError:
+                pass
+            raise
+    remove_stale(folder, path.stem, ".keras")  # killed runs' leftovers
     return path
 
 

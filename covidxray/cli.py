@@ -22,6 +22,7 @@ from .data.catalog import source_name
 from .data.dataset import BALANCE_BY
 from .data.preprocessing import COLOR_MODES, EQUALIZE_MODES, RESIZE_MODES
 from .data.split import EVALUATION_SPLITS
+from .data.tempfiles import terminate_as_exit
 from .errors import DataError, WeightsUnavailableError
 
 __all__ = ["main"]
@@ -150,66 +151,28 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from . import Classifier
+    import numpy as np
+
+    from . import Classifier, overlay
 
     clf = Classifier.load(args.model)
     files = _image_files(args.images)
     out = Path(args.gradcam) if args.gradcam else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    prep, positive = clf.preprocessing_, clf.positive_index
     results: list[dict[str, Any]] = []
     # A chunk at a time: each file is decoded once, with the model's own
     # preprocessing, and memory does not grow with the number of files. A file
     # that cannot be read is named, and the others are still predicted.
     for start in range(0, len(files), _CHUNK):
-        results += _predict_chunk(clf, files[start : start + _CHUNK], start, out)
-    failed = [row for row in results if "error" in row]
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for row in results:
-            if "error" in row:
-                print(f"error\t\t{kinds.tsv_field(row['file'])}")
-            else:
-                print(
-                    f"{row['label']}\t{row['probability']:.4f}\t"
-                    f"{kinds.tsv_field(row['file'])}"
-                )
-    for row in failed:
-        print(f"covidxray predict: error: {row['error']}", file=sys.stderr)
-    if failed:
-        print(
-            f"covidxray predict: {len(failed)} of {len(results)} files could not be "
-            "read (named above)"
-            + ("; skipped (--skip-bad)." if args.skip_bad else "."),
-            file=sys.stderr,
-        )
-    return EXIT_DATA if failed and not args.skip_bad else EXIT_OK
-
-
-def _predict_chunk(
-    clf: Any, names: Sequence[str], start: int, out: Path | None
-) -> list[dict[str, Any]]:
-    """One result per file of a chunk: a label and probability, or `error`."""
-    import numpy as np
-
-    from . import overlay
-
-    prep = clf.preprocessing_
-    rows: dict[int, dict[str, Any]] = {}
-    good: list[tuple[int, Any, np.ndarray]] = []
-    for k, name in enumerate(names):
-        try:
-            img = prep.decode(name)[0]
-            good.append((k, img, prep.to_array(img, name=name)))
-        except DataError as exc:
-            rows[k] = {"file": name, "error": str(exc)}
-    if good:
-        pixels = np.stack([pixels for _, _, pixels in good])
-        proba = clf.predict_proba(pixels)
-        labels = clf.labels_from_proba(proba)
-        heatmaps = clf.explain(pixels) if out is not None else None
-        positive = clf.positive_index
+        names = files[start : start + _CHUNK]
+        rows, good = _decode_chunk(prep, names)
+        if good:
+            pixels = np.stack([pixels for _, _, pixels in good])
+            proba = clf.predict_proba(pixels)
+            labels = clf.labels_from_proba(proba)
+            heatmaps = clf.explain(pixels) if out is not None else None
         for j, (k, img, _) in enumerate(good):
             row: dict[str, Any] = {
                 "file": names[k],
@@ -225,7 +188,52 @@ def _predict_chunk(
                 overlay(img, heat).save(target)
                 row["gradcam"] = str(target)
             rows[k] = row
-    return [rows[k] for k in range(len(names))]
+        results += [rows[k] for k in range(len(names))]
+    _print_predictions(results, args.json, args.skip_bad)
+    failed = any("error" in row for row in results)
+    return EXIT_DATA if failed and not args.skip_bad else EXIT_OK
+
+
+def _decode_chunk(
+    prep: Any, names: Sequence[str]
+) -> tuple[dict[int, dict[str, Any]], list[tuple[int, Any, Any]]]:
+    """Decode each file of a chunk: `(rows, good)`, a result row naming the
+    error of each file that cannot be read (by position), and `(position,
+    image, pixels)` of each one that can."""
+    rows: dict[int, dict[str, Any]] = {}
+    good: list[tuple[int, Any, Any]] = []
+    for k, name in enumerate(names):
+        try:
+            img = prep.decode(name)[0]
+            good.append((k, img, prep.to_array(img, name=name)))
+        except DataError as exc:
+            rows[k] = {"file": name, "error": str(exc)}
+    return rows, good
+
+
+def _print_predictions(
+    results: Sequence[dict[str, Any]], as_json: bool, skip_bad: bool
+) -> None:
+    """Print one row per file (TSV fields escaped), then each bad file's
+    error on stderr."""
+    if as_json:
+        print(json.dumps(list(results), indent=2))
+    else:
+        for row in results:
+            name = kinds.tsv_field(row["file"])
+            if "error" in row:
+                print(f"error\t\t{name}")
+            else:
+                print(f"{row['label']}\t{row['probability']:.4f}\t{name}")
+    failed = [row for row in results if "error" in row]
+    for row in failed:
+        print(f"covidxray predict: error: {row['error']}", file=sys.stderr)
+    if failed:
+        print(
+            f"covidxray predict: {len(failed)} of {len(results)} files could not be "
+            "read (named above)" + ("; skipped (--skip-bad)." if skip_bad else "."),
+            file=sys.stderr,
+        )
 
 
 def _image_files(items: Sequence[str]) -> list[str]:
@@ -638,7 +646,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     library.setLevel(level)
     _progress.BARS = not args.quiet
     try:
-        code: Any = args.func(args)
+        with terminate_as_exit():  # SIGTERM: temporary files are removed
+            code: Any = args.func(args)
     except WeightsUnavailableError as exc:
         print(f"covidxray {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_WEIGHTS

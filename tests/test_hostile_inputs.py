@@ -8,8 +8,12 @@ import json
 import os
 import shutil
 import signal
+import stat
 import struct
+import subprocess
+import sys
 import tempfile
+import time
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -450,3 +454,74 @@ def test_truncated_cache_is_a_data_error_naming_it(
         fh.truncate(cache.stat().st_size - 7)
     with pytest.raises(DataError, match="pixels.cache' is damaged.*the file is"):
         load_dataset(root, image_size=(SIZE, SIZE), cache=cache)
+
+
+# ------------------------------------------------------------ leftovers
+
+_SLOW_SAVE = """
+import sys, time
+from pathlib import Path
+from covidxray._persist import ModelMetadata, save_atomic
+from covidxray import Preprocessing
+
+class SlowModel:  # writes its temporary file, then is killed while saving
+    def save(self, path):
+        Path(path).write_bytes(b"partial")
+        print("saving", flush=True)
+        time.sleep(120)
+
+meta = ModelMetadata(("non", "covid"), "covid", 0.5, Preprocessing((40, 40)))
+save_atomic(SlowModel(), Path(sys.argv[1]), meta)
+"""
+
+
+def test_sigterm_during_a_save_leaves_no_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "m.keras"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_SAVE, str(target)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "saving\n"
+        assert len(list(tmp_path.glob(".m-*.keras"))) == 1
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        child.kill()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_save_removes_stale_temporaries_and_honours_the_umask(
+    tmp_path: Path, model_file: Path
+) -> None:
+    from covidxray.data.tempfiles import temp_prefix
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = temp_prefix("m").split("-", 1)[1].rsplit(".", 1)[0]
+    killed = tmp_path / f".m-{host}.{dead.pid}-abc123.keras"
+    old = tmp_path / ".m-k2x9q.keras"  # an old-style name, two hours old
+    live = tmp_path / f"{temp_prefix('m')}live.keras"  # a save in progress
+    for leftover in (killed, old, live):
+        leftover.write_bytes(b"partial")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    clf = Classifier.load(model_file)
+    mask = os.umask(0o022)
+    try:
+        saved = clf.save(tmp_path / "m.keras")
+    finally:
+        os.umask(mask)
+    assert not killed.exists() and not old.exists() and live.exists()
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o644
+
+
+def test_a_cache_file_honours_the_umask(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "data", {"non": 2, "covid": 2})
+    mask = os.umask(0o027)
+    try:
+        load_dataset(root, image_size=(SIZE, SIZE), cache=tmp_path / "c.cache")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "c.cache").stat().st_mode) == 0o640

@@ -47,6 +47,7 @@ from .identity import file_hash
 from .preprocessing import Preprocessing
 from .reading import read_limited
 from .records import Entry
+from .tempfiles import file_mode
 
 logger = logging.getLogger("covidxray")
 
@@ -399,6 +400,7 @@ class _Writer:
             fh.write(MAGIC + struct.pack("<IIQQ", CACHE_FORMAT, 0, offset, len(body)))
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(self.temp, file_mode())  # mkstemp's 0600 -> the umask's
         try:
             os.link(self.temp, self.cache.path)  # fails if the name is taken
             _remove_quietly(self.temp)  # the pixels stay mapped, under the new name
