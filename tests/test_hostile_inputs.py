@@ -525,3 +525,48 @@ def test_a_cache_file_honours_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "c.cache").stat().st_mode) == 0o640
+
+
+# ------------------------------------------------------------ DICOM windows
+
+
+def _bundled(name: str) -> Path:
+    """One of pydicom's own test files, where the installed pydicom has it
+    (nothing is downloaded)."""
+    pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    try:
+        found = get_testdata_file(name, download=False)
+    except Exception:  # an older pydicom without `download=`
+        found = None
+    if not found:
+        pytest.skip(f"pydicom's test file {name} is not installed")
+    return Path(str(found))
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "JPEG2000.dcm"])
+def test_dicom_without_a_window_maps_its_own_range(name: str) -> None:
+    import numpy as np
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    path = _bundled(name)
+    ds = pydicom.dcmread(path)
+    try:
+        values = np.asarray(apply_modality_lut(ds.pixel_array, ds), np.float64)
+    except Exception as exc:  # no decoder for JPEG 2000 here
+        pytest.skip(f"pydicom cannot decode {name} here: {exc}")
+    assert "WindowCenter" not in ds and "VOILUTSequence" not in ds
+    low, high = values.min(), values.max()
+    expected = np.round((values - low) / (high - low) * 255)
+    img, info = decode_file(path)
+    pixels = np.asarray(img).astype(np.float64)
+    assert info.window == "range"
+    assert pixels.min() == 0 and pixels.max() == 255
+    assert np.abs(pixels - expected).max() <= 1
+
+
+def test_dicom_with_a_window_says_so() -> None:
+    _, info = decode_file(_bundled("MR_small.dcm"))
+    assert info.window == "voi"
