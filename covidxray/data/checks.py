@@ -106,7 +106,7 @@ def check_case_collisions(entries: Sequence[Entry], where: str) -> None:
             "images are merged into one class. Rename one, or pass class_map= "
             "(--class-map) to say what each is.",
             CovidXrayWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
 
 
@@ -116,14 +116,17 @@ def unknown_binary_findings(
     """The findings (folder names) that match neither class of a binary model
     by the naming rules: the positive class (or a COVID-like name when it is
     one), the negative class, a negation of the positive (`non-covid`,
-    `not_covid`), or a name that reads as negative (`normal`, `no finding`,
-    `healthy`, `negative`, `other`, `pneumonia`). Hierarchical findings
-    (`Pneumonia/Viral/...`, from metadata tables) are left to the label rules.
+    `not_covid`, or `non` alone), or a name that reads as negative
+    (`normal`, `no finding`, `healthy`, `negative`, `other`, `pneumonia`).
+    Hierarchical findings (`Pneumonia/Viral/...`, from metadata tables) are
+    left to the label rules.
 
     Examples:
         >>> unknown_binary_findings(["cats", "dogs", "covid"], "normal", "covid")
         ['cats', 'dogs']
         >>> unknown_binary_findings(["non-COVID", "COVID-19"], "normal", "covid")
+        []
+        >>> unknown_binary_findings(["non", "covid"], "normal", "covid")
         []
     """
     pos, neg = canon(positive), canon(negative)
@@ -138,8 +141,10 @@ def unknown_binary_findings(
         stem = next(
             (name[len(p) :] for p in _NEGATIVE_PREFIXES if name.startswith(p)), ""
         )
-        if stem and (stem == pos or (covid and is_covid_name(stem))):
-            continue
+        if name in _NEGATIVE_PREFIXES or (
+            stem and (stem == pos or (covid and is_covid_name(stem)))
+        ):
+            continue  # `non` (seed-xray's folder), `non-covid`, `not_covid`
         out.append(finding)
     return out
 
