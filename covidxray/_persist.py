@@ -20,9 +20,11 @@ from typing import Any
 
 import keras
 
+from ._filechecks import check_against_model, check_members, check_stored_values
 from ._seen import TrainingRecord
 from ._version import __version__, provenance
 from .data.preprocessing import Preprocessing, outside_stacklevel
+from .data.tempfiles import file_mode, remove_stale, temp_prefix, terminate_as_exit
 from .errors import CovidXrayWarning, DataError
 
 logger = logging.getLogger("covidxray")
@@ -144,6 +146,7 @@ class ModelMetadata:
             raise DataError(
                 f"The covidxray metadata in '{path}' lacks {', '.join(missing)}."
             )
+        check_stored_values(values, path)
         names = [str(c) for c in values["class_names"]]
         positive = values.get("positive_class")
         if positive is not None and positive not in names:
@@ -232,8 +235,10 @@ def save_atomic(
     """Write `model` and `metadata` into one `.keras` file, atomically.
 
     The file is written beside the target under a temporary name and renamed
-    over it, so a failed save (full disk, read-only folder, interruption)
-    leaves an earlier file intact and no temporary file behind. A model trained
+    over it, so a failed save (full disk, read-only folder, interruption,
+    SIGTERM in the main thread) leaves an earlier file intact and no temporary
+    file behind; a successful one removes the temporary files that killed
+    runs left beside it. The file gets the mode the umask allows. A model trained
     with `MultiWorkerMirroredStrategy` is written by the chief worker only.
     """
     check_model_path(path, "save")
@@ -246,23 +251,28 @@ def save_atomic(
         logger.info("Not the chief worker: the chief writes '%s'.", path)
         return path
     folder = path.parent if str(path.parent) else Path(".")
-    handle, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.stem}-", suffix=".keras", dir=folder
-    )
-    os.close(handle)
-    try:
-        model.save(tmp_name)
-        with zipfile.ZipFile(tmp_name, "a") as archive:
-            archive.writestr(METADATA_NAME, json.dumps(metadata.to_dict(), indent=2))
-            if record is not None:
-                archive.writestr(RECORD_NAME, record.to_bytes())
-        os.replace(tmp_name, path)
-    except BaseException:
+    with terminate_as_exit():  # SIGTERM, too, removes the temporary file
+        handle, tmp_name = tempfile.mkstemp(
+            prefix=temp_prefix(path.stem), suffix=".keras", dir=folder
+        )
+        os.close(handle)
         try:
-            os.remove(tmp_name)
-        except OSError:
-            pass
-        raise
+            model.save(tmp_name)
+            with zipfile.ZipFile(tmp_name, "a") as archive:
+                archive.writestr(
+                    METADATA_NAME, json.dumps(metadata.to_dict(), indent=2)
+                )
+                if record is not None:
+                    archive.writestr(RECORD_NAME, record.to_bytes())
+            os.chmod(tmp_name, file_mode())  # mkstemp's 0600 -> the umask's
+            os.replace(tmp_name, path)
+        except BaseException:
+            try:
+                os.remove(tmp_name)
+            except OSError:
+                pass
+            raise
+    remove_stale(folder, path.stem, ".keras")  # killed runs' leftovers
     return path
 
 
@@ -280,6 +290,7 @@ def read_metadata(path: Path) -> ModelMetadata:
             f"'{path}' is not a .keras archive (not a zip file); it may be truncated "
             "or corrupted."
         )
+    check_members(path)  # before anything is unpacked
     try:
         with zipfile.ZipFile(path) as archive:
             if METADATA_NAME not in archive.namelist():
@@ -313,7 +324,9 @@ def read_training_record(path: Path, metadata: ModelMetadata) -> TrainingRecord 
 
 
 def load_keras_model(path: Path) -> keras.Model:
-    """Load the Keras model of a classifier file in safe mode (no code runs)."""
+    """Load the Keras model of a classifier file in safe mode (no code runs),
+    once its members' sizes are checked."""
+    check_members(path)
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:
@@ -328,11 +341,13 @@ def read_classifier(
     was saved without one). `Classifier.load` builds the classifier from them.
 
     Raises:
-        DataError: The file is missing, not a `.keras` archive, corrupted, or
-            a plain Keras model without covidxray metadata.
+        DataError: The file is missing, not a `.keras` archive, corrupted, a
+            plain Keras model without covidxray metadata, a member unpacks to
+            more than its limit, or the metadata does not fit the model.
     """
     meta = read_metadata(path)
     model = load_keras_model(path)
+    check_against_model(model, meta.class_names, meta.preprocessing.input_shape, path)
     check_segmenter(meta, path)
     return model, meta, read_training_record(path, meta)
 

@@ -27,6 +27,7 @@ from ._inputs import PREDICT_BATCH, array_batches, image_batches, probabilities
 from ._seen import TrainingRecord
 from ._validation import check_choice
 from ._version import provenance
+from .data.checks import unknown_binary_findings
 from .data.dataset import XrayDataset
 from .data.labels import canon, is_covid_name
 from .data.preprocessing import Preprocessing
@@ -41,6 +42,7 @@ __all__ = [
     "evaluation",
     "load_for_evaluation",
     "model_labels",
+    "read_for",
     "scores",
     "select",
 ]
@@ -222,16 +224,34 @@ def _array_scores(
     return np.concatenate(labels).astype(int), np.concatenate(probs), meta
 
 
+def read_for(
+    fitted: FittedModel,
+    source: str | os.PathLike[str],
+    class_map: Mapping[str, str] | None = None,
+) -> XrayDataset:
+    """`load_for_evaluation` with a fitted model's preprocessing and classes."""
+    return load_for_evaluation(
+        source,
+        preprocessing=fitted.preprocessing,
+        class_names=fitted.class_names,
+        positive_index=fitted.positive_index,
+        class_map=class_map,
+    )
+
+
 def load_for_evaluation(
     source: str | os.PathLike[str],
     *,
     preprocessing: Preprocessing,
     class_names: Sequence[str],
     positive_index: int = 1,
+    class_map: Mapping[str, str] | None = None,
 ) -> XrayDataset:
     """Read a dataset as the model reads images: its `Preprocessing`, its
     classes, no new splits, no deduplication (the training record decides what
-    was seen), and one class is enough."""
+    was seen), and one class is enough. Class folders whose names match
+    neither class of a binary model are an error (rename them with
+    `class_map`)."""
     from .data.catalog import load_dataset
 
     prep = preprocessing
@@ -254,8 +274,20 @@ def load_for_evaluation(
         validation_split=0.0,
         deduplicate=False,
         min_classes=1,
+        class_map=class_map,
     )
     unknown = sorted(data.unmatched_findings)
+    if binary and all(v in ("folder", "manifest") for v in data.layouts.values()):
+        negative = names[1 - positive_index]
+        strays = unknown_binary_findings(
+            [r.finding for r in data.records], negative, names[positive_index]
+        )
+        if strays:
+            raise DataError(
+                f"The class folders {strays} of '{source}' match neither class of "
+                f"the model {names}. Say what each is with class_map= (on the "
+                f"command line: --class-map {strays[0]}={negative},...)."
+            )
     if unknown:
         raise DataError(
             f"The classes {unknown} of '{source}' are not among the model's "

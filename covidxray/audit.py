@@ -406,9 +406,17 @@ def audit(
         )
     conflicts = [g for g in report.exact_duplicates if len(set(g["labels"])) > 1]
     if conflicts:
+        named = "; ".join(
+            " = ".join(
+                f"'{p}' ({label})"
+                for p, label in zip(g["paths"], g["labels"], strict=True)
+            )
+            for g in conflicts[:5]
+        )
+        more = f"; and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
         report.warnings.append(
             f"{len(conflicts)} images appear with different labels; their label is "
-            "unknown."
+            f"unknown: {named}{more}."
         )
     near_cross = [p for p in report.near_duplicates if p["cross_split"]]
     if near_cross:

@@ -470,17 +470,14 @@ class Classifier(Params):
             fitted, y, proba, meta, n_bootstrap=n_bootstrap, seed=seed
         )
 
-    def read_dataset(self, source: str | os.PathLike[str]) -> XrayDataset:
+    def read_dataset(
+        self, source: str | os.PathLike[str], class_map: Mapping[str, str] | None = None
+    ) -> XrayDataset:
         """A dataset folder or file read as `evaluate` reads it (the model's
-        `Preprocessing` and classes, no new split, no deduplication), to pass
-        to `evaluate` and `lung_test` alike."""
+        `Preprocessing` and classes, no new split, no deduplication; `class_map`
+        as in `load_dataset`), to pass to `evaluate` and `lung_test` alike."""
         self._check_fitted()
-        return _scoring.load_for_evaluation(
-            source,
-            preprocessing=self.preprocessing_,
-            class_names=self.class_names,
-            positive_index=self.positive_index,
-        )
+        return _scoring.read_for(self._fitted_model(), source, class_map)
 
     def lung_test(
         self,

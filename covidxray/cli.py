@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import _cli_args as kinds
 from . import _progress
 from ._choices import AUGMENT_PRESETS, SCORE_BY
 from ._version import __version__
@@ -21,6 +22,7 @@ from .data.catalog import source_name
 from .data.dataset import BALANCE_BY
 from .data.preprocessing import COLOR_MODES, EQUALIZE_MODES, LUNG_MODES, RESIZE_MODES
 from .data.split import EVALUATION_SPLITS
+from .data.tempfiles import terminate_as_exit
 from .errors import DataError, WeightsUnavailableError
 
 __all__ = ["main"]
@@ -77,10 +79,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         resize=args.resize,
         trim=args.trim,
-        window=_window(args.window),
+        window=args.window,
         equalize=args.equalize,
         lungs=args.lungs,
         lung_masks=args.lung_focus > 0,
+        class_map=args.class_map,
     )
     keras.utils.set_random_seed(args.seed)  # reproducible initial weights
     model = _model_builder(args)(data.preprocessing.input_shape)
@@ -121,8 +124,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"--lungs needs a binary model; '{args.model}' has the classes "
             f"{list(clf.class_names)}."
         )
-    # Read once when the lung test scores the same images again.
-    data = clf.read_dataset(args.data) if args.lungs else args.data
+    # Read once: the lung test scores the same images again.
+    data = clf.read_dataset(args.data, args.class_map)
     evaluation = clf.evaluate(
         data,
         split=args.split,
@@ -157,59 +160,101 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import Classifier, overlay
-    from .data.boxes import crop_to_box
-    from .data.covidx_ct import body_box
 
     clf = Classifier.load(args.model)
     files = _image_files(args.images)
     out = Path(args.gradcam) if args.gradcam else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    positive = clf.positive_index
+    prep, positive = clf.preprocessing_, clf.positive_index
     results: list[dict[str, Any]] = []
     # A chunk at a time: each file is decoded once, with the model's own
-    # preprocessing, and memory does not grow with the number of files.
+    # preprocessing, and memory does not grow with the number of files. A file
+    # that cannot be read is named, and the others are still predicted.
     for start in range(0, len(files), _CHUNK):
         names = files[start : start + _CHUNK]
-        prep = clf.preprocessing_
-        decoded = [prep.decode(name)[0] for name in names]
-        boxes = [body_box(name) for name in names]  # a COVIDx CT slice's body
-        inside = [
-            crop_to_box(img, b, name=n)
-            for img, b, n in zip(decoded, boxes, names, strict=True)
-        ]
-        lungs = prep.lung_masks(inside, names)  # all None unless --lungs
-        pixels = np.stack(
-            [
-                prep.to_array(img, name=n, lungs=m)
-                for img, n, m in zip(inside, names, lungs, strict=True)
-            ]
-        )
-        proba = clf.predict_proba(pixels)
-        labels = clf.labels_from_proba(proba)
-        heatmaps = clf.explain(pixels) if out is not None else None
-        for k, name in enumerate(names):
+        rows, good = _decode_chunk(prep, names)
+        if good:
+            pixels = np.stack([pixels for *_, pixels in good])
+            proba = clf.predict_proba(pixels)
+            labels = clf.labels_from_proba(proba)
+            heatmaps = clf.explain(pixels) if out is not None else None
+        for j, (k, img, box, _) in enumerate(good):
             row: dict[str, Any] = {
-                "file": name,
-                "label": str(labels[k]),
-                "probability": float(proba[k, positive]),
+                "file": names[k],
+                "label": str(labels[j]),
+                "probability": float(proba[j, positive]),
                 "probability_of": clf.class_names[positive],
             }
             if out is not None and heatmaps is not None:
-                # The heatmap is mapped back through the crop (trim, lungs)
-                # and the resize, so it lands where the model looked.
-                target = out / f"{start + k:04d}_{Path(name).stem}_gradcam.png"
-                box = prep.seen_box(decoded[k], boxes[k], lungs[k])
-                heat = prep.map_back(heatmaps[k], decoded[k].size, box)
-                overlay(decoded[k], heat).save(target)
+                # The heatmap is mapped back through the crop (a CT body box,
+                # trim, the lungs) and the resize, so it lands where the
+                # model looked.
+                target = out / f"{start + k:04d}_{Path(names[k]).stem}_gradcam.png"
+                heat = prep.map_back(heatmaps[j], img.size, box)
+                overlay(img, heat).save(target)
                 row["gradcam"] = str(target)
-            results.append(row)
-    if args.json:
-        print(json.dumps(results, indent=2))
+            rows[k] = row
+        results += [rows[k] for k in range(len(names))]
+    _print_predictions(results, args.json, args.skip_bad)
+    failed = any("error" in row for row in results)
+    return EXIT_DATA if failed and not args.skip_bad else EXIT_OK
+
+
+def _decode_chunk(
+    prep: Any, names: Sequence[str]
+) -> tuple[dict[int, dict[str, Any]], list[tuple[int, Any, Any, Any]]]:
+    """Decode each file of a chunk: `(rows, good)`, a result row naming the
+    error of each file that cannot be read (by position), and `(position,
+    image, the part of it the model sees, pixels)` of each one that can. A
+    COVIDx CT slice is cut to its body box; with `lungs`, the chunk's lungs
+    are found in one batch."""
+    from .data.boxes import crop_to_box
+    from .data.covidx_ct import body_box
+
+    rows: dict[int, dict[str, Any]] = {}
+    decoded: list[tuple[int, Any, Any, Any]] = []
+    for k, name in enumerate(names):
+        try:
+            img = prep.decode(name)[0]
+            box = body_box(name)
+            decoded.append((k, img, box, crop_to_box(img, box, name=name)))
+        except DataError as exc:
+            rows[k] = {"file": name, "error": str(exc)}
+    lungs = prep.lung_masks([d[3] for d in decoded], [names[d[0]] for d in decoded])
+    good: list[tuple[int, Any, Any, Any]] = []
+    for (k, img, box, inside), mask in zip(decoded, lungs, strict=True):
+        try:
+            pixels = prep.to_array(inside, name=names[k], lungs=mask)
+            good.append((k, img, prep.seen_box(img, box, mask), pixels))
+        except DataError as exc:
+            rows[k] = {"file": names[k], "error": str(exc)}
+    return rows, good
+
+
+def _print_predictions(
+    results: Sequence[dict[str, Any]], as_json: bool, skip_bad: bool
+) -> None:
+    """Print one row per file (TSV fields escaped), then each bad file's
+    error on stderr."""
+    if as_json:
+        print(json.dumps(list(results), indent=2))
     else:
         for row in results:
-            print(f"{row['label']}\t{row['probability']:.4f}\t{row['file']}")
-    return EXIT_OK
+            name = kinds.tsv_field(row["file"])
+            if "error" in row:
+                print(f"error\t\t{name}")
+            else:
+                print(f"{row['label']}\t{row['probability']:.4f}\t{name}")
+    failed = [row for row in results if "error" in row]
+    for row in failed:
+        print(f"covidxray predict: error: {row['error']}", file=sys.stderr)
+    if failed:
+        print(
+            f"covidxray predict: {len(failed)} of {len(results)} files could not be "
+            "read (named above)" + ("; skipped (--skip-bad)." if skip_bad else "."),
+            file=sys.stderr,
+        )
 
 
 def _image_files(items: Sequence[str]) -> list[str]:
@@ -313,19 +358,10 @@ def _augmenter(name: str, seed: int) -> Any:
     return Augmenter.preset(name, seed=seed) if name != "none" else None
 
 
-def _window(value: str) -> Any:
-    """`auto`, `percentile` or `LOW,HIGH` from the command line."""
-    if value in ("auto", "percentile"):
-        return value
-    try:
-        low, high = (float(v) for v in value.split(","))
-    except ValueError:
-        raise DataError(
-            f"--window must be auto, percentile or LOW,HIGH. Received: {value!r}."
-        ) from None
-    return (low, high)
-
-
+_CLASS_MAP_HELP = (
+    "FOLDER=CLASS,...: what each class folder is, e.g. cats=non,dogs=covid "
+    "(folders whose names match no class are refused)"
+)
 _DATA_HELP = (
     "dataset folder(s) or metadata file(s); several are read as one dataset with "
     "a source each (named after its folder, or NAME=PATH)"
@@ -334,7 +370,9 @@ _DATA_HELP = (
 
 def _image_size(args: argparse.Namespace) -> tuple[int, int]:
     """`--image-size`, else 256 for the paper's CNN and 224 for a backbone."""
-    size = args.image_size or (256 if args.model == "cnn" else 224)
+    size = args.image_size
+    if size is None:
+        size = 256 if args.model == "cnn" else 224
     return (size, size)
 
 
@@ -435,9 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="cnn", help="cnn or a backbone name (default: cnn)"
     )
     p.add_argument("--out", required=True, help="output .keras file")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=kinds.EPOCHS, default=10)
     p.add_argument(
-        "--image-size", type=int, help="default 256 for cnn, 224 for backbones"
+        "--image-size",
+        type=kinds.IMAGE_SIZE,
+        help="default 256 for cnn, 224 for backbones",
     )
     p.add_argument("--color-mode", choices=COLOR_MODES, default="grayscale")
     p.add_argument(
@@ -453,12 +493,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", choices=RESIZE_MODES, default=DEFAULT_RECIPE["resize"])
     p.add_argument(
         "--trim",
-        type=float,
+        type=kinds.TRIM,
         default=DEFAULT_RECIPE["trim"],
         help="cut uniform borders, then this fraction of each side (0: off)",
     )
     p.add_argument(
-        "--window", default="auto", help="auto, percentile, or LOW,HIGH raw values"
+        "--window",
+        type=kinds.window,
+        default="auto",
+        help="auto, percentile, or LOW,HIGH raw values",
     )
     p.add_argument(
         "--equalize",
@@ -473,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--spectral-decoupling",
-        type=float,
+        type=kinds.SPECTRAL_DECOUPLING,
         default=DEFAULT_RECIPE["spectral_decoupling"],
         help="strength of the L2 penalty on the logits (0: off)",
     )
@@ -486,17 +529,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lung-focus",
-        type=float,
+        type=kinds.LUNG_FOCUS,
         default=DEFAULT_RECIPE["lung_focus"],
         help="strength of the penalty on input gradients outside the lungs (0: off)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--early-stopping", type=int, help="patience in epochs")
+    p.add_argument("--batch-size", type=kinds.BATCH_SIZE, default=32)
+    p.add_argument("--learning-rate", type=kinds.LEARNING_RATE, default=1e-3)
+    p.add_argument("--early-stopping", type=kinds.PATIENCE, help="patience in epochs")
     p.add_argument(
         "--checkpoint", help="best-epoch .keras file; resumes if interrupted"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=kinds.SEED, default=0)
+    p.add_argument("--class-map", type=kinds.class_map, help=_CLASS_MAP_HELP)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -517,8 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also score images the model saw in training (reported in bold)",
     )
-    p.add_argument("--bootstrap", type=int, default=1000, help="AUC resamples")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument(
+        "--bootstrap", type=kinds.BOOTSTRAP, default=1000, help="AUC resamples"
+    )
+    p.add_argument("--seed", type=kinds.SEED, default=0, help="seed of the bootstrap")
+    p.add_argument("--class-map", type=kinds.class_map, help=_CLASS_MAP_HELP)
     p.add_argument(
         "--by",
         choices=SCORE_BY,
@@ -541,6 +588,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gradcam", metavar="OUTDIR", help="write a Grad-CAM overlay per image"
     )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="exit 0 even when some files could not be read (they are still "
+        "named, in the output and on stderr)",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(
@@ -562,8 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("data", nargs="+", help=_DATA_HELP)
     p.add_argument("--model", default="cnn", help="cnn or a backbone name")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--image-size", type=int, help="default 256 for cnn, 224 else")
+    p.add_argument("--epochs", type=kinds.EPOCHS, default=10)
+    p.add_argument(
+        "--image-size", type=kinds.IMAGE_SIZE, help="default 256 for cnn, 224 else"
+    )
     p.add_argument(
         "--augment",
         choices=(*AUGMENTS, *_DEPRECATED_AUGMENTS),
@@ -572,9 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"{', '.join(AUGMENTS)} (default: {DEFAULT_RECIPE['augment']})",
     )
     p.add_argument("--weights", default="imagenet", help="imagenet, none, or a file")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--bootstrap", type=int, default=1000, help="AUC resamples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=kinds.BATCH_SIZE, default=32)
+    p.add_argument(
+        "--bootstrap", type=kinds.BOOTSTRAP, default=1000, help="AUC resamples"
+    )
+    p.add_argument("--seed", type=kinds.SEED, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_crossval)
 
@@ -588,12 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights",
         help="imagenet, none, or a folder (default imagenet; none with --quick)",
     )
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--seed", type=int, default=0, help="the first seed")
+    p.add_argument("--epochs", type=kinds.EPOCHS)
+    p.add_argument("--image-size", type=kinds.IMAGE_SIZE)
+    p.add_argument("--seed", type=kinds.SEED, default=0, help="the first seed")
     p.add_argument(
         "--seeds",
-        type=int,
+        type=kinds.SEEDS,
         default=1,
         help="train each model with this many seeds (seed, seed+1, ...); the "
         "report gives each seed's row and the mean and sd",
@@ -620,7 +677,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     library.setLevel(level)
     _progress.BARS = not args.quiet
     try:
-        code: Any = args.func(args)
+        with terminate_as_exit():  # SIGTERM: temporary files are removed
+            code: Any = args.func(args)
     except WeightsUnavailableError as exc:
         print(f"covidxray {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_WEIGHTS

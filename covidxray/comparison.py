@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._validation import check_image_size, check_positive_int
 from ._version import provenance
 from .audit import audit
 from .data.cache import default_cache_dir
@@ -304,6 +305,32 @@ def _build(
     return model
 
 
+def _demo_set(
+    folder: Path, quick: bool, size: int, seed: int, external: Any
+) -> tuple[Path, Any]:
+    """The synthetic demo set of `run_comparison` in `folder`, and its external
+    set (the same kind of images, without the cue) unless one is given."""
+    side = (max(size, 64), max(size, 64))
+    root = make_synthetic(
+        folder / "demo",
+        n_per_class=60 if quick else 120,
+        test_per_class=15 if quick else 40,
+        leaked=3,
+        image_size=side,
+        seed=seed,
+        source_cue=True,
+    )
+    if external is None:
+        external = make_synthetic(
+            folder / "clean-control",
+            n_per_class=15 if quick else 40,
+            image_size=side,
+            seed=seed + 1,
+        )
+    logger.info("No data given: using the SYNTHETIC demo set at '%s'.", root)
+    return root, external
+
+
 def run_comparison(
     data: str | os.PathLike[str] | None = None,
     *,
@@ -396,32 +423,14 @@ def run_comparison(
         weights = None if quick else "imagenet"
     elif isinstance(weights, str) and weights.lower() == "none":
         weights = None
-    size = int(image_size or (64 if quick else 256))
-    n_epochs = int(epochs or (6 if quick else 10))
+    # None means the default; 0 or less is refused, never read as the default.
+    size = image_size if image_size is not None else (64 if quick else 256)
+    check_image_size((size, size), "run_comparison")
+    n_epochs = epochs if epochs is not None else (6 if quick else 10)
+    check_positive_int("epochs", n_epochs, "run_comparison")
     synthetic = data is None
-    if synthetic:
-        folder = Path(tempfile.mkdtemp(prefix="covidxray-synthetic-"))
-        side = (max(size, 64), max(size, 64))
-        root = make_synthetic(
-            folder / "demo",
-            n_per_class=60 if quick else 120,
-            test_per_class=15 if quick else 40,
-            leaked=3,
-            image_size=side,
-            seed=seed,
-            source_cue=True,
-        )
-        if external is None:  # the same kind of images, without the cue
-            external = make_synthetic(
-                folder / "clean-control",
-                n_per_class=15 if quick else 40,
-                image_size=side,
-                seed=seed + 1,
-            )
-        logger.info("No data given: using the SYNTHETIC demo set at '%s'.", root)
-    else:
-        root = Path(data)  # type: ignore[arg-type]
-        synthetic = is_synthetic(root)
+    root = Path("SYNTHETIC") if data is None else Path(data)  # type: ignore[arg-type]
+    synthetic = synthetic or is_synthetic(root)
     # Fetch (or fail on) every backbone's weights before training anything.
     for name in models:
         if name != "cnn" and weights is not None:
@@ -437,6 +446,8 @@ def run_comparison(
         prefix="covidxray-compare-", dir=folder, ignore_cleanup_errors=True
     ) as scratch:
         pixel_cache = Path(scratch) / "pixels.cache"
+        if data is None:  # the demo set lives in `scratch`: removed at the end
+            root, external = _demo_set(Path(scratch), quick, size, seed, external)
 
         def load(split: str, run_seed: int) -> Any:
             return load_dataset(

@@ -300,6 +300,15 @@ class Evaluation:
             )
         if len(y) == 0:
             raise ValueError("Cannot evaluate on zero images.")
+        if (
+            isinstance(n_bootstrap, bool)
+            or not isinstance(n_bootstrap, int)
+            or (n_bootstrap < 0)
+        ):
+            raise ValueError(
+                "The `n_bootstrap` argument must be an integer >= 0 (0: no "
+                f"intervals). Received: {n_bootstrap!r}."
+            )
         clipped = np.clip(full, 1e-7, 1 - 1e-7)
         metrics: dict[str, float] = {}
         ci: dict[str, tuple[float, float]] = {}

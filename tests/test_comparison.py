@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from covidxray import run_comparison
+from covidxray.comparison import _demo_set
 from covidxray.datasets import make_synthetic
 
 
@@ -86,10 +87,12 @@ def test_a_backbone_runs_once_per_image_over_splits_seeds_and_sets(
         int(final[-1].split(f"{word} ")[1].split(",")[0].rstrip(")."))
         for word in ("computed", "reused")
     )
-    # Each distinct image of the demo set and of the clean control, once.
-    demo = Path(result.meta["data"].split("(", 1)[1].rstrip(")"))
+    # Each distinct image of the demo set and of the clean control, once. The
+    # run removed its demo folders: the same seed makes the same images again.
+    assert not Path(result.meta["data"].split("(", 1)[1].rstrip(")")).exists()
+    demo, external = _demo_set(tmp_path / "again", True, 64, 0, None)
     distinct = set()
-    for folder in (demo, Path(result.meta["external"])):
+    for folder in (demo, external):
         data = load_dataset(
             folder, image_size=(64, 64), deduplicate=False, min_classes=1
         )

@@ -4,10 +4,13 @@ A cache file starts with a 64-byte preamble (the magic `CXRCACHE`, the format
 version, and where the JSON header lies), then the pixels, row after row,
 then (when the scan found the lungs) each row's lung mask at the model's input
 size, as bits, then the JSON header: the `Preprocessing`, `max_pixels`, the
-segmenter's version and weights hash when masks are kept, the arrays' shapes
-and, for every file content (its SHA-256), the row that holds it and what the
-scan measured (and found wrong with its lung mask), or why it could not be
-read.
+segmenter's version and weights hash when masks are kept, the arrays' shapes,
+a CRC-32 of every pixel row (`checksums`) and of every mask row
+(`mask_checksums`), and for every file content (its SHA-256), the row that
+holds it and what the scan measured (and found wrong with its lung mask), or
+why it could not be read. On reuse the header must fit the file exactly and
+every row served must match its checksum; a damaged file is a `DataError`
+naming it, and is left as it is (delete it and the next run rebuilds it).
 
 A file is written under a temporary name in the same folder and linked to its
 final name only when complete, so a reader never sees half a cache and two
@@ -30,6 +33,7 @@ import os
 import struct
 import tempfile
 import weakref
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,8 @@ import numpy as np
 
 from ..errors import DataError
 from .decode import ImageInfo
+from .preprocessing import Preprocessing
+from .tempfiles import file_mode
 
 logger = logging.getLogger("covidxray")
 
@@ -48,11 +54,13 @@ __all__ = [
     "LungScan",
     "default_cache_dir",
     "mask_shape",
+    "row_checksums",
     "temporary_store",
 ]
 
 MAGIC = b"CXRCACHE"
-CACHE_FORMAT = 1
+#: 1: no checksums. 2: a CRC-32 per pixel row, checked on reuse.
+CACHE_FORMAT = 2
 _PREAMBLE = 64  # magic (8), format (u32), pad (u32), header offset (u64), size (u64)
 #: Environment variable naming the folder of temporary file caches.
 CACHE_DIR_VARIABLE = "COVIDXRAY_CACHE_DIR"
@@ -123,18 +131,102 @@ def _remove_quietly(name: str) -> None:
 
 def _read_header(path: Path) -> tuple[dict[str, Any], int] | None:
     """The JSON header and pixel offset of a cache file; None when `path` is
-    not a covidxray cache file."""
+    not a covidxray cache file.
+
+    Raises:
+        DataError: The file starts as a cache file but its header does not
+            fit it (edited, truncated or damaged).
+    """
     try:
         with open(path, "rb") as fh:
             preamble = fh.read(_PREAMBLE)
             if len(preamble) < _PREAMBLE or preamble[:8] != MAGIC:
                 return None
             _, _, offset, size = struct.unpack("<IIQQ", preamble[8:32])
+            total = os.fstat(fh.fileno()).st_size
+            if offset + size != total or size > total:
+                raise _damaged(
+                    path,
+                    f"its preamble puts a {size:,}-byte header at byte {offset:,}, "
+                    f"but the file is {total:,} bytes",
+                )
             fh.seek(offset)
             header = json.loads(fh.read(size).decode())
-    except (OSError, ValueError, struct.error):
+    except (OSError, struct.error):
         return None
-    return (header, _PREAMBLE) if isinstance(header, dict) else None
+    except (ValueError, RecursionError) as exc:  # JSON or UTF-8
+        raise _damaged(path, f"its header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise _damaged(path, "its header is not a JSON object")
+    shape: Any = header.get("shape")
+    masks: Any = header.get("masks")
+
+    def sizes_ok(value: Any) -> bool:
+        return (
+            isinstance(value, list)
+            and bool(value)
+            and all(isinstance(v, int) and v >= 0 for v in value)
+        )
+
+    if (
+        not sizes_ok(shape)
+        or (masks is not None and not (sizes_ok(masks) and masks[0] == shape[0]))
+        or _PREAMBLE + _nbytes(shape) + (_nbytes(masks) if masks else 0) != offset
+    ):
+        raise _damaged(
+            path,
+            f"its header's pixel shape {shape!r} (and lung masks {masks!r}) does "
+            f"not fit the {offset - _PREAMBLE:,} bytes before the header",
+        )
+    return header, _PREAMBLE
+
+
+def _row_shape(settings: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The shape of one row the settings' `Preprocessing` gives, if any."""
+    try:
+        return Preprocessing.from_dict(settings["preprocessing"]).input_shape
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _damaged(path: Path, why: str) -> DataError:
+    return DataError(
+        f"The cache '{path}' is damaged: {why}. It was left as it is; delete it, "
+        "and the next run rebuilds it."
+    )
+
+
+def _nbytes(shape: Any) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def row_checksums(pixels: np.ndarray) -> list[int]:
+    """The CRC-32 of each row (image) of a pixel array, as the cache stores."""
+    return [zlib.crc32(np.ascontiguousarray(row).data) for row in pixels]
+
+
+def _check_rows(
+    path: Path,
+    pixels: np.ndarray,
+    stored: Any,
+    rows: Sequence[int | None],
+    paths: Sequence[str],
+) -> None:
+    """Raise when a row served does not match its stored checksum."""
+    if not isinstance(stored, list) or len(stored) != len(pixels):
+        raise _damaged(path, "its header lacks a checksum per pixel row")
+    bad = [
+        k
+        for k, row in enumerate(rows)
+        if row is not None and zlib.crc32(pixels[row].data) != stored[row]
+    ]
+    if bad:
+        named = ", ".join(f"'{paths[k]}'" for k in bad[:3] if k < len(paths))
+        raise _damaged(
+            path,
+            f"the pixels of {len(bad)} of the {len(rows)} images asked for do not "
+            f"match their checksums{', e.g. ' + named if named else ''}",
+        )
 
 
 class CacheFile:
@@ -191,7 +283,16 @@ class CacheFile:
                 f"The cache '{self.path}' was made with other settings "
                 f"({'; '.join(differs)}). {fix}"
             )
-        table: dict[str, Any] = header["images"]
+        table = header.get("images")
+        if not isinstance(table, dict):
+            raise _damaged(self.path, "its header has no table of images")
+        wanted = _row_shape(self.settings)
+        if wanted is not None and tuple(header["shape"][1:]) != wanted:
+            raise _damaged(
+                self.path,
+                f"its rows are {tuple(header['shape'][1:])} pixels, but its "
+                f"preprocessing gives {wanted}",
+            )
         missing = [k for k, h in enumerate(hashes) if h is not None and h not in table]
         if missing:
             named = ", ".join(f"'{paths[k]}'" for k in missing[:3] if k < len(paths))
@@ -201,38 +302,42 @@ class CacheFile:
                 f"added since it was written){', e.g. ' + named if named else ''}. "
                 f"{fix}"
             )
+        shape = tuple(header["shape"])
         pixels = np.memmap(
-            self.path,
-            dtype=np.uint8,
-            mode="r",
-            offset=offset,
-            shape=tuple(header["shape"]),
+            self.path, dtype=np.uint8, mode="r", offset=offset, shape=shape
         )
         rows: list[int | None] = []
         infos: list[ImageInfo | str | None] = []
         problems: dict[str, tuple[str, ...]] = {}
-        for k, h in enumerate(hashes):
-            entry = table.get(h) if h is not None else None
-            if entry is None:
-                rows.append(None)
-                infos.append(None)
-            elif "error" in entry:
-                rows.append(None)
-                infos.append(str(entry["error"]))
-            else:
-                rows.append(int(entry["row"]))
-                infos.append(ImageInfo(**entry["info"]))
-                if entry.get("lungs") and k < len(paths):
-                    problems[paths[k]] = tuple(entry["lungs"])
+        try:
+            for k, h in enumerate(hashes):
+                entry = table.get(h) if h is not None else None
+                if entry is None:
+                    rows.append(None)
+                    infos.append(None)
+                elif "error" in entry:
+                    rows.append(None)
+                    infos.append(str(entry["error"]))
+                else:
+                    rows.append(int(entry["row"]))
+                    infos.append(ImageInfo(**entry["info"]))
+                    if entry.get("lungs") and k < len(paths):
+                        problems[paths[k]] = tuple(entry["lungs"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise _damaged(self.path, f"an image entry is malformed ({exc})") from None
+        if any(r is not None and not 0 <= r < shape[0] for r in rows):
+            raise _damaged(self.path, f"an image's row is outside its {shape[0]} rows")
+        _check_rows(self.path, pixels, header.get("checksums"), rows, paths)
         lungs = None
         if header.get("masks"):
             masks = np.memmap(
                 self.path,
                 dtype=np.uint8,
                 mode="r",
-                offset=offset + int(np.prod(header["shape"])),
+                offset=offset + int(np.prod(shape)),
                 shape=tuple(header["masks"]),
             )
+            _check_rows(self.path, masks, header.get("mask_checksums"), rows, paths)
             lungs = LungScan(masks, problems, dict(header.get("segmenter") or {}))
         logger.info("Reused the cache '%s'; no image was decoded.", self.path)
         return pixels, rows, infos, lungs
@@ -359,10 +464,19 @@ class _Writer:
                 images[h] = {"row": row, "info": dataclasses.asdict(outcome)}
                 if row < len(lung_problems) and lung_problems[row]:
                     images[h]["lungs"] = list(lung_problems[row])
+        self.store.flush()
         header = {
             **self.cache.settings,
             "shape": list(self.shape),
-            **({"masks": list(self.mask_shape)} if self.mask_shape else {}),
+            "checksums": row_checksums(self.store),
+            **(
+                {
+                    "masks": list(self.mask_shape),
+                    "mask_checksums": row_checksums(self.masks),
+                }
+                if self.mask_shape is not None and self.masks is not None
+                else {}
+            ),
             "fingerprint": hashlib.sha256("".join(sorted(images)).encode()).hexdigest(),
             "images": images,
         }
@@ -380,6 +494,7 @@ class _Writer:
             fh.write(MAGIC + struct.pack("<IIQQ", CACHE_FORMAT, 0, offset, len(body)))
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(self.temp, file_mode())  # mkstemp's 0600 -> the umask's
         try:
             os.link(self.temp, self.cache.path)  # fails if the name is taken
             _remove_quietly(self.temp)  # the pixels stay mapped, under the new name

@@ -19,7 +19,7 @@ from typing import Any, Union
 
 from .._validation import check_choice, check_image_size, check_positive_int
 from ..errors import CovidXrayWarning, DataError
-from . import identity
+from . import checks, identity
 from .dataset import XrayDataset, describe_sources
 from .decode import COLOR_MODES, DEFAULT_MAX_PIXELS, RESIZE_MODES, ImageInfo, Window
 from .labels import LabelMap, make_label_map
@@ -71,6 +71,7 @@ def load_dataset(
     cache_dir: str | os.PathLike[str] | None = None,
     num_workers: int | None = None,
     min_classes: int = 2,
+    class_map: Mapping[str, str] | None = None,
 ) -> XrayDataset:
     """Read a chest X-ray dataset in its own layout into an `XrayDataset`.
 
@@ -149,14 +150,19 @@ def load_dataset(
             a single-class set (external positives only, say) for evaluation;
             for two classes its classes are then `non-<positive>` and
             `<positive>`.
+        class_map: Rename findings (class folder names, label values) before
+            the classes are decided, e.g. `{"cats": "non", "dogs": "covid"}`
+            (on the command line `--class-map cats=non,dogs=covid`). A name
+            that is no finding of the data is an error.
 
     Returns:
         The `XrayDataset`.
 
     Raises:
         DataError: A file or folder is missing, unreadable or wrong (with
-            `on_error="raise"`), or the data has fewer than `min_classes`
-            classes.
+            `on_error="raise"`), the data has fewer than `min_classes`
+            classes, or deduplication left a class with no images (say, all
+            its images were copies of another class's).
         ValueError: An argument has a value that is not allowed.
 
     Examples:
@@ -183,6 +189,9 @@ def load_dataset(
     ctx = ReadContext(report=problems.report, views=views, modality=modality)
     # read -> label -> scan -> deduplicate -> split
     entries, layouts, owner = _read(sources, layout, ctx)
+    entries = checks.apply_class_map(entries, class_map)
+    if all(v in ("folder", "manifest") for v in layouts.values()):
+        checks.check_case_collisions(entries, describe_sources(sources))
     label_map = make_label_map(
         [e.finding for e in entries],
         classes=classes,
@@ -208,11 +217,7 @@ def load_dataset(
     _check_readable(records, problems, len(entries), min_classes, sources)
     removed: list[tuple[Record, Record]] = []
     if deduplicate:
-        records, removed = deduplicate_records(
-            records,
-            cross_source_bits=identity.SAME_PICTURE.copy_bits(256),
-            fixed={e.path for e in entries if e.split is not None},
-        )
+        records, removed = _deduplicated(records, entries, label_map, sources)
     return XrayDataset(
         _split(records, sources, owner, validation_split, fractions, seed),
         class_names=label_map.class_names,
@@ -233,6 +238,24 @@ def load_dataset(
         label_mapping={f: c for f, c in label_map.mapping.items() if c is not None},
         lungs=found_lungs,
     )
+
+
+def _deduplicated(
+    records: list[Record],
+    entries: Sequence[Entry],
+    label_map: LabelMap,
+    sources: Mapping[str, Path],
+) -> tuple[list[Record], list[tuple[Record, Record]]]:
+    """`split.deduplicate`, then a `DataError` when it emptied a class."""
+    kept, removed = deduplicate_records(
+        records,
+        cross_source_bits=identity.SAME_PICTURE.copy_bits(256),
+        fixed={e.path for e in entries if e.split is not None},
+    )
+    checks.check_emptied_classes(
+        records, kept, removed, label_map.class_names, describe_sources(sources)
+    )
+    return kept, removed
 
 
 def _preprocessing(

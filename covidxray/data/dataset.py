@@ -24,6 +24,7 @@ from .._validation import check_choice
 from ..errors import DataError
 from .boxes import Box
 from .cache import LungScan
+from .checks import summary_lines
 from .decode import DEFAULT_MAX_PIXELS
 from .layouts import is_synthetic
 from .pipeline import Transform, balanced_class_weights, batches, draw_weights
@@ -477,6 +478,7 @@ class XrayDataset:
             across = sum(a.source != b.source for a, b in self.duplicates_removed)
             extra = f" ({across} copies across sources)" if across else ""
             lines.append(f"  duplicates removed: {len(self.duplicates_removed)}{extra}")
+        lines += summary_lines(self.duplicates_removed)
         if self.skipped:
             lines.append(f"  files skipped: {len(self.skipped)}")
         other = {k: v for k, v in self.dropped.items() if k.startswith("modality ")}

@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
 from .identity import file_hash, perceptual_hash, pixel_hash
+from .reading import read_limited
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -84,6 +85,12 @@ class ImageInfo:
     pixel_hash: str
     phash: str
     bit_depth: int = 8
+    #: How the file's values became 8 bits: `"none"` (8-bit data, kept),
+    #: `"bit-depth"` (scaled by its bits), `"range"` (its own minimum to
+    #: maximum: floats, negative values, DICOM without a window), `"voi"`
+    #: (a DICOM file's own window or VOI LUT), `"percentile"` or `"fixed"`
+    #: (the `window` asked for).
+    window: str = ""
 
 
 def _is_dicom(path: str, data: bytes) -> bool:
@@ -219,17 +226,20 @@ def _dicom_tools() -> tuple[Any, Any]:
 
 def _read_dicom(
     path: str, data: bytes, max_pixels: int, window: Window
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, int, str]:
     """Read a DICOM image with pydicom's own tools.
 
     The steps are pydicom's: the modality LUT (rescale slope and intercept),
     then the VOI LUT or window the file gives (`window="auto"`; another
     `window` replaces it), then MONOCHROME1 is inverted so that bright is high.
+    A file with neither a window nor a VOI LUT is mapped from its values' own
+    minimum to their maximum, after the modality LUT.
 
     Returns:
         The stored values, the 8-bit image with `window`, the 8-bit image with
-        the file's own window, the photometric interpretation and the bits
-        stored.
+        the file's own window, the photometric interpretation, the bits
+        stored, and how the `"auto"` image was windowed (`"voi"` or
+        `"range"`).
     """
     try:
         import pydicom
@@ -280,15 +290,15 @@ def _read_dicom(
             f"Received pixel data of shape {stored.shape}."
         )
     bits = int(getattr(ds, "BitsStored", 0) or stored.dtype.itemsize * 8)
-    signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
-    lowest = -(2 ** (bits - 1)) if signed else 0
-    extremes = np.array([lowest, lowest + 2**bits - 1])
     try:
         values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-        # The output range of each step is what pydicom maps the extremes to.
-        ends = np.asarray(apply_modality_lut(extremes, ds), dtype=np.float64)
-        voi = values
+        # Without a window or VOI LUT: the values' own range, after the
+        # modality LUT (the stored type's whole range would leave a flat grey).
+        low, high = float(values.min()), float(values.max())
+        ends = np.array([low, high if high > low else low + 1.0])
+        voi, used = values, "range"
         if "WindowCenter" in ds or "VOILUTSequence" in ds:
+            used = "voi"
             voi = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
             if "VOILUTSequence" in ds:
                 lut_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
@@ -307,7 +317,7 @@ def _read_dicom(
 
     auto = shown(_scale(voi, float(ends.min()), float(ends.max())))
     gray = auto if window == "auto" else shown(to_uint8(values, window)[0])
-    return stored, gray, auto, photometric, bits
+    return stored, gray, auto, photometric, bits, used
 
 
 def _needs_package(message: str) -> DataError:
@@ -458,6 +468,18 @@ class Decoded:
     mode: str
     format: str
     bit_depth: int
+    window: str = ""
+
+
+def _window_used(raw: np.ndarray, window: Window) -> str:
+    """`ImageInfo.window` of a non-DICOM file (see `to_uint8`)."""
+    if isinstance(window, tuple):
+        return "fixed"
+    if window == "percentile":
+        return "percentile"
+    if raw.dtype == np.uint8:
+        return "none"
+    return "range" if raw.dtype.kind == "f" or raw.min(initial=0) < 0 else "bit-depth"
 
 
 def decode_pixels(
@@ -472,18 +494,15 @@ def decode_pixels(
     path = os.fspath(path)
     window = check_window(window, "decode_file")
     if data is None:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError as exc:
-            raise DataError(f"File not found: '{path}'.") from exc
-        except OSError as exc:
-            raise DataError(f"Could not read '{path}': {exc.strerror or exc}.") from exc
+        data = read_limited(path)  # regular files, at most MAX_FILE_BYTES
     if not data:
         raise DataError(f"'{path}' is empty (0 bytes); expected an image file.")
     if _is_dicom(path, data):
-        raw, gray, auto_gray, mode, bits = _read_dicom(path, data, max_pixels, window)
+        raw, gray, auto_gray, mode, bits, used = _read_dicom(
+            path, data, max_pixels, window
+        )
         fmt, pil = "DICOM", None
+        used = used if window == "auto" else _window_used(raw, window)
     else:
         pil, mode, fmt, _ = _open_pil(path, data, max_pixels)
         raw = _raw_pixels(pil)
@@ -494,6 +513,7 @@ def decode_pixels(
         gray, _ = to_uint8(raw, window, declared)
         auto_gray = gray if window == "auto" else to_uint8(raw, "auto", declared)[0]
         bits = declared or _container_bits(mode)
+        used = _window_used(raw, window)
     if (
         pil is not None
         and gray is raw
@@ -503,7 +523,7 @@ def decode_pixels(
     else:
         img = Image.fromarray(gray)
     hashed = img if auto_gray is gray else Image.fromarray(auto_gray)
-    return Decoded(img, raw, hashed, data, mode, fmt, bits)
+    return Decoded(img, raw, hashed, data, mode, fmt, bits, used)
 
 
 def decode_file(
@@ -564,6 +584,7 @@ def describe(decoded: Decoded) -> ImageInfo:
         pixel_hash=pixel_hash(decoded.raw),
         phash=perceptual_hash(decoded.hash_image),
         bit_depth=decoded.bit_depth,
+        window=decoded.window,
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
+from .checks import class_folder_links
 from .decode import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, find_images
 from .labels import canon
 from .records import Entry
@@ -473,6 +474,12 @@ def read_folders(source: Path, ctx: ReadContext) -> list[Entry]:
         class_dirs = _class_dirs(folder)
         if not class_dirs:
             raise DataError(f"Found no class folders under '{folder}'.")
+        links = class_folder_links(class_dirs, folder)
+        if links:
+            raise DataError(
+                f"The class folders {links} are links to '{folder}' or a folder "
+                "above it, so they would hold every class's images. Remove them."
+            )
         for class_dir in class_dirs:
             files = find_images(class_dir)
             if not files:

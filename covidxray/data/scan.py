@@ -27,6 +27,7 @@ from .cache import CacheFile, LungScan, mask_shape, temporary_store
 from .decode import ImageInfo
 from .identity import file_hash
 from .preprocessing import Preprocessing
+from .reading import read_limited
 from .records import Entry
 
 logger = logging.getLogger("covidxray")
@@ -84,10 +85,9 @@ def _file_hashes(
 
     def work(entry: Entry) -> str | DataError:
         try:
-            with open(entry.path, "rb") as fh:
-                return file_hash(fh.read())
-        except OSError as exc:
-            return DataError(f"Could not read '{entry.path}': {exc.strerror or exc}.")
+            return file_hash(read_limited(entry.path))
+        except DataError as exc:
+            return exc
 
     out: list[str | None] = []
     with ThreadPoolExecutor(max_workers=_workers(num_workers)) as pool:
