@@ -2,7 +2,8 @@
 
 Images go through the classifier's `Preprocessing`, so a file is decoded and
 resized here exactly as the dataset scan did at training time (a COVIDx CT
-slice inside its body box, `data.layouts.body_box`).
+slice inside its body box, `data.covidx_ct.body_box`; with `lungs`, a batch
+of files has its lungs found together).
 """
 
 from __future__ import annotations

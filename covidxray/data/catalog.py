@@ -133,7 +133,7 @@ def load_dataset(
             shipped `LungSegmenter` finds them while scanning (see
             `Preprocessing`). Its masks are then kept too.
         lung_masks: Also keep each image's lung mask at the model's input
-            size (`XrayDataset.lung_masks`), as `Classifier(lung_focus=...)`
+            size (`XrayDataset.lung_masks_of`), as `Classifier(lung_focus=...)`
             uses, without changing the pixels. Masks are kept in a cache file
             beside the pixels, and found once.
         views: Keep only these views (e.g. `("PA", "AP")`) in metadata layouts.

@@ -207,7 +207,7 @@ def train(
     `user_callbacks` still see the full model.
     With `lung_focus`, `(strength, focus_batches(...))`, a `LungFocusTrainer`
     trains `model` with the penalty on the input gradients outside the lungs
-    (never with cached features or under a multi-worker strategy).
+    (never with cached features or under a tf.distribute strategy).
     Our own callbacks (`own_callbacks`, with `save`, `checkpoint` and
     `early_stopping`) run first, so that an exception raised by a user
     callback at the end of an epoch comes after that epoch's backup.
