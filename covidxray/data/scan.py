@@ -145,7 +145,7 @@ def fill(
             num_workers=num_workers,
             masks=masks,
         )
-        if not cache and not lungs:
+        if not cache:  # the scan needed a store for the lungs; keep none
             store = None
         return store, infos, list(range(len(entries))), found
     settings: dict[str, Any] = {

@@ -240,10 +240,14 @@ def test_lung_masks_are_found_once_and_kept_in_the_cache_file(
     # The lungs are part of the settings: a plain read of that file is refused.
     with pytest.raises(DataError, match="other settings.*lungs"):
         load(root, path)
-    # An in-memory scan of the same files gives the same pixels and masks.
+    # An in-memory scan of the same files gives the same pixels and masks,
+    # and so does reading them from disk every time (cache=False).
     memory = load(root, True, lungs="crop")
     np.testing.assert_array_equal(memory.images("train"), first.images("train"))
     np.testing.assert_array_equal(memory.lung_masks_of(memory.records), masks)
+    disk = load(root, False, lungs="crop")
+    np.testing.assert_array_equal(disk.images("train"), first.images("train"))
+    np.testing.assert_array_equal(disk.lung_masks_of(disk.records), masks)
 
 
 def test_lung_masks_alone_leave_the_pixels_as_they_are(
