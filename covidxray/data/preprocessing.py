@@ -7,10 +7,11 @@ no-cache path of `tf.data`, `Classifier.predict`, Grad-CAM overlays and the
 command line. A saved classifier stores it, so a file is read at prediction
 time exactly as it was read at training time.
 
-The steps after decoding live here too: `trim_box`, `lung_box`, `equalize`
-and `image_to_array` (the resize). With `lungs="crop"` or `"mask"` the lungs
-are found by the segmenter that ships with covidxray (`covidxray.lungs`,
-imported only then); see `docs/guides/lungs.md`.
+The steps after decoding live here too: `trim_box`, `equalize` and
+`image_to_array` (the resize). With `lungs="crop"` or `"mask"` the lungs are
+found by the segmenter that ships with covidxray, and boxed by its
+`lung_box` (`covidxray.lungs.unet`, imported only then); see
+`docs/guides/lungs.md`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ __all__ = [
     "Preprocessing",
     "equalize",
     "image_to_array",
-    "lung_box",
     "report_lungs",
     "trim_box",
 ]
@@ -223,6 +223,8 @@ class Preprocessing:
         box = trim_box(image, self.trim) if self.trim else None
         if not self.needs_lungs:
             return box
+        from ..lungs.unet import lung_box  # numpy only; imported on first use
+
         outer = box or (0, 0, image.width, image.height)
         found = lung_box(self._mask_for(image, lungs), LUNG_MARGIN)
         if found is None:  # no lungs: the (trimmed) image, whole
@@ -305,12 +307,7 @@ class Preprocessing:
             >>> prep.mask_array(Image.new("L", (20, 10)), mask)[0].tolist()
             [True, True, True, True, False, False, False, False]
         """
-        lungs = self._mask_for(image, lungs) if self.needs_lungs else np.asarray(lungs)
-        if lungs.shape != (image.height, image.width):
-            raise ValueError(
-                f"The lung mask has shape {lungs.shape}; the image is "
-                f"{image.height} x {image.width} (height x width)."
-            )
+        lungs = self._mask_for(image, lungs)
         as_image = Image.fromarray(np.asarray(lungs, np.uint8) * 255)
         box = self._seen_inside(image, lungs)
         if box is not None:
@@ -480,35 +477,6 @@ class Preprocessing:
             equalize=values.get("equalize", "none"),
             lungs=values.get("lungs", "none"),
         )
-
-
-def lung_box(
-    mask: np.ndarray, margin: float = LUNG_MARGIN
-) -> tuple[int, int, int, int] | None:
-    """The bounding box of a lung mask, `(left, top, right, bottom)`, grown by
-    `margin` times its size on each side and clipped to the mask; None for an
-    empty mask.
-
-    Examples:
-        >>> import numpy as np
-        >>> mask = np.zeros((100, 100), bool); mask[20:80, 10:90] = True
-        >>> lung_box(mask, 0.1)
-        (2, 14, 98, 86)
-    """
-    mask = np.asarray(mask, bool)
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    dy, dx = margin * (bottom - top), margin * (right - left)
-    height, width = mask.shape
-    return (
-        max(0, int(round(left - dx))),
-        max(0, int(round(top - dy))),
-        min(width, int(round(right + dx))),
-        min(height, int(round(bottom + dy))),
-    )
 
 
 def _grown(mask: np.ndarray, radius: float) -> np.ndarray:

@@ -36,6 +36,7 @@ __all__ = [
     "clean_mask",
     "default_lung_model",
     "load_weights",
+    "lung_box",
     "save_weights",
 ]
 
@@ -205,19 +206,34 @@ class LungMask:
         """The lungs' bounding box `(left, top, right, bottom)` in pixels,
         grown by `margin` times its size on each side and clipped to the
         image; None for an empty mask."""
-        rows = np.flatnonzero(self.mask.any(axis=1))
-        cols = np.flatnonzero(self.mask.any(axis=0))
-        if rows.size == 0:
-            return None
-        top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        dy, dx = margin * (bottom - top), margin * (right - left)
-        height, width = self.mask.shape
-        return (
-            max(0, int(round(left - dx))),
-            max(0, int(round(top - dy))),
-            min(width, int(round(right + dx))),
-            min(height, int(round(bottom + dy))),
-        )
+        return lung_box(self.mask, margin)
+
+
+def lung_box(mask: np.ndarray, margin: float = 0.0) -> tuple[int, int, int, int] | None:
+    """The bounding box of a lung mask, `(left, top, right, bottom)`, grown by
+    `margin` times its size on each side and clipped to the mask; None for an
+    empty mask.
+
+    Examples:
+        >>> import numpy as np
+        >>> mask = np.zeros((100, 100), bool); mask[20:80, 10:90] = True
+        >>> lung_box(mask, 0.1)
+        (2, 14, 98, 86)
+    """
+    mask = np.asarray(mask, bool)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    dy, dx = margin * (bottom - top), margin * (right - left)
+    height, width = mask.shape
+    return (
+        max(0, int(round(left - dx))),
+        max(0, int(round(top - dy))),
+        min(width, int(round(right + dx))),
+        min(height, int(round(bottom + dy))),
+    )
 
 
 def save_weights(model: Any, path: str | os.PathLike[str]) -> Path:
