@@ -328,7 +328,8 @@ def test_augment_seed_is_a_deprecated_name_of_paper(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from covidxray import Augmenter
-    from covidxray.cli import AUGMENTS, _augmenter, build_parser
+    from covidxray.cli import AUGMENTS, build_parser
+    from covidxray.cli.train import _augmenter
 
     assert "seed" not in AUGMENTS and "paper" in AUGMENTS
     args = build_parser().parse_args(

@@ -1,5 +1,6 @@
-"""Argument types of the `covidxray` command: every number is checked by the
-parser, before any work, and its message says the valid range.
+"""What the `covidxray` command's arguments mean: the exit codes, the types
+(every number is checked by the parser, before any work, and its message says
+the valid range), and the data and image arguments read into paths.
 
 `0` never means "the default": an option left out takes its default, and a
 value given is used as it is or refused. The ranges are listed in
@@ -10,12 +11,22 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-from ._validation import MAX_IMAGE_SIDE
-from .data.checks import parse_class_map
+from .._validation import MAX_IMAGE_SIDE
+from ..data.catalog import source_name
+from ..data.checks import parse_class_map
+from ..errors import DataError
 
 __all__ = [
+    "CLASS_MAP_HELP",
+    "DATA_HELP",
+    "EXIT_DATA",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "EXIT_WEIGHTS",
     "BATCH_SIZE",
     "BOOTSTRAP",
     "EPOCHS",
@@ -28,11 +39,17 @@ __all__ = [
     "SPECTRAL_DECOUPLING",
     "TRIM",
     "class_map",
+    "image_files",
     "integer",
     "number",
+    "sources",
     "tsv_field",
     "window",
 ]
+
+#: Exit codes: success; bad data, file or argument value; bad usage (argparse);
+#: pretrained weights unavailable.
+EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_WEIGHTS = 0, 1, 2, 3
 
 
 def integer(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -157,3 +174,48 @@ LEARNING_RATE = number(0.0, 1.0, low_open=True)
 TRIM = number(0.0, 0.5, high_open=True)
 SPECTRAL_DECOUPLING = number(0.0, 1e6)
 LUNG_FOCUS = number(0.0, 1e6)
+
+
+CLASS_MAP_HELP = (
+    "FOLDER=CLASS,...: what each class folder is, e.g. cats=non,dogs=covid "
+    "(folders whose names match no class are refused)"
+)
+DATA_HELP = (
+    "dataset folder(s) or metadata file(s); several are read as one dataset with "
+    "a source each (named after its folder, or NAME=PATH)"
+)
+
+
+def image_files(items: Sequence[str]) -> list[str]:
+    """The image files named, folders expanded; a DataError for a missing one."""
+    from ..data import find_images
+
+    files: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(find_images(path))
+        elif path.is_file():
+            files.append(str(path))
+        else:
+            raise DataError(f"No such file or folder: '{item}'.")
+    if not files:
+        raise DataError(f"Found no images in {list(items)}.")
+    return files
+
+
+def sources(items: list[str]) -> Any:
+    """One path, or a dict name -> path for several (NAME=PATH or a folder)."""
+    if len(items) == 1 and "=" not in items[0]:
+        return items[0]
+    named: dict[str, str] = {}
+    for item in items:
+        name, _, path = item.partition("=") if "=" in item else ("", "", item)
+        key = name or source_name(Path(path))
+        if key in named:
+            raise DataError(
+                f"Two sources are named {key!r}: '{named[key]}' and '{path}'. Name "
+                "them with NAME=PATH."
+            )
+        named[key] = path
+    return named
