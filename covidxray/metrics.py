@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .calibration import DEFAULT_BINS, Reliability, bootstrap_ece, reliability_curve
+
 __all__ = [
     "Evaluation",
     "choose_threshold",
@@ -208,8 +210,12 @@ class Evaluation:
 
     Attributes:
         metrics: accuracy, balanced_accuracy, sensitivity, specificity, ppv,
-            npv, f1, roc_auc, pr_auc, brier, log_loss.
-        ci: 95% intervals: Wilson for proportions, a seeded bootstrap for AUCs.
+            npv, f1, roc_auc, pr_auc, brier, log_loss, and ece: the expected
+            calibration error over `n_bins` equal-count bins (the positive
+            class's probability for two classes, top-label confidence for
+            more; see `covidxray.calibration`).
+        ci: 95% intervals: Wilson for proportions, a seeded bootstrap for the
+            AUCs and the ECE.
         confusion_matrix: Rows are true classes, columns predicted classes.
         support: Images per true class.
         per_class: One-vs-rest metrics per class (multi-class only).
@@ -217,6 +223,9 @@ class Evaluation:
             (a positives-only set has no specificity); their value is NaN in
             `metrics` and null in `to_dict`.
         meta: Provenance: library and TensorFlow versions, seed, data fingerprint.
+        reliability: The reliability curve's points (`Reliability`: mean
+            predicted probability, observed fraction and count per bin), or
+            None in an `Evaluation` built without them.
 
     Examples:
         >>> import numpy as np
@@ -228,6 +237,8 @@ class Evaluation:
         [[2, 1], [1, 1]]
         >>> ev.metrics["sensitivity"], ev.metrics["specificity"]
         (0.5, 0.6666666666666666)
+        >>> ev.reliability.count
+        (1, 1, 1, 1, 1)
     """
 
     class_names: tuple[str, ...]
@@ -242,6 +253,7 @@ class Evaluation:
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    reliability: Reliability | None = None
 
     def __getattr__(self, name: str) -> float:
         metrics = self.__dict__.get("metrics", {})
@@ -261,6 +273,7 @@ class Evaluation:
         n_bootstrap: int = 1000,
         seed: int = 0,
         meta: dict[str, Any] | None = None,
+        n_bins: int = DEFAULT_BINS,
     ) -> Evaluation:
         """Compute every metric from true class indices and probabilities.
 
@@ -272,9 +285,11 @@ class Evaluation:
             positive_class: For two classes, the positive class (default:
                 `class_names[1]`).
             threshold: Decision threshold on P(positive) (two classes).
-            n_bootstrap: Bootstrap resamples for the AUC intervals (0: none).
+            n_bootstrap: Bootstrap resamples for the AUC and ECE intervals
+                (0: none).
             seed: Seed of the bootstrap.
             meta: Provenance to keep with the numbers.
+            n_bins: Equal-count bins of the ECE and the reliability curve.
         """
         from sklearn.metrics import confusion_matrix, log_loss
 
@@ -347,6 +362,16 @@ class Evaluation:
             metrics["balanced_accuracy"] = metrics["sensitivity"]
             onehot = np.eye(k)[y]
             metrics["brier"] = float(np.mean(np.sum((full - onehot) ** 2, axis=1)))
+        if k == 2:
+            confidence, hit, kind = p_pos, is_pos, "positive class"
+        else:
+            confidence, hit, kind = full.max(axis=1), pred == y, "top label"
+        curve = reliability_curve(confidence, hit, n_bins=n_bins, kind=kind)
+        metrics["ece"] = curve.ece
+        if n_bootstrap:
+            ci["ece"] = bootstrap_ece(
+                confidence, hit, n_bins=n_bins, n=n_bootstrap, seed=seed
+            )
         unavailable = _unavailable(names, y, pos if k == 2 else None)
         for key in unavailable:
             metrics[key] = math.nan
@@ -370,6 +395,7 @@ class Evaluation:
             per_class=per_class,
             unavailable=unavailable,
             meta=dict(meta or {}),
+            reliability=curve,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -389,6 +415,9 @@ class Evaluation:
             },
             "unavailable": dict(self.unavailable),
             "meta": self.meta,
+            "reliability": (
+                self.reliability.to_dict() if self.reliability is not None else None
+            ),
         }
 
     def to_markdown(self) -> str:
@@ -407,7 +436,23 @@ class Evaluation:
         lines += [
             "    " + " ".join(f"{v:6d}" for v in row) for row in self.confusion_matrix
         ]
+        if self.reliability is not None and self.reliability.count:
+            lines += ["", *_reliability_lines(self.reliability)]
         return "\n".join(lines) + "\n"
+
+
+def _reliability_lines(curve: Reliability) -> list[str]:
+    lines = [
+        f"Reliability ({curve.kind}, {len(curve.count)} equal-count bins; "
+        f"ECE {curve.ece:.3f}):",
+        "",
+        "| bin | images | mean predicted | observed |",
+        "|---|---|---|---|",
+    ]
+    rows = zip(curve.mean_predicted, curve.observed, curve.count, strict=True)
+    for i, (p, o, c) in enumerate(rows, 1):
+        lines.append(f"| {i} | {c} | {p:.3f} | {o:.3f} |")
+    return lines
 
 
 _NEEDS_NEGATIVES = ("specificity", "ppv", "npv", "f1", "roc_auc", "pr_auc")

@@ -1,4 +1,5 @@
-"""Figures: training curves, ROC curves, confusion matrices, Grad-CAM grids.
+"""Figures: training curves, ROC curves, reliability diagrams, confusion
+matrices, Grad-CAM grids.
 
 matplotlib is imported only when a function here is called; install it with
 the `plots` extra: `pip install "covidxray[plots]"`.
@@ -12,12 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .calibration import Reliability
 from .metrics import Evaluation
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_confusion_matrix", "plot_gradcam_grid", "plot_history", "plot_roc"]
+__all__ = [
+    "plot_calibration",
+    "plot_confusion_matrix",
+    "plot_gradcam_grid",
+    "plot_history",
+    "plot_roc",
+]
 
 
 def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (5, 4)) -> Any:
@@ -111,6 +119,107 @@ def plot_roc(
     ax.set_ylabel("sensitivity (true positive rate)")
     ax.set_title("ROC")
     ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def _confidences(evaluation: Evaluation) -> np.ndarray:
+    """The probabilities that the reliability curve of `evaluation` bins."""
+    if len(evaluation.class_names) == 2:
+        pos = list(evaluation.class_names).index(
+            evaluation.positive_class or evaluation.class_names[1]
+        )
+        return np.asarray(evaluation.y_score[:, pos])
+    return np.asarray(evaluation.y_score.max(axis=1))
+
+
+def plot_calibration(
+    evaluation: Evaluation | Reliability,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    title: str = "",
+) -> Figure:
+    """The reliability diagram: observed fraction against mean predicted
+    probability per equal-count bin, with the diagonal of a calibrated model.
+
+    Each point is sized by its bin's count and labelled with it; the ECE is
+    in the title. Given an `Evaluation`, a histogram of its predicted
+    probabilities sits below the diagram.
+
+    Args:
+        evaluation: An `Evaluation` (its `reliability`), or a `Reliability`.
+        path: Save the figure there as a PNG.
+        title: Text before the ECE in the title.
+
+    Examples:
+        >>> from covidxray import Evaluation
+        >>> from covidxray.plots import plot_calibration
+        >>> ev = Evaluation.from_predictions(
+        ...     [0, 0, 1, 1], [0.1, 0.6, 0.7, 0.9], class_names=["non", "covid"],
+        ...     n_bootstrap=0, n_bins=2)
+        >>> plot_calibration(ev).axes[0].get_title()
+        'Reliability (ECE 0.275)'
+    """
+    if isinstance(evaluation, Evaluation):
+        curve = evaluation.reliability
+        if curve is None:
+            raise ValueError(
+                "The `evaluation` argument of plot_calibration has no reliability "
+                "curve (it was built without one)."
+            )
+        scores: np.ndarray | None = _confidences(evaluation)
+    elif isinstance(evaluation, Reliability):
+        curve, scores = evaluation, None
+    else:
+        raise TypeError(
+            "The `evaluation` argument of plot_calibration must be an Evaluation "
+            f"or a Reliability. Received: {type(evaluation).__name__}."
+        )
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError(
+            'Plotting needs matplotlib. Install it with: pip install "covidxray[plots]"'
+        ) from exc
+    fig = Figure(figsize=(5, 5.4 if scores is not None else 4.6), dpi=100)
+    fig.set_layout_engine("constrained")
+    if scores is not None:
+        ax, hist = fig.subplots(
+            2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]}
+        )
+    else:
+        ax, hist = fig.subplots(1, 1), None
+    ax.plot(
+        [0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="calibrated"
+    )
+    counts = np.asarray(curve.count, dtype=float)
+    sizes = 30 + 270 * counts / counts.max() if len(counts) else counts
+    ax.plot(curve.mean_predicted, curve.observed, color="C0", linewidth=1)
+    ax.scatter(
+        curve.mean_predicted,
+        curve.observed,
+        s=sizes,
+        color="C0",
+        alpha=0.8,
+        label="bins (size: images)",
+        zorder=3,
+    )
+    for x, y, c in zip(curve.mean_predicted, curve.observed, curve.count, strict=True):
+        ax.annotate(
+            str(c), (x, y), textcoords="offset points", xytext=(6, -10), fontsize=7
+        )
+    what = "positive" if curve.kind == "positive class" else "correct (top label)"
+    ax.set_ylabel(f"observed fraction {what}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    lead = f"{title} " if title else "Reliability "
+    ax.set_title(f"{lead}(ECE {curve.ece:.3f})")
+    ax.legend(loc="upper left", fontsize=8)
+    if hist is not None and scores is not None:
+        hist.hist(scores, bins=20, range=(0, 1), color="C0", alpha=0.6)
+        hist.set_ylabel("images", fontsize=8)
+        hist.set_xlabel("mean predicted probability")
+    else:
+        ax.set_xlabel("mean predicted probability")
     return _save(fig, path)
 
 

@@ -68,3 +68,24 @@ def test_missing_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r'pip install "covidxray\[plots\]"'):
         plot_history({"loss": [1.0]})
+
+
+def test_reliability_diagram_has_the_diagonal_bins_and_ece(
+    evaluation: Evaluation, tmp_path: Path
+) -> None:
+    from covidxray.plots import plot_calibration
+
+    path = tmp_path / "calibration.png"
+    fig = plot_calibration(evaluation, path=path, title="seed")
+    ax, hist = fig.axes
+    assert ax.get_title() == f"seed (ECE {evaluation.metrics['ece']:.3f})"
+    diagonal = ax.get_lines()[0].get_xydata()
+    assert diagonal.tolist() == [[0.0, 0.0], [1.0, 1.0]]
+    counts = [t.get_text() for t in ax.texts]
+    assert counts == [str(c) for c in evaluation.reliability.count]
+    assert sum(p.get_height() for p in hist.patches) == 40
+    assert Image.open(path).format == "PNG"
+    # points alone: no histogram
+    assert len(plot_calibration(evaluation.reliability).axes) == 1
+    with pytest.raises(TypeError, match="Evaluation or a Reliability"):
+        plot_calibration({"x": 1})  # type: ignore[arg-type]
