@@ -17,6 +17,7 @@ from ._version import __version__
 from .audit import AuditReport, audit
 from .data import Preprocessing, Record, XrayDataset, load_dataset
 from .errors import CovidXrayWarning, DataError, NotFittedError, WeightsUnavailableError
+from .report import report
 
 logging.getLogger("covidxray").addHandler(logging.NullHandler())
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         split_at_backbone,
     )
     from .plots import (
+        plot_calibration,
         plot_confusion_matrix,
         plot_gradcam_grid,
         plot_history,
@@ -64,6 +66,7 @@ _LAZY = {
     "overlay": "explain",
     "run_comparison": "comparison",
     "split_at_backbone": "models",
+    "plot_calibration": "plots",
     "plot_confusion_matrix": "plots",
     "plot_gradcam_grid": "plots",
     "plot_history": "plots",
@@ -99,10 +102,12 @@ __all__ = [
     "list_backbones",
     "load_dataset",
     "overlay",
+    "plot_calibration",
     "plot_confusion_matrix",
     "plot_gradcam_grid",
     "plot_history",
     "plot_roc",
+    "report",
     "run_comparison",
     "split_at_backbone",
 ]

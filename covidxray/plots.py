@@ -141,7 +141,8 @@ def plot_calibration(
     """The reliability diagram: observed fraction against mean predicted
     probability per equal-count bin, with the diagonal of a calibrated model.
 
-    Each point is sized by its bin's count and labelled with it; the ECE is
+    Each point is sized by its bin's count and labelled with it (where
+    labels would overlap, the first of the close bins); the ECE is
     in the title. Given an `Evaluation`, a histogram of its predicted
     probabilities sits below the diagram.
 
@@ -203,7 +204,11 @@ def plot_calibration(
         label="bins (size: images)",
         zorder=3,
     )
+    last = -1.0
     for x, y, c in zip(curve.mean_predicted, curve.observed, curve.count, strict=True):
+        if x - last < 0.06:
+            continue  # labels of close bins would overlap: the first speaks
+        last = x
         ax.annotate(
             str(c), (x, y), textcoords="offset points", xytext=(6, -10), fontsize=7
         )
@@ -213,11 +218,11 @@ def plot_calibration(
     ax.set_ylim(-0.02, 1.02)
     lead = f"{title} " if title else "Reliability "
     ax.set_title(f"{lead}(ECE {curve.ece:.3f})")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     if hist is not None and scores is not None:
         hist.hist(scores, bins=20, range=(0, 1), color="C0", alpha=0.6)
         hist.set_ylabel("images", fontsize=8)
-        hist.set_xlabel("mean predicted probability")
+        hist.set_xlabel("predicted probability")
     else:
         ax.set_xlabel("mean predicted probability")
     return _save(fig, path)

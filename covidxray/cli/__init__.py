@@ -1,7 +1,7 @@
 """The `covidxray` command: a thin layer over the public API.
 
 Each subcommand lives in the module of its concept (`train`, `evaluate`,
-`predict`, ...), which adds its own parser; `args` holds what the arguments
+`report`, `predict`, ...), which adds its own parser; `args` holds what the arguments
 mean. Exit codes: 0 success; 1 bad data, file or argument value; 2 bad usage;
 3 pretrained weights unavailable.
 """
@@ -18,7 +18,7 @@ from .. import _progress
 from .._version import __version__
 from ..data.tempfiles import terminate_as_exit
 from ..errors import DataError, WeightsUnavailableError
-from . import audit, evaluate, predict, train
+from . import audit, evaluate, predict, report, train
 from .args import EXIT_DATA, EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS
 from .train import AUGMENTS, DEFAULT_RECIPE
 
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: The modules that add the subcommands, in the order `--help` lists them.
-_COMMANDS = (audit, train, evaluate, predict)
+_COMMANDS = (audit, train, evaluate, report, predict)
 
 
 def build_parser() -> argparse.ArgumentParser:

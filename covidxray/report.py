@@ -1,0 +1,691 @@
+"""`report`: one self-contained HTML file that says what a model is worth.
+
+The file holds the model (architecture, parameters, preprocessing, threshold),
+what it was trained on (its training record), and for each dataset given:
+the class x source table, the images left out as seen in training, the
+metrics with 95% intervals at the model's threshold, the ROC curve, the
+reliability diagram and ECE, the lung test, the most confident false
+positives and false negatives with Grad-CAM overlays, and the warnings in
+plain words; then a CLAIM / TRIPOD+AI checklist of what it covers and what it
+cannot. Figures are inline PNGs; the file fetches nothing. See
+`docs/guides/report.md`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _report_html as H
+from .data.dataset import XrayDataset
+from .data.tempfiles import file_mode, remove_stale, temp_prefix, terminate_as_exit
+from .errors import DataError
+
+if TYPE_CHECKING:
+    from .classifier import Classifier
+    from .metrics import Evaluation
+
+logger = logging.getLogger("covidxray")
+
+__all__ = ["check_report_path", "report"]
+
+#: Thumbnails per kind of failure (false positives, false negatives).
+GALLERY = 6
+
+
+def check_report_path(path: str | os.PathLike[str], where: str = "report") -> Path:
+    """Check, before any work, that a file can be written at `path`: its
+    folder exists and is writable, and `path` is not a folder.
+
+    Raises:
+        ValueError: The message names the path and what is wrong.
+
+    Examples:
+        >>> check_report_path("no-such-folder/r.html")
+        Traceback (most recent call last):
+        ...
+        ValueError: Cannot write 'no-such-folder/r.html' (report): the folder ...
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(
+            f"Cannot write '{path}' ({where}): the folder '{folder}' does not "
+            "exist. Create it first."
+        )
+    if target.is_dir():
+        raise ValueError(f"Cannot write '{path}' ({where}): it is a folder.")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(
+            f"Cannot write '{path}' ({where}): the folder '{folder}' is not writable."
+        )
+    return target
+
+
+@dataclass(frozen=True)
+class _Model:
+    """What the report asks of a fitted classifier, as bound methods and
+    plain values (a private helper never takes the classifier itself)."""
+
+    fitted: Any  # _scoring.FittedModel
+    read: Callable[..., XrayDataset]
+    evaluate: Callable[..., Evaluation]
+    explain: Callable[..., np.ndarray]
+    lung_test: Callable[..., Any]
+
+
+@dataclass
+class _Section:
+    """What one dataset's section shows, as plain values."""
+
+    name: str
+    summary: str = ""
+    source_table: dict[str, dict[str, int]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    n_total: int = 0
+    n_seen: int | None = None
+    seen_whole: bool = False
+    evaluation: Evaluation | None = None
+    lungs: Any = None
+    lung_note: str = ""
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    failure_note: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def report(
+    clf: Classifier,
+    datasets: Any,
+    path: str | os.PathLike[str],
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    lung_test: bool = True,
+    gallery: int = GALLERY,
+    class_map: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write one self-contained HTML report of a fitted classifier.
+
+    Args:
+        clf: A fitted `Classifier`.
+        datasets: A dataset folder or file, an `XrayDataset`, a list of them,
+            or a dict of name to either. Each is read as `evaluate` reads it
+            (the model's preprocessing; its test split, or all of it).
+        path: The HTML file to write, atomically (checked before any work).
+        n_bootstrap: Bootstrap resamples of the AUC and ECE intervals.
+        seed: Seed of the bootstrap.
+        lung_test: Run the lung test (binary models; the shipped segmenter).
+        gallery: Most confident false positives and false negatives shown,
+            each (0: none).
+        class_map: Renames of class folders, as in `Classifier.read_dataset`.
+        title: The report's title (default: the model's classes).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: `path` cannot be written (before anything is read).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from covidxray import Classifier, build_cnn, load_dataset, report
+        >>> from covidxray.datasets import make_synthetic
+        >>> root = make_synthetic(
+        ...     tempfile.mkdtemp(), n_per_class=12, image_size=(32, 32))
+        >>> data = load_dataset(root, image_size=(32, 32), test_split=0.5)
+        >>> clf = Classifier(build_cnn((32, 32, 1), filters=(4,)),
+        ...                  class_names=data.class_names).fit(data, epochs=1)
+        >>> out = report(clf, data, Path(tempfile.mkdtemp()) / "r.html",
+        ...              n_bootstrap=50, lung_test=False)
+        >>> "Research software, not for clinical use" in out.read_text()
+        True
+    """
+    target = check_report_path(path)
+    if isinstance(gallery, bool) or not isinstance(gallery, int) or gallery < 0:
+        raise ValueError(
+            f"The `gallery` argument of report must be an integer >= 0. "
+            f"Received: {gallery!r}."
+        )
+    items = _named(datasets)
+    config = clf.get_config()  # raises NotFittedError before any reading
+    scorer = _Model(
+        fitted=clf._fitted_model(),
+        read=clf.read_dataset,
+        evaluate=clf.evaluate,
+        explain=clf.explain,
+        lung_test=clf.lung_test,
+    )
+    sections = [
+        _dataset(scorer, name, data, n_bootstrap, seed, lung_test, gallery, class_map)
+        for name, data in items
+    ]
+    trained = _training_sources(config.training)
+    shared = {s.name: _shared(s.sources, trained) for s in sections}
+    within = [name for name, found in shared.items() if found]
+    external = [name for name, found in shared.items() if trained and not found]
+    heading = title or f"covidxray report: {' vs '.join(config.class_names)}"
+    body = [
+        f"<h1>{H.esc(heading)}</h1>",
+        '<p class="muted">One file: every figure is inline and nothing is '
+        "fetched. Made by covidxray "
+        f"{H.esc(config.provenance.get('covidxray_version', ''))}.</p>",
+        _contents(sections),
+        _model_section(clf.model_, config),
+        _training_section(config.training),
+        *(
+            _section_html(s, i, shared[s.name], bool(trained))
+            for i, s in enumerate(sections)
+        ),
+        '<h2 id="checklist">Reporting checklist</h2>',
+        H.checklist(external, within, sum(s.lungs is not None for s in sections)),
+    ]
+    _write_atomic(target, H.page(heading, "\n".join(body)))
+    return target
+
+
+def _named(datasets: Any) -> list[tuple[str, Any]]:
+    if isinstance(datasets, Mapping):
+        pairs = [(str(k), v) for k, v in datasets.items()]
+    elif isinstance(datasets, (str, os.PathLike, XrayDataset)):
+        pairs = [("", datasets)]
+    elif isinstance(datasets, Sequence):
+        pairs = [("", d) for d in datasets]
+    else:
+        raise TypeError(
+            "The `datasets` argument of report must be a dataset folder or file, "
+            "an XrayDataset, a list of them or a dict of name to one. Received: "
+            f"{type(datasets).__name__}."
+        )
+    if not pairs:
+        raise ValueError("The `datasets` argument of report is empty.")
+    named = []
+    for name, data in pairs:
+        if not isinstance(data, (str, os.PathLike, XrayDataset)):
+            raise TypeError(
+                "Each dataset of report must be a folder or file or an "
+                f"XrayDataset. Received: {type(data).__name__}."
+            )
+        shown = name or (
+            data.source if isinstance(data, XrayDataset) else os.fspath(data)
+        )
+        named.append((str(shown), data))
+    return named
+
+
+def _training_sources(training: Mapping[str, Any] | None) -> dict[str, str]:
+    """Source name -> folder or file of the training data's sources."""
+    found: dict[str, str] = {}
+    for entry in (training or {}).get("datasets", []):
+        for source in entry.get("sources", []):
+            if source.get("name"):
+                found[str(source["name"])] = str(source.get("path", ""))
+    return found
+
+
+def _shared(sources: Mapping[str, str], trained: Mapping[str, str]) -> list[str]:
+    """The training sources that a dataset's sources are, hold, or lie in
+    (`seed-xray/test` lies in the training source `seed-xray`)."""
+
+    def near(a: str, b: str) -> bool:
+        if not a or not b:
+            return False
+        pa, pb = Path(a).resolve(), Path(b).resolve()
+        return pa == pb or pb in pa.parents or pa in pb.parents
+
+    return sorted(
+        name
+        for name, path in trained.items()
+        if name in sources or any(near(p, path) for p in sources.values())
+    )
+
+
+def _plain(line: str) -> str:
+    """A Markdown line of `Evaluation`'s notes as plain words."""
+    line = re.sub(r"\(`[^`]*`\)", "", line)
+    return " ".join(line.replace("**", "").replace("`", "").split())
+
+
+def _dataset(
+    scorer: _Model,
+    name: str,
+    source: Any,
+    n_bootstrap: int,
+    seed: int,
+    lung_test: bool,
+    gallery: int,
+    class_map: Mapping[str, str] | None,
+) -> _Section:
+    """Read, score and explain one dataset; every warning is kept for the
+    report (and logged), and a dataset seen whole is said, not raised."""
+    from . import _scoring
+    from .metrics import _scope_lines
+
+    section = _Section(name=name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = (
+            source
+            if isinstance(source, XrayDataset)
+            else scorer.read(source, class_map)
+        )
+        section.summary = data.summary()
+        section.source_table = data.source_table()
+        section.sources = {str(k): str(v) for k, v in data.sources.items()} or {
+            str(data.source): str(data.source)
+        }
+        fitted = scorer.fitted
+        _, every, _, meta = _scoring.select(
+            fitted, data, split=None, where="report", include_seen=True
+        )
+        section.n_total = len(every)
+        section.n_seen = meta.get("n_seen")
+        if section.n_seen is not None and section.n_seen >= len(every):
+            section.seen_whole = True
+        else:
+            _, records, _, _ = _scoring.select(fitted, data, split=None, where="report")
+            ev = scorer.evaluate(data, n_bootstrap=n_bootstrap, seed=seed)
+            section.evaluation = ev
+            section.warnings += [
+                _plain(line)
+                for line in _scope_lines(ev.meta)
+                if line and line != ev.meta.get("scope") and "Left out" not in line
+            ]
+            if gallery:
+                _failures(scorer, data, records, ev, gallery, section)
+    section.warnings += _caught(caught)
+    if lung_test and section.evaluation is not None:
+        _lungs(scorer, data, n_bootstrap, seed, section)
+    section.warnings += _sample_warnings(section.evaluation)
+    for line in section.warnings:
+        logger.warning("%s: %s", name, line)
+    return section
+
+
+def _caught(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    lines = []
+    for item in caught:
+        text = " ".join(str(item.message).split())
+        if text not in lines:
+            lines.append(text)
+    return lines
+
+
+def _sample_warnings(ev: Evaluation | None) -> list[str]:
+    if ev is None:
+        return []
+    lines = []
+    counts = sorted(ev.support.items(), key=lambda kv: kv[1])
+    small = [f"{k} ({v})" for k, v in counts if 0 < v < 30]
+    if small:
+        lines.append(
+            f"Few images of {', '.join(small)}: the intervals of the metrics "
+            "that count them are wide; read the intervals, not the values."
+        )
+    if ev.unavailable:
+        reason = next(iter(ev.unavailable.values()))
+        lines.append(
+            f"Some metrics cannot be measured here ({reason}): "
+            f"{', '.join(sorted(ev.unavailable))}."
+        )
+    return lines
+
+
+def _failures(
+    scorer: _Model,
+    data: XrayDataset,
+    records: Sequence[Any],
+    ev: Evaluation,
+    limit: int,
+    section: _Section,
+) -> None:
+    """The most confident false positives and false negatives, with Grad-CAM."""
+    from .explain import overlay
+
+    if len(ev.class_names) != 2 or len(records) != len(ev.y_true):
+        section.failure_note = "The gallery needs a binary model."
+        return
+    pos = list(ev.class_names).index(ev.positive_class or ev.class_names[1])
+    p = ev.y_score[:, pos]
+    is_pos = ev.y_true == pos
+    called = p >= ev.threshold
+    fp = [int(i) for i in np.argsort(-p) if not is_pos[i] and called[i]][:limit]
+    fn = [int(i) for i in np.argsort(p) if is_pos[i] and not called[i]][:limit]
+    chosen = fp + fn
+    if not chosen:
+        section.failure_note = "No false positives and no false negatives."
+        return
+    images = data.images_of([records[i] for i in chosen])
+    heat = scorer.explain(images)
+    names = ev.class_names
+    for k, i in enumerate(chosen):
+        kind = "false positive" if k < len(fp) else "false negative"
+        caption = (
+            f"{kind}: {Path(records[i].path).name} (true {names[int(ev.y_true[i])]}, "
+            f"P({names[pos]}) = {p[i]:.2f})"
+        )
+        section.failures.append((H.image_uri(overlay(images[k], heat[k])), caption))
+    section.failure_note = (
+        f"{len(fp)} of {int(np.sum(~is_pos & called))} false positives and "
+        f"{len(fn)} of {int(np.sum(is_pos & ~called))} false negatives, the most "
+        "confident first, with their Grad-CAM overlays (red: where the model's "
+        "gradient is largest)."
+    )
+
+
+def _lungs(
+    scorer: _Model,
+    data: XrayDataset,
+    n_bootstrap: int,
+    seed: int,
+    section: _Section,
+) -> None:
+    if len(scorer.fitted.class_names) != 2:
+        section.lung_note = "The lung test applies to binary models only."
+        return
+    try:
+        from .lungs import LungSegmenter
+
+        segmenter = LungSegmenter()
+    except (ImportError, OSError, DataError) as exc:
+        section.lung_note = f"No lung test: the lung segmenter is unavailable ({exc})."
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            section.lungs = scorer.lung_test(
+                data, segmenter=segmenter, n_bootstrap=n_bootstrap, seed=seed
+            )
+        except DataError as exc:
+            section.lung_note = f"No lung test: {exc}"
+    masks = [w for w in caught if "mask" in str(w.message).lower()]
+    if masks:
+        section.warnings.append(
+            f"The lung segmenter warned about {len(masks)} images (implausible "
+            "masks); the lung test left them out."
+        )
+    section.warnings += _caught([w for w in caught if w not in masks])
+
+
+def _contents(sections: Sequence[_Section]) -> str:
+    links = "".join(
+        f'<li><a href="#data-{i}">{H.esc(s.name)}</a></li>'
+        for i, s in enumerate(sections)
+    )
+    return (
+        '<nav><ul><li><a href="#model">The model</a></li>'
+        '<li><a href="#training">What it was trained on</a></li>'
+        f'{links}<li><a href="#checklist">Reporting checklist</a></li></ul></nav>'
+    )
+
+
+def _model_section(model: Any, config: Any) -> str:
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    total = int(model.count_params())
+    rows = [
+        ["name", model.name],
+        ["input shape", str(tuple(model.input_shape[1:]))],
+        ["parameters", f"{total:,} ({trainable:,} trainable)"],
+        ["classes", ", ".join(config.class_names)],
+        ["positive class", config.positive_class or config.class_names[-1]],
+        ["learning rate", config.learning_rate],
+        ["seed", config.seed],
+        ["spectral decoupling", config.spectral_decoupling],
+        ["lung focus", config.lung_focus],
+    ]
+    rows += [[k, v] for k, v in dict(config.provenance).items()]
+    if config.checkpoint:
+        rows.append(
+            ["checkpoint", ", ".join(f"{k} {v}" for k, v in config.checkpoint.items())]
+        )
+    layers = [
+        [layer.name, type(layer).__name__, int(layer.count_params())]
+        for layer in model.layers[:40]
+    ]
+    prep = config.preprocessing.to_dict()
+    threshold = config.threshold
+    how = (
+        "the default 0.5: it was not tuned, so it is fixed in advance but not "
+        "chosen for any target"
+        if threshold == 0.5
+        else "set after training (Classifier.tune_threshold on validation data, "
+        "or by hand); the model file does not record how, so state it yourself"
+    )
+    more = f" ({len(model.layers) - 40} more)" if len(model.layers) > 40 else ""
+    return (
+        '<h2 id="model">The model</h2>'
+        + H.table(["property", "value"], [[k, str(v)] for k, v in rows])
+        + f"<h3>Layers{H.esc(more)}</h3>"
+        + H.table(["layer", "kind", "parameters"], layers)
+        + "<h3>Preprocessing</h3>"
+        + H.table(["step", "value"], [[k, str(v)] for k, v in prep.items()])
+        + "<h3>Threshold</h3>"
+        + f"<p>P({H.esc(config.positive_class or config.class_names[-1])}) &ge; "
+        f"<strong>{threshold:.4g}</strong> is called positive: {H.esc(how)}. Every "
+        "metric below is at this threshold.</p>"
+    )
+
+
+def _training_section(training: Mapping[str, Any] | None) -> str:
+    head = '<h2 id="training">What it was trained on</h2>'
+    if not training:
+        return head + H.warnings_box(
+            [
+                "This model has no training record (saved by an older covidxray "
+                "or fitted on arrays): the report cannot say what it was trained "
+                "on, nor check whether a dataset overlaps its training data."
+            ]
+        )
+    parts = [head]
+    for entry in training.get("datasets", []):
+        sources = ", ".join(
+            f"{s.get('name')} ({s.get('path')})" for s in entry.get("sources", [])
+        )
+        parts.append(
+            f"<p><strong>{H.esc(entry.get('source', ''))}</strong>: layout "
+            f"{H.esc(entry.get('layout', ''))}; sources {H.esc(sources)}; split "
+            f"seed {H.esc(entry.get('seed'))}; modalities "
+            f"{H.esc(entry.get('modalities', {}))}.</p>"
+        )
+        counts = entry.get("counts", {})
+        classes = sorted({c for per in counts.values() for c in per})
+        rows = [
+            [split, *[per.get(c, 0) for c in classes], sum(per.values())]
+            for split, per in counts.items()
+        ]
+        parts.append(H.table(["split", *classes, "all"], rows))
+    parts.append(
+        f'<p class="muted">The record holds a content hash of each of its '
+        f"{H.esc(training.get('images', '?'))} training and validation images "
+        "(not the images); that is how images seen in training are found below."
+        + (
+            ""
+            if training.get("complete", True)
+            else " It is incomplete: the model also saw arrays, which leave no record."
+        )
+        + "</p>"
+    )
+    return "".join(parts)
+
+
+def _section_html(s: _Section, index: int, shared: list[str], known: bool) -> str:
+    from .plots import plot_calibration, plot_roc
+
+    kind = (
+        "within-source: it shares the sources "
+        + ", ".join(sorted(shared))
+        + " with the training data"
+        if shared
+        else "external: none of its sources is among the training data's"
+        if known
+        else "of unknown relation to the training data (no training record)"
+    )
+    parts = [
+        f'<h2 id="data-{index}">Dataset: {H.esc(s.name)}</h2>',
+        f"<p>This dataset is {H.esc(kind)}.</p>",
+        "<h3>Classes by source (all splits read)</h3>",
+    ]
+    classes = sorted({c for per in s.source_table.values() for c in per})
+    parts.append(
+        H.table(
+            ["source", *classes, "all"],
+            [
+                [src, *[per.get(c, 0) for c in classes], sum(per.values())]
+                for src, per in s.source_table.items()
+            ],
+        )
+    )
+    seen = (
+        "unknown (the model has no training record)"
+        if s.n_seen is None
+        else f"{s.n_seen} of {s.n_total}"
+    )
+    parts.append(
+        f"<p>Images to score: {s.n_total}; left out as seen in training or "
+        f"validation: <strong>{H.esc(seen)}</strong>.</p>"
+    )
+    if s.seen_whole:
+        parts.append(
+            H.warnings_box(
+                [
+                    f"Every one of the {s.n_total} images of this dataset was seen "
+                    "in training or validation (the same file bytes or decoded "
+                    "pixels): there is nothing left to score, and no metric is "
+                    "reported for it. Score images the model never saw.",
+                    *s.warnings,
+                ]
+            )
+        )
+        return "".join(parts)
+    ev = s.evaluation
+    assert ev is not None
+    doc = ev.to_dict()
+    parts.append(
+        f"<h3>Metrics at the threshold {ev.threshold:.4g} ({doc['n']} images)</h3>"
+    )
+    parts.append(H.table(["metric", "value", "95% CI", "interval"], H.metric_rows(doc)))
+    names = list(ev.class_names)
+    parts.append(
+        "<p class='muted'>Confusion matrix: rows are true classes, columns "
+        "predicted.</p>"
+        + H.table(
+            ["true \\ predicted", *names],
+            [[n, *row] for n, row in zip(names, doc["confusion_matrix"], strict=True)],
+        )
+    )
+    figs = []
+    if len(names) == 2 and "roc_auc" not in ev.unavailable:
+        figs.append((H.figure_uri(plot_roc({s.name[-40:]: ev})), "ROC curve"))
+    figs.append(
+        (
+            H.figure_uri(plot_calibration(ev)),
+            f"Reliability diagram: ECE {ev.metrics['ece']:.3f}",
+        )
+    )
+    parts.append("<h3>ROC and calibration</h3>" + H.figures(figs))
+    if ev.reliability is not None:
+        r = ev.reliability
+        parts.append(
+            f"<p>Expected calibration error (ECE) over {len(r.count)} equal-count "
+            f"bins of the {H.esc(r.kind)} probability: <strong>"
+            f"{ev.metrics['ece']:.3f}</strong>"
+            + (
+                f" (95% CI {ev.ci['ece'][0]:.3f} - {ev.ci['ece'][1]:.3f})"
+                if "ece" in ev.ci
+                else ""
+            )
+            + ". A calibrated model's points lie on the diagonal; points below it "
+            "mean the model is over-confident there. The binned ECE is biased "
+            "upward on small samples.</p>"
+        )
+        parts.append(
+            H.table(
+                ["bin", "images", "mean predicted", "observed"],
+                [
+                    [i + 1, c, p, o]
+                    for i, (p, o, c) in enumerate(
+                        zip(r.mean_predicted, r.observed, r.count, strict=True)
+                    )
+                ],
+            )
+        )
+    parts.append("<h3>The lung test</h3>")
+    if s.lungs is not None:
+        lt = s.lungs.to_dict()
+        shown = {
+            "as_is": "as they are",
+            "lungs_only": "only the lungs (outside filled)",
+            "lungs_removed": "lungs removed (filled)",
+            "control": "control: same area removed outside the lungs",
+        }
+        rows = []
+        for key, label in shown.items():
+            v = lt[key]
+            auc, ci = v.get("roc_auc"), v["ci95"].get("roc_auc")
+            rows.append(
+                [
+                    label,
+                    v["n"],
+                    _num(auc),
+                    "" if not ci or ci[0] is None else f"{ci[0]:.3f} - {ci[1]:.3f}",
+                    _num(v.get("sensitivity")),
+                    _num(v.get("specificity")),
+                ]
+            )
+        parts.append(
+            H.table(
+                ["images", "n", "ROC AUC", "95% CI", "sensitivity", "specificity"],
+                rows,
+            )
+            + f"<p>{H.esc(lt['reading'])}</p>"
+        )
+    else:
+        parts.append(f"<p>{H.esc(s.lung_note or 'Not run.')}</p>")
+    parts.append("<h3>The most confident mistakes</h3>")
+    parts.append(f"<p>{H.esc(s.failure_note)}</p>")
+    if s.failures:
+        parts.append(H.gallery(s.failures))
+    parts.append("<h3>Warnings</h3>" + H.warnings_box(s.warnings))
+    parts.append(
+        "<details><summary>The dataset as read</summary>"
+        f"<pre>{H.esc(s.summary)}</pre></details>"
+    )
+    return "".join(parts)
+
+
+def _num(value: Any) -> float:
+    """A metric of a JSON dict (None: not measurable) as a float."""
+    return float("nan") if value is None else float(value)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write beside `path` under a temporary name, then rename over it: a
+    failure (or SIGTERM) leaves no half-written report."""
+    folder = path.parent if str(path.parent) else Path(".")
+    suffix = path.suffix or ".html"
+    with terminate_as_exit():
+        handle, tmp = tempfile.mkstemp(
+            prefix=temp_prefix(path.stem), suffix=suffix, dir=folder
+        )
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(tmp, file_mode())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise
+    remove_stale(folder, path.stem, suffix)
