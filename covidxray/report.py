@@ -141,13 +141,13 @@ def report(
         >>> from pathlib import Path
         >>> from covidxray import Classifier, build_cnn, load_dataset, report
         >>> from covidxray.datasets import make_synthetic
-        >>> root = make_synthetic(
-        ...     tempfile.mkdtemp(), n_per_class=12, image_size=(32, 32))
-        >>> data = load_dataset(root, image_size=(32, 32), test_split=0.5)
-        >>> clf = Classifier(build_cnn((32, 32, 1), filters=(4,)),
-        ...                  class_names=data.class_names).fit(data, epochs=1)
+        >>> root = make_synthetic(tempfile.mkdtemp(), n_per_class=8,
+        ...                       test_per_class=4, image_size=(48, 48))
+        >>> data = load_dataset(root, image_size=(48, 48), batch_size=8)
+        >>> clf = Classifier(build_cnn((48, 48, 1)), class_names=data.class_names)
+        >>> clf = clf.fit(data, epochs=1, verbose=0)
         >>> out = report(clf, data, Path(tempfile.mkdtemp()) / "r.html",
-        ...              n_bootstrap=50, lung_test=False)
+        ...              n_bootstrap=50, lung_test=False, gallery=2)
         >>> "Research software, not for clinical use" in out.read_text()
         True
     """
