@@ -38,6 +38,7 @@ main{max-width:1100px;margin:0 auto;padding:0 1rem 3rem}
 h1{font-size:1.6rem;margin:1rem 0 .3rem}
 h2{font-size:1.3rem;margin-top:2rem;border-bottom:2px solid #ddd;padding-bottom:.2rem}
 h3{font-size:1.05rem;margin-top:1.4rem}
+h4{font-size:.95rem;margin:.8rem 0 .4rem}
 p,li{overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%;margin:.5rem 0}
 table{border-collapse:collapse;font-size:.88rem}
@@ -45,6 +46,9 @@ th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:
 th{background:#f3f3f3}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 img{max-width:100%;height:auto}
+.row{display:flex;flex-wrap:wrap;gap:0 2rem;align-items:flex-start}
+.row>div{max-width:100%;min-width:0}
+.row h3{margin-top:.5rem}
 .figs{display:flex;flex-wrap:wrap;gap:1rem}
 .figs figure{margin:0;flex:1 1 300px;max-width:520px}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(130px,1fr));

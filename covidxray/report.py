@@ -97,7 +97,7 @@ class _Section:
     evaluation: Evaluation | None = None
     lungs: Any = None
     lung_note: str = ""
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     failure_note: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -181,6 +181,7 @@ def report(
         "fetched. Made by covidxray "
         f"{H.esc(config.provenance.get('covidxray_version', ''))}.</p>",
         _contents(sections),
+        _glance(sections),
         _model_section(clf.model_, config),
         _training_section(config.training),
         *(
@@ -369,12 +370,13 @@ def _failures(
     heat = scorer.explain(images)
     names = ev.class_names
     for k, i in enumerate(chosen):
-        kind = "false positive" if k < len(fp) else "false negative"
+        kind = "False positives" if k < len(fp) else "False negatives"
         caption = (
-            f"{kind}: {Path(records[i].path).name} (true {names[int(ev.y_true[i])]}, "
+            f"{Path(records[i].path).name} (true {names[int(ev.y_true[i])]}, "
             f"P({names[pos]}) = {p[i]:.2f})"
         )
-        section.failures.append((H.image_uri(overlay(images[k], heat[k])), caption))
+        thumb = H.image_uri(overlay(images[k], heat[k]))
+        section.failures.setdefault(kind, []).append((thumb, caption))
     section.failure_note = (
         f"{len(fp)} of {int(np.sum(~is_pos & called))} false positives and "
         f"{len(fn)} of {int(np.sum(is_pos & ~called))} false negatives, the most "
@@ -415,6 +417,33 @@ def _lungs(
             "masks); the lung test left them out."
         )
     section.warnings += _caught([w for w in caught if w not in masks])
+
+
+def _glance(sections: Sequence[_Section]) -> str:
+    """One row per dataset: images scored and the headline metrics with CIs."""
+    keys = ("roc_auc", "sensitivity", "specificity", "ece")
+
+    def cell(ev: Evaluation, key: str) -> str:
+        if key in ev.unavailable or key not in ev.metrics:
+            return "n/a"
+        value, ci = ev.metrics[key], ev.ci.get(key)
+        return f"{value:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+    rows = []
+    for s in sections:
+        ev = s.evaluation
+        if ev is None:
+            rows.append([s.name, 0, *["seen whole: not scored"] * len(keys)])
+        else:
+            rows.append([s.name, len(ev.y_true), *[cell(ev, k) for k in keys]])
+    return (
+        "<h2>At a glance</h2>"
+        + H.table(
+            ["dataset", "images", "ROC AUC", "sensitivity", "specificity", "ECE"], rows
+        )
+        + '<p class="muted">Values with their 95% intervals, at the model\'s '
+        "threshold, on the images the model never saw.</p>"
+    )
 
 
 def _contents(sections: Sequence[_Section]) -> str:
@@ -463,13 +492,13 @@ def _model_section(model: Any, config: Any) -> str:
     )
     more = f" ({len(model.layers) - 40} more)" if len(model.layers) > 40 else ""
     return (
-        '<h2 id="model">The model</h2>'
+        '<h2 id="model">The model</h2><div class="row"><div>'
         + H.table(["property", "value"], [[k, str(v)] for k, v in rows])
-        + f"<h3>Layers{H.esc(more)}</h3>"
+        + f"</div><div><h3>Layers{H.esc(more)}</h3>"
         + H.table(["layer", "kind", "parameters"], layers)
-        + "<h3>Preprocessing</h3>"
+        + "</div><div><h3>Preprocessing</h3>"
         + H.table(["step", "value"], [[k, str(v)] for k, v in prep.items()])
-        + "<h3>Threshold</h3>"
+        + "</div></div><h3>Threshold</h3>"
         + f"<p>P({H.esc(config.positive_class or config.class_names[-1])}) &ge; "
         f"<strong>{threshold:.4g}</strong> is called positive: {H.esc(how)}. Every "
         "metric below is at this threshold.</p>"
@@ -573,15 +602,17 @@ def _section_html(s: _Section, index: int, shared: list[str], known: bool) -> st
     parts.append(
         f"<h3>Metrics at the threshold {ev.threshold:.4g} ({doc['n']} images)</h3>"
     )
-    parts.append(H.table(["metric", "value", "95% CI", "interval"], H.metric_rows(doc)))
     names = list(ev.class_names)
     parts.append(
-        "<p class='muted'>Confusion matrix: rows are true classes, columns "
-        "predicted.</p>"
+        '<div class="row"><div>'
+        + H.table(["metric", "value", "95% CI", "interval"], H.metric_rows(doc))
+        + "</div><div><p class='muted'>Confusion matrix: rows are true classes, "
+        "columns predicted.</p>"
         + H.table(
             ["true \\ predicted", *names],
             [[n, *row] for n, row in zip(names, doc["confusion_matrix"], strict=True)],
         )
+        + "</div></div>"
     )
     figs = []
     if len(names) == 2 and "roc_auc" not in ev.unavailable:
@@ -653,8 +684,8 @@ def _section_html(s: _Section, index: int, shared: list[str], known: bool) -> st
         parts.append(f"<p>{H.esc(s.lung_note or 'Not run.')}</p>")
     parts.append("<h3>The most confident mistakes</h3>")
     parts.append(f"<p>{H.esc(s.failure_note)}</p>")
-    if s.failures:
-        parts.append(H.gallery(s.failures))
+    for kind, items in s.failures.items():
+        parts.append(f"<h4>{H.esc(kind)}</h4>" + H.gallery(items))
     parts.append("<h3>Warnings</h3>" + H.warnings_box(s.warnings))
     parts.append(
         "<details><summary>The dataset as read</summary>"
