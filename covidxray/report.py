@@ -635,9 +635,15 @@ def _section_html(s: _Section, index: int, shared: list[str], known: bool) -> st
                 if "ece" in ev.ci
                 else ""
             )
-            + ". A calibrated model's points lie on the diagonal; points below it "
-            "mean the model is over-confident there. The binned ECE is biased "
-            "upward on small samples.</p>"
+            + ". A calibrated model's points lie on the diagonal. "
+            + (
+                "Below it, the model gives a higher probability than the "
+                "fraction that is positive (it over-predicts the positive "
+                "class); above it, a lower one. "
+                if r.kind == "positive class"
+                else "Below it, the model is more confident than it is right. "
+            )
+            + "The binned ECE is biased upward on small samples.</p>"
         )
         parts.append(
             H.table(
