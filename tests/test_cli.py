@@ -71,7 +71,8 @@ def test_train_evaluate_predict(
     assert (
         result["meta"]["split"] == "test" and result["n"] == 16
     )  # 2 leaked copies removed
-    assert set(result["metrics"]) >= {"roc_auc", "sensitivity", "specificity"}
+    assert set(result["metrics"]) >= {"roc_auc", "sensitivity", "specificity", "ece"}
+    assert len(result["ci95"]["ece"]) == 2 and sum(result["reliability"]["count"]) == 16
 
     images = sorted((root / "test" / "covid").iterdir())[:2]
     gradcam = tmp_path / "cams"
