@@ -160,9 +160,13 @@ def report(
         for name, data in items
     ]
     trained = _training_sources(config.training)
-    shared = {s.name: _shared(s.sources, trained) for s in sections}
-    within = [name for name, found in shared.items() if found]
-    external = [name for name, found in shared.items() if trained and not found]
+    shared = [_shared(s.sources, trained) for s in sections]
+    within = [s.name for s, found in zip(sections, shared, strict=True) if found]
+    external = [
+        s.name
+        for s, found in zip(sections, shared, strict=True)
+        if trained and not found
+    ]
     heading = title or f"covidxray report: {' vs '.join(config.class_names)}"
     body = [
         f"<h1>{H.esc(heading)}</h1>",
@@ -174,7 +178,7 @@ def report(
         model_section(clf.model_, config),
         training_section(config.training),
         *(
-            dataset_section(s, i, shared[s.name], bool(trained))
+            dataset_section(s, i, shared[i], bool(trained))
             for i, s in enumerate(sections)
         ),
         '<h2 id="checklist">Reporting checklist</h2>',
@@ -205,6 +209,10 @@ def _named(datasets: Any) -> list[tuple[str, Any]]:
             raise TypeError(
                 "Each dataset of report must be a folder or file or an "
                 f"XrayDataset. Received: {type(data).__name__}."
+            )
+        if not isinstance(data, XrayDataset) and not Path(data).exists():
+            raise DataError(
+                f"The dataset '{os.fspath(data)}' of report does not exist."
             )
         shown = name or (
             data.source if isinstance(data, XrayDataset) else os.fspath(data)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from covidxray import Classifier, build_cnn, load_dataset, report
+from covidxray import Classifier, DataError, build_cnn, load_dataset, report
 from covidxray.cli import EXIT_DATA, main
 from covidxray.datasets import make_synthetic
 
@@ -115,6 +115,10 @@ def test_an_unwritable_path_fails_before_any_work(
         report(clf, tmp_path / "no-data", missing)
     with pytest.raises(ValueError, match="it is a folder"):
         report(clf, tmp_path / "no-data", tmp_path)
+    # A missing dataset is found before the first one is read.
+    with pytest.raises(DataError, match="no-data' of report does not exist"):
+        report(clf, [tmp_path, tmp_path / "no-data"], tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
