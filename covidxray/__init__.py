@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .audit import AuditReport, audit
 from .data import Preprocessing, Record, XrayDataset, load_dataset
-from .errors import CovidXrayWarning, DataError, NotFittedError, WeightsUnavailableError
+from .errors import (
+    AllSeenError,
+    CovidXrayWarning,
+    DataError,
+    NotFittedError,
+    WeightsUnavailableError,
+)
 from .report import report
 
 logging.getLogger("covidxray").addHandler(logging.NullHandler())
@@ -74,6 +80,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "AllSeenError",
     "AuditReport",
     "Augmenter",
     "Backbone",

@@ -33,7 +33,7 @@ from .data.labels import canon, is_covid_name
 from .data.preprocessing import Preprocessing
 from .data.records import Record
 from .data.split import EVALUATION_SPLITS
-from .errors import CovidXrayWarning, DataError
+from .errors import AllSeenError, CovidXrayWarning, DataError
 from .features import FeatureCache
 from .metrics import Evaluation, patient_scores
 
@@ -87,11 +87,13 @@ def evaluation(
     *,
     n_bootstrap: int,
     seed: int,
+    records: Sequence[Record] = (),
 ) -> Evaluation:
     """An `Evaluation` of scored images at the model's threshold, with the
-    versions that made it and the classifier's seed in `meta`."""
+    versions that made it and the classifier's seed in `meta`, and the
+    records scored (image rows only) in `records`."""
     binary = len(fitted.class_names) == 2
-    return Evaluation.from_predictions(
+    ev = Evaluation.from_predictions(
         y,
         proba,
         class_names=list(fitted.class_names),
@@ -101,6 +103,9 @@ def evaluation(
         seed=seed,
         meta={**meta, **provenance(), "seed": fitted.seed},
     )
+    if len(records) == len(ev.y_true):
+        ev.records = tuple(records)
+    return ev
 
 
 def scores(
@@ -112,8 +117,9 @@ def scores(
     check_seen: bool = True,
     include_seen: bool = False,
     by: str = "image",
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Labels, probabilities and what was scored (`meta`) for a fitted model.
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[Record]]:
+    """Labels, probabilities, what was scored (`meta`) and the records scored
+    (image rows; none for arrays or `by="patient"`) for a fitted model.
 
     Args:
         fitted: The model and what scoring it needs.
@@ -143,7 +149,10 @@ def scores(
                 f"The `split` argument of {where} applies to a dataset only. "
                 f"Received: split={split!r} with {type(data).__name__}."
             )
-        return _array_scores(fitted, array_batches(data, PREDICT_BATCH, shuffle=False))
+        y, proba, meta = _array_scores(
+            fitted, array_batches(data, PREDICT_BATCH, shuffle=False)
+        )
+        return y, proba, meta, []
     data, records, labels, meta = select(
         fitted,
         data,
@@ -169,7 +178,8 @@ def scores(
     if by == "patient":
         labels, proba = patient_scores(labels, proba, patients)
         meta.update(by="patient", n=len(labels))
-    return labels, proba, meta
+        return labels, proba, meta, []
+    return labels, proba, meta, records
 
 
 def select(
@@ -392,11 +402,12 @@ def _unseen(
     exact = set(check.exact)
     kept = [i for i in range(len(records)) if i not in exact]
     if not kept:
-        raise DataError(
+        raise AllSeenError(
             f"All {len(records)} images to score ({meta['scope']}) were seen in "
             f"training or validation ({meta['seen_reason']}). Evaluate on images "
             "the model never saw, or pass include_seen=True (--include-seen) to "
-            "score them anyway."
+            "score them anyway.",
+            n_images=len(records),
         )
     return kept
 

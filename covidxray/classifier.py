@@ -463,11 +463,11 @@ class Classifier(Params):
         """
         self._check_fitted()
         fitted, where = self._fitted_model(), "evaluate"
-        y, proba, meta = _scoring.scores(
+        y, proba, meta, rows = _scoring.scores(
             fitted, data, split=split, where=where, include_seen=include_seen, by=by
         )
         return _scoring.evaluation(
-            fitted, y, proba, meta, n_bootstrap=n_bootstrap, seed=seed
+            fitted, y, proba, meta, n_bootstrap=n_bootstrap, seed=seed, records=rows
         )
 
     def read_dataset(
@@ -563,7 +563,7 @@ class Classifier(Params):
             raise ValueError("tune_threshold applies to binary classifiers only.")
         dataset = isinstance(data, (XrayDataset, str, os.PathLike))
         split = "val" if dataset else None
-        y, proba, _ = _scoring.scores(
+        y, proba, *_ = _scoring.scores(
             self._fitted_model(),
             data,
             split=split,

@@ -8,6 +8,7 @@ file, what was expected and what was found.
 from __future__ import annotations
 
 __all__ = [
+    "AllSeenError",
     "CovidXrayWarning",
     "DataError",
     "NotFittedError",
@@ -25,6 +26,27 @@ class DataError(ValueError):
         >>> issubclass(DataError, ValueError)
         True
     """
+
+
+class AllSeenError(DataError):
+    """Every image an evaluation would score was seen in training or validation.
+
+    `evaluate`, the lung test and the report leave seen images out; when none
+    is left there is nothing honest to score.
+
+    Attributes:
+        n_images: How many images there were to score (all of them seen).
+
+    Examples:
+        >>> from covidxray import AllSeenError, DataError
+        >>> error = AllSeenError("All 3 images were seen.", n_images=3)
+        >>> isinstance(error, DataError), error.n_images
+        (True, 3)
+    """
+
+    def __init__(self, message: str, *, n_images: int) -> None:
+        super().__init__(message)
+        self.n_images = n_images
 
 
 class NotFittedError(ValueError, AttributeError):

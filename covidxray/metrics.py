@@ -6,11 +6,14 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .calibration import DEFAULT_BINS, Reliability, bootstrap_ece, reliability_curve
+
+if TYPE_CHECKING:
+    from .data.records import Record
 
 __all__ = [
     "Evaluation",
@@ -226,6 +229,9 @@ class Evaluation:
         reliability: The reliability curve's points (`Reliability`: mean
             predicted probability, observed fraction and count per bin), or
             None in an `Evaluation` built without them.
+        records: The dataset records scored, in the order of `y_true` and
+            `y_score`, when `Classifier.evaluate` scored a dataset's images
+            (empty for arrays, `tf.data` and `by="patient"`; not in `to_dict`).
 
     Examples:
         >>> import numpy as np
@@ -254,6 +260,14 @@ class Evaluation:
     unavailable: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     reliability: Reliability | None = None
+    records: tuple[Record, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def notes(self) -> list[str]:
+        """What was scored and left out, as Markdown lines: the scope,
+        patients beside images, images seen in training left out (or kept),
+        near-copies kept, an overlap that could not be checked."""
+        return [line for line in _scope_lines(self.meta) if line]
 
     def __getattr__(self, name: str) -> float:
         metrics = self.__dict__.get("metrics", {})

@@ -36,7 +36,7 @@ from ._report_sections import (
 )
 from .data.dataset import XrayDataset
 from .data.tempfiles import file_mode, remove_stale, temp_prefix, terminate_as_exit
-from .errors import DataError
+from .errors import AllSeenError, DataError
 
 if TYPE_CHECKING:
     from .classifier import Classifier
@@ -84,7 +84,7 @@ class _Model:
     """What the report asks of a fitted classifier, as bound methods and
     plain values (a private helper never takes the classifier itself)."""
 
-    fitted: Any  # _scoring.FittedModel
+    class_names: tuple[str, ...]
     read: Callable[..., XrayDataset]
     evaluate: Callable[..., Evaluation]
     explain: Callable[..., np.ndarray]
@@ -149,7 +149,7 @@ def report(
     items = _named(datasets)
     config = clf.get_config()  # raises NotFittedError before any reading
     scorer = _Model(
-        fitted=clf._fitted_model(),
+        class_names=tuple(config.class_names),
         read=clf.read_dataset,
         evaluate=clf.evaluate,
         explain=clf.explain,
@@ -266,9 +266,6 @@ def _dataset(
 ) -> Section:
     """Read, score and explain one dataset; every warning is kept for the
     report (and logged), and a dataset seen whole is said, not raised."""
-    from . import _scoring
-    from .metrics import _scope_lines
-
     section = Section(name=name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -282,22 +279,19 @@ def _dataset(
         section.sources = {str(k): str(v) for k, v in data.sources.items()} or {
             str(data.source): str(data.source)
         }
-        fitted = scorer.fitted
-        _, every, _, meta = _scoring.select(
-            fitted, data, split=None, where="report", include_seen=True
-        )
-        section.n_total = len(every)
-        section.n_seen = meta.get("n_seen")
-        if section.n_seen is not None and section.n_seen >= len(every):
-            section.seen_whole = True
-        else:
-            _, records, _, _ = _scoring.select(fitted, data, split=None, where="report")
+        try:
             ev = scorer.evaluate(data, n_bootstrap=n_bootstrap, seed=seed)
+        except AllSeenError as seen:
+            section.seen_whole = True
+            section.n_total = section.n_seen = seen.n_images
+        else:
             section.evaluation = ev
+            section.n_seen = ev.meta.get("n_seen")
+            section.n_total = int(ev.meta.get("n_total", len(ev.y_true)))
             section.warnings += [
                 _plain(line)
-                for line in _scope_lines(ev.meta)
-                if line and line != ev.meta.get("scope") and "Left out" not in line
+                for line in ev.notes
+                if line != ev.meta.get("scope") and "Left out" not in line
             ]
             near = [Path(f).name for f in ev.meta.get("near_seen_files", [])]
             if near:
@@ -306,7 +300,7 @@ def _dataset(
                     f"The images that look like training images: {shown}."
                 )
             if gallery:
-                _failures(scorer, data, records, ev, gallery, section)
+                _failures(scorer, data, ev, gallery, section)
     section.warnings += _caught(caught)
     if lung_test and section.evaluation is not None:
         _lungs(scorer, data, n_bootstrap, seed, section)
@@ -348,7 +342,6 @@ def _sample_warnings(ev: Evaluation | None) -> list[str]:
 def _failures(
     scorer: _Model,
     data: XrayDataset,
-    records: Sequence[Any],
     ev: Evaluation,
     limit: int,
     section: Section,
@@ -356,6 +349,7 @@ def _failures(
     """The most confident false positives and false negatives, with Grad-CAM."""
     from .explain import overlay
 
+    records = ev.records
     if len(ev.class_names) != 2 or len(records) != len(ev.y_true):
         section.failure_note = "The gallery needs a binary model."
         return
@@ -395,7 +389,7 @@ def _lungs(
     seed: int,
     section: Section,
 ) -> None:
-    if len(scorer.fitted.class_names) != 2:
+    if len(scorer.class_names) != 2:
         section.lung_note = "The lung test applies to binary models only."
         return
     try:

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from covidxray import Classifier, CovidXrayWarning, DataError, build_cnn, load_dataset
+from covidxray import (
+    AllSeenError,
+    Classifier,
+    CovidXrayWarning,
+    DataError,
+    build_cnn,
+    load_dataset,
+)
 from covidxray.cli import EXIT_DATA, EXIT_OK, main
 from covidxray.datasets import make_synthetic
 
@@ -68,11 +75,16 @@ def test_images_seen_in_training_are_left_out_or_kept_in_bold(
     assert ev.meta["split"] == "test" and ev.meta["n_total"] == 19
     assert ev.meta["n_seen"] == 3 and len(ev.y_true) == 16
     assert "Left out 3 images seen in training" in ev.to_markdown()
+    # The records scored, in the order of y_true, are none of the seen ones.
+    assert len(ev.records) == len(ev.y_true)
+    seen = {r.path for r in loaded.read_dataset(root).split_records("test")}
+    assert len(seen - {r.path for r in ev.records}) == 3
     kept = loaded.evaluate(root, include_seen=True, n_bootstrap=0)
     assert len(kept.y_true) == 19
     assert "**Includes 3 images seen in training" in kept.to_markdown()
-    with pytest.raises(DataError, match="All 40 images to score .* were seen"):
+    with pytest.raises(AllSeenError, match="All 40 images to score .* were seen") as e:
         loaded.evaluate(root / "train", n_bootstrap=0)
+    assert e.value.n_images == 40 and isinstance(e.value, DataError)
 
 
 def test_an_external_set_is_scored_whole_even_with_one_class(

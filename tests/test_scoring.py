@@ -132,7 +132,8 @@ def test_arrays_are_scored_without_a_seen_check() -> None:
     fitted = FittedModel(model, Preprocessing((8, 8)), ("neg", "pos"))
     x = np.random.default_rng(0).random((70, 8, 8, 1)).astype(np.float32)
     y = np.arange(70) % 2
-    labels, proba, meta = scores(fitted, (x, y), split=None, where="evaluate")
+    labels, proba, meta, records = scores(fitted, (x, y), split=None, where="evaluate")
+    assert records == []  # arrays have no records
     np.testing.assert_array_equal(labels, y)
     direct = np.asarray(model(x, training=False))[:, 0]
     np.testing.assert_allclose(proba[:, 1], direct, atol=1e-6)
@@ -145,8 +146,9 @@ def test_arrays_are_scored_without_a_seen_check() -> None:
 
 
 def test_a_dataset_is_scored_as_the_classifier_evaluates_it(data, fitted) -> None:
-    labels, proba, meta = scores(fitted, data, split=None, where="evaluate")
+    labels, proba, meta, records = scores(fitted, data, split=None, where="evaluate")
     assert meta["n"] == meta["n_total"] - 3 == len(labels) == len(proba)
+    assert len(records) == len(labels) and {r.split for r in records} == {"test"}
     assert set(meta["classes_found"].values()) <= set(data.class_names)
     clf = Classifier.from_config(
         ModelMetadata(
