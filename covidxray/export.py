@@ -160,7 +160,6 @@ def export_model(
     target = check_export_path(path, overwrite)
     names = list(config.class_names)
     positive = names.index(config.positive_class) if config.positive_class else 1
-    module = _ExportModule(model, prep, positive)
     signatures = ["serving_default", "pixels"] if format == "savedmodel" else []
     info = {
         "format": "covidxray.export",
@@ -176,55 +175,64 @@ def export_model(
         "classifier": config.to_dict(),
     }
     with terminate_as_exit(), _staged(target) as folder:
+        archive = _archive(model, prep, positive, files=format == "savedmodel")
         if format == "savedmodel":
-            tf.saved_model.save(
-                module,
-                str(folder),
-                signatures={"serving_default": module.files, "pixels": module.pixels},
-            )
+            archive.write_out(str(folder), verbose=False)
             extra = folder / "assets.extra"
         else:
-            converter = tf.lite.TFLiteConverter.from_concrete_functions(
-                [module.pixels.get_concrete_function()], module
+            # Through a SavedModel, so that the TFLite signature is "pixels".
+            saved = folder / "saved_model"
+            archive.write_out(str(saved), verbose=False)
+            converter = tf.lite.TFLiteConverter.from_saved_model(
+                str(saved), signature_keys=["pixels"]
             )
             (folder / TFLITE_NAME).write_bytes(converter.convert())
+            shutil.rmtree(saved)
             extra = folder
         extra.mkdir(exist_ok=True)
         (extra / METADATA_NAME).write_text(json.dumps(info, indent=2) + "\n")
     return target
 
 
-class _ExportModule(tf.Module):
-    """The model and its two signatures, as `tf.saved_model.save` takes them."""
+def _archive(
+    model: keras.Model, prep: Preprocessing, positive: int, *, files: bool
+) -> Any:
+    """The model with its signatures (`pixels`; with `files`, also
+    `serving_default`), as a Keras `ExportArchive`. Keras copies the weights
+    into the archive's own variables, which the TFLite converter freezes."""
+    import keras
 
-    def __init__(self, model: keras.Model, prep: Preprocessing, positive: int):
-        super().__init__(name="covidxray_export")
-        self.model = model
-        self._prep, self._positive = prep, int(positive)
-        shape = (None, *prep.input_shape)
-        self.pixels = tf.function(
-            self._from_pixels,
-            input_signature=[tf.TensorSpec(shape, tf.uint8, name="pixels")],
-        )
-        self.files = tf.function(
-            self._from_files,
-            input_signature=[tf.TensorSpec([None], tf.string, name="images")],
-        )
-
-    def _from_pixels(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        out = self.model(tf.cast(pixels, tf.float32) / 255.0, training=False)
+    def from_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        out = model(tf.cast(pixels, tf.float32) / 255.0, training=False)
         out = tf.cast(out, tf.float32)
         if out.shape[-1] == 1:  # one sigmoid unit: P(class 1)
             out = tf.concat([1.0 - out, out], axis=-1)
-        return {"probability": out[:, self._positive], "probabilities": out}
+        return {"probability": out[:, positive], "probabilities": out}
 
-    def _from_files(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+    def from_files(images: tf.Tensor) -> dict[str, tf.Tensor]:
         pixels = tf.map_fn(
-            lambda data: decode_in_graph(data, self._prep),
+            lambda data: decode_in_graph(data, prep),
             images,
-            fn_output_signature=tf.TensorSpec(self._prep.input_shape, tf.uint8),
+            fn_output_signature=tf.TensorSpec(prep.input_shape, tf.uint8),
         )
-        return self._from_pixels(pixels)
+        return from_pixels(pixels)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    if files:
+        archive.add_endpoint(
+            "serving_default",
+            from_files,
+            input_signature=[tf.TensorSpec([None], tf.string, name="images")],
+        )
+    archive.add_endpoint(
+        "pixels",
+        from_pixels,
+        input_signature=[
+            tf.TensorSpec((None, *prep.input_shape), tf.uint8, name="pixels")
+        ],
+    )
+    return archive
 
 
 def decode_in_graph(data: tf.Tensor, preprocessing: Preprocessing) -> tf.Tensor:
