@@ -292,7 +292,13 @@ def decode_in_graph(data: tf.Tensor, preprocessing: Preprocessing) -> tf.Tensor:
 def _eight_bit(data: tf.Tensor) -> tf.Tensor:
     """An 8-bit file's values, float64 `(h, w, 1 or 3)`, alpha composited on
     black and equal RGB channels made one (as `decode._raw_pixels` does)."""
-    image = tf.io.decode_image(data, channels=0, expand_animations=False)
+    image = tf.cond(
+        tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"),
+        # Pillow's libjpeg uses the accurate integer DCT; TensorFlow's
+        # default is the fast one, a level or two off.
+        lambda: tf.io.decode_jpeg(data, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(data, channels=0, expand_animations=False),
+    )
     values = tf.cast(image, tf.float64)
     channels = tf.shape(values)[-1]
     has_alpha = tf.equal(channels % 2, 0)  # LA or RGBA
@@ -398,33 +404,91 @@ def _to_gray(values: tf.Tensor) -> tf.Tensor:
 
 
 def _resized(values: tf.Tensor, size: tuple[int, int], policy: str) -> tf.Tensor:
-    """The resize policy (`preprocessing._resized`), bilinear and
-    antialiased, rounded to uint8."""
+    """The resize policy (`preprocessing._resized`) in `_pillow_resize`,
+    as uint8."""
     height, width = size
-
-    def resize(image: tf.Tensor, new_h: Any, new_w: Any) -> tf.Tensor:
-        out = tf.image.resize(
-            tf.cast(image, tf.float32), tf.stack([new_h, new_w]), antialias=True
-        )
-        return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
-
     if policy == "stretch":
-        return resize(values, height, width)
-    shape = tf.cast(tf.shape(values)[:2], tf.float64)
-    pick = tf.minimum if policy == "pad" else tf.maximum
-    scale = pick(width / shape[1], height / shape[0])
-    # Python's round() halves to even, as tf.round does.
-    new_h = tf.maximum(1, tf.cast(tf.round(shape[0] * scale), tf.int32))
-    new_w = tf.maximum(1, tf.cast(tf.round(shape[1] * scale), tf.int32))
-    scaled = resize(values, new_h, new_w)
-    if policy == "pad":
-        top, left = (height - new_h) // 2, (width - new_w) // 2
-        return tf.pad(
-            scaled,
-            [[top, height - new_h - top], [left, width - new_w - left], [0, 0]],
-        )
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    return scaled[top : top + height, left : left + width]
+        out = _pillow_resize(values, height, width)
+    else:
+        shape = tf.cast(tf.shape(values)[:2], tf.float64)
+        pick = tf.minimum if policy == "pad" else tf.maximum
+        scale = pick(width / shape[1], height / shape[0])
+        # Python's round() halves to even, as tf.round does.
+        new_h = tf.maximum(1, tf.cast(tf.round(shape[0] * scale), tf.int32))
+        new_w = tf.maximum(1, tf.cast(tf.round(shape[1] * scale), tf.int32))
+        scaled = _pillow_resize(values, new_h, new_w)
+        if policy == "pad":
+            top, left = (height - new_h) // 2, (width - new_w) // 2
+            out = tf.pad(
+                scaled,
+                [[top, height - new_h - top], [left, width - new_w - left], [0, 0]],
+            )
+        else:
+            top, left = (new_h - height) // 2, (new_w - width) // 2
+            out = scaled[top : top + height, left : left + width]
+    return tf.cast(out, tf.uint8)
+
+
+def _pillow_resize(values: tf.Tensor, height: Any, width: Any) -> tf.Tensor:
+    """Pillow's `resize(..., BILINEAR, reducing_gap=3.0)` of 8-bit values
+    (float64 `(h, w, c)`), in its own arithmetic: shrinking by 3 or more, a
+    box reduction by whole factors first (`Image.reduce`); then its
+    antialiased triangle filter across, rounded to 8 bits, and down."""
+    shape = tf.shape(values)
+    rows, cols = tf.cast(shape[0], tf.float64), tf.cast(shape[1], tf.float64)
+    height = tf.cast(height, tf.int32)
+    width = tf.cast(width, tf.int32)
+    fy = tf.maximum(1.0, tf.floor(rows / tf.cast(height, tf.float64) / 3.0))
+    fx = tf.maximum(1.0, tf.floor(cols / tf.cast(width, tf.float64) / 3.0))
+    values = _box_reduced(values, tf.cast(fy, tf.int32), tf.cast(fx, tf.int32))
+    # After reducing, the source is the first rows / fy rows and cols / fx
+    # columns of the reduced image (fractional), as Pillow's box then says.
+    across = _pillow_weights(width, cols / fx, tf.shape(values)[1])
+    values = _fixed_point(tf.einsum("hwc,ow->hoc", values, across))
+    down = _pillow_weights(height, rows / fy, tf.shape(values)[0])
+    return _fixed_point(tf.einsum("hwc,oh->owc", values, down))
+
+
+def _pillow_weights(size: tf.Tensor, span: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
+    """Pillow's bilinear coefficients (`precompute_coeffs`, then 22-bit fixed
+    point) from `inputs` samples, of which the first `span` (fractional) map
+    onto `size`: a float64 `(size, inputs)` matrix of integers."""
+    scale = span / tf.cast(size, tf.float64)
+    support = tf.maximum(scale, 1.0)
+    center = (tf.range(size, dtype=tf.float64) + 0.5) * scale
+    first = tf.maximum(tf.floor(center - support + 0.5), 0.0)[:, None]
+    last = tf.minimum(tf.floor(center + support + 0.5), tf.cast(inputs, tf.float64))
+    x = tf.range(inputs, dtype=tf.float64)[None, :]
+    inside = tf.logical_and(x >= first, x < last[:, None])
+    weights = tf.maximum(0.0, 1.0 - tf.abs((x - center[:, None] + 0.5) / support))
+    weights = tf.where(inside, weights, 0.0)
+    total = tf.reduce_sum(weights, axis=1, keepdims=True)
+    weights = weights / tf.where(total > 0, total, 1.0)
+    return tf.floor(weights * 2.0**22 + 0.5)
+
+
+def _fixed_point(sums: tf.Tensor) -> tf.Tensor:
+    """Pillow's 8-bit result of a 22-bit fixed-point sum: half up, clipped."""
+    return tf.clip_by_value(tf.floor((sums + 2.0**21) / 2.0**22), 0.0, 255.0)
+
+
+def _box_reduced(values: tf.Tensor, fy: tf.Tensor, fx: tf.Tensor) -> tf.Tensor:
+    """Pillow's `Image.reduce((fx, fy))`: the mean of each fy x fx block, the
+    last ones partial, rounded in its fixed-point arithmetic."""
+    shape = tf.shape(values)
+    rows = (shape[0] + fy - 1) // fy
+    cols = (shape[1] + fx - 1) // fx
+    pad = [[0, rows * fy - shape[0]], [0, cols * fx - shape[1]], [0, 0]]
+
+    def block_sums(image: tf.Tensor) -> tf.Tensor:
+        padded = tf.pad(image, pad)
+        blocks = tf.reshape(padded, [rows, fy, cols, fx, tf.shape(image)[2]])
+        return tf.reduce_sum(blocks, axis=[1, 3])
+
+    sums = block_sums(values)
+    counts = block_sums(tf.ones_like(values[:, :, :1]))
+    multiplier = tf.floor(2.0**24 / counts)
+    return tf.floor((sums + tf.floor(counts / 2.0)) * multiplier / 2.0**24)
 
 
 def check_export_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
