@@ -326,7 +326,7 @@ def _deep_gray(data: tf.Tensor, *, scale: bool) -> tf.Tensor:
     two = tf.constant(2.0, tf.float64)
     fits = tf.logical_and(top >= 256.0, top < tf.pow(two, declared))
     depths = tf.constant([8.0, 10.0, 12.0, 14.0, 16.0], tf.float64)
-    smallest = tf.reduce_min(tf.where(top < tf.pow(two, depths), depths, 99.0))
+    smallest = tf.reduce_min(tf.where(top < tf.pow(two, depths), depths, 99 + depths))
     bits = tf.where(fits, declared, smallest)
     return _scaled(values, 0.0, tf.pow(two, bits) - 1.0)
 
@@ -414,8 +414,8 @@ def _resized(values: tf.Tensor, size: tuple[int, int], policy: str) -> tf.Tensor
         pick = tf.minimum if policy == "pad" else tf.maximum
         scale = pick(width / shape[1], height / shape[0])
         # Python's round() halves to even, as tf.round does.
-        new_h = tf.maximum(1, tf.cast(tf.round(shape[0] * scale), tf.int32))
-        new_w = tf.maximum(1, tf.cast(tf.round(shape[1] * scale), tf.int32))
+        new_h = tf.maximum(tf.cast(tf.round(shape[0] * scale), tf.int32), 1)
+        new_w = tf.maximum(tf.cast(tf.round(shape[1] * scale), tf.int32), 1)
         scaled = _pillow_resize(values, new_h, new_w)
         if policy == "pad":
             top, left = (height - new_h) // 2, (width - new_w) // 2
@@ -438,8 +438,8 @@ def _pillow_resize(values: tf.Tensor, height: Any, width: Any) -> tf.Tensor:
     rows, cols = tf.cast(shape[0], tf.float64), tf.cast(shape[1], tf.float64)
     height = tf.cast(height, tf.int32)
     width = tf.cast(width, tf.int32)
-    fy = tf.maximum(1.0, tf.floor(rows / tf.cast(height, tf.float64) / 3.0))
-    fx = tf.maximum(1.0, tf.floor(cols / tf.cast(width, tf.float64) / 3.0))
+    fy = tf.maximum(tf.floor(rows / tf.cast(height, tf.float64) / 3.0), 1.0)
+    fx = tf.maximum(tf.floor(cols / tf.cast(width, tf.float64) / 3.0), 1.0)
     values = _box_reduced(values, tf.cast(fy, tf.int32), tf.cast(fx, tf.int32))
     # After reducing, the source is the first rows / fy rows and cols / fx
     # columns of the reduced image (fractional), as Pillow's box then says.
@@ -460,10 +460,10 @@ def _pillow_weights(size: tf.Tensor, span: tf.Tensor, inputs: tf.Tensor) -> tf.T
     last = tf.minimum(tf.floor(center + support + 0.5), tf.cast(inputs, tf.float64))
     x = tf.range(inputs, dtype=tf.float64)[None, :]
     inside = tf.logical_and(x >= first, x < last[:, None])
-    weights = tf.maximum(0.0, 1.0 - tf.abs((x - center[:, None] + 0.5) / support))
-    weights = tf.where(inside, weights, 0.0)
+    weights = tf.maximum(1.0 - tf.abs((x - center[:, None] + 0.5) / support), 0.0)
+    weights = tf.where(inside, weights, tf.zeros_like(weights))
     total = tf.reduce_sum(weights, axis=1, keepdims=True)
-    weights = weights / tf.where(total > 0, total, 1.0)
+    weights = weights / tf.where(total > 0, total, tf.ones_like(total))
     return tf.floor(weights * 2.0**22 + 0.5)
 
 
