@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from covidxray import Classifier, Preprocessing, build_cnn
+from covidxray import Classifier, Preprocessing, build_cnn, export
 from covidxray._persist import ModelMetadata
 from covidxray.cli import EXIT_DATA, EXIT_OK, main
 from covidxray.data.decode import find_images
@@ -325,7 +325,7 @@ def test_a_non_empty_folder_is_refused_unless_overwrite(
         small.export(target)
     assert (target / "old.txt").read_text() == "earlier export"
     # a failure halfway through an overwrite keeps the earlier export
-    monkeypatch.setattr(tf.saved_model, "save", _fail)
+    monkeypatch.setattr(export, "_archive", _failing)
     with pytest.raises(OSError, match="disk full"):
         small.export(target, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
@@ -337,15 +337,23 @@ def test_a_non_empty_folder_is_refused_unless_overwrite(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
 
 
-def _fail(*args: Any, **kwargs: Any) -> None:
-    Path(args[1], "saved_model.pb").write_bytes(b"half")  # half-written
-    raise OSError("disk full")
+class _Failing:
+    """An archive that fails halfway through writing."""
+
+    def write_out(self, path: str, **kwargs: Any) -> None:
+        Path(path).mkdir(exist_ok=True)
+        Path(path, "saved_model.pb").write_bytes(b"half")
+        raise OSError("disk full")
+
+
+def _failing(*args: Any, **kwargs: Any) -> _Failing:
+    return _Failing()
 
 
 def test_a_path_that_cannot_be_written_fails_before_any_work(
     small: Classifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tf.saved_model, "save", _fail)  # never reached
+    monkeypatch.setattr(export, "_archive", _failing)  # never reached
     with pytest.raises(ValueError, match="'.*missing/sm'.*does not exist"):
         small.export(tmp_path / "missing" / "sm")
     (tmp_path / "file").write_text("")
