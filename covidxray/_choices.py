@@ -9,11 +9,14 @@ either; this module holds the ones whose home module does.
 
 from __future__ import annotations
 
-__all__ = ["AUGMENT_PRESETS", "SCORE_BY"]
+__all__ = ["AUGMENT_PRESETS", "EXPORT_FORMATS", "SCORE_BY"]
 
 #: The presets `Augmenter.preset` knows: "paper" is the published comparison's
 #: training augmentation (`Augmenter.paper_training`).
 AUGMENT_PRESETS = ("paper", "xray", "acquisition")
+
+#: What `Classifier.export(format=...)` and `covidxray export --format` write.
+EXPORT_FORMATS = ("savedmodel", "tflite")
 
 #: What an evaluation scores (`Classifier.evaluate(by=...)`, `--by`): each
 #: image, or each patient by the mean probability of its images.

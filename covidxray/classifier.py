@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _inputs, _persist, _scoring
+from . import _inputs, _persist, _scoring, export
 from . import training as _training
 from ._deprecation import renamed_argument
 from ._inputs import ImageInput
@@ -681,6 +681,10 @@ class Classifier(Params):
         return _persist.save_atomic(
             self.model_, Path(path), self.get_config(), self.training_record_
         )
+
+    def export(self, path: Any, format: str = "savedmodel", **kw: bool) -> Path:
+        """A SavedModel or TFLite copy that runs without covidxray: `export_model`."""
+        return export.export_model(self.get_config(), self.model_, path, format, **kw)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Classifier:

@@ -18,7 +18,7 @@ from .. import _progress
 from .._version import __version__
 from ..data.tempfiles import terminate_as_exit
 from ..errors import DataError, WeightsUnavailableError
-from . import audit, evaluate, predict, report, train
+from . import audit, evaluate, export, predict, report, train
 from .args import EXIT_DATA, EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS
 from .train import AUGMENTS, DEFAULT_RECIPE
 
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: The modules that add the subcommands, in the order `--help` lists them.
-_COMMANDS = (audit, train, evaluate, report, predict)
+_COMMANDS = (audit, train, evaluate, report, predict, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
