@@ -183,6 +183,8 @@ def to_uint8(
         >>> to_uint8(ramp, window=(0, 2047))[0].tolist()
         [0, 73, 146, 219, 255, 255, 255, 255]
     """
+    if arr.dtype == np.uint8 and window == "auto":
+        return arr, 8  # kept as it is (declared bits cannot apply to 8-bit data)
     if arr.dtype.kind == "f":
         arr = np.nan_to_num(arr.astype(np.float64))
     if arr.size == 0:
@@ -416,7 +418,9 @@ def _open_pil(
             fmt = img.format or "UNKNOWN"
             mode = img.mode
             img.load()
-            oriented: Image.Image = ImageOps.exif_transpose(img)
+            # In place: no copy of an image that needs no turn (most files).
+            ImageOps.exif_transpose(img, in_place=True)
+            oriented = img
     except DataError:
         raise
     except Image.DecompressionBombError as exc:
