@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+import covidxray
 from covidxray._quiet import Filter, quiet_tensorflow
 from covidxray.datasets import make_synthetic
 
-ROOT = Path(__file__).resolve().parent.parent
+#: The children import the covidxray under test (a checkout, or the installed one).
+PACKAGE_PATH = str(Path(covidxray.__file__).resolve().parents[1])
 #: What a line of TensorFlow's C++ logging looks like, and its start-up lines.
 TF_LINE = re.compile(
     r"^[IWEF]\d{4} |cuInit|cuda drivers|absl::InitializeLog|oneDNN custom operations",
@@ -26,14 +28,15 @@ TF_LINE = re.compile(
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run a Python child with TensorFlow's variables unset, as a new user's."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
-    clean["PYTHONPATH"] = os.pathsep.join([str(ROOT), clean.get("PYTHONPATH", "")])
+    clean["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [PACKAGE_PATH, clean.get("PYTHONPATH")])
+    )
     return subprocess.run(
         [sys.executable, *args],
         capture_output=True,
         text=True,
         timeout=300,
         env={**clean, **(env or {})},
-        cwd=ROOT,
     )
 
 
