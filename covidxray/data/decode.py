@@ -399,6 +399,11 @@ def _canonical(img: Image.Image, window: Window = "auto") -> Image.Image:
     return Image.fromarray(gray)
 
 
+#: The EXIF Orientation tag, and its values that turn or flip the image.
+_ORIENTATION = 0x0112
+_TURNS = (2, 3, 4, 5, 6, 7, 8)
+
+
 def _open_pil(
     path: str, data: bytes, max_pixels: int
 ) -> tuple[Image.Image, str, str, tuple[int, int]]:
@@ -418,9 +423,9 @@ def _open_pil(
             fmt = img.format or "UNKNOWN"
             mode = img.mode
             img.load()
-            # In place: no copy of an image that needs no turn (most files).
-            ImageOps.exif_transpose(img, in_place=True)
-            oriented = img
+            oriented: Image.Image = img  # most files need no turn: no copy
+            if img.getexif().get(_ORIENTATION, 1) in _TURNS:
+                oriented = ImageOps.exif_transpose(img)
     except DataError:
         raise
     except Image.DecompressionBombError as exc:
