@@ -20,8 +20,12 @@ import json
 import tempfile
 from pathlib import Path
 
-from covidxray import audit
-from covidxray.datasets import make_synthetic
+from covidxray._quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow loads: no start-up noise
+
+from covidxray import audit  # noqa: E402
+from covidxray.datasets import make_synthetic  # noqa: E402
 
 parser = argparse.ArgumentParser(description="Audit a chest X-ray dataset.")
 parser.add_argument(

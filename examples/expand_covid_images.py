@@ -28,8 +28,12 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from covidxray import Augmenter
-from covidxray.datasets import make_synthetic
+from covidxray._quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow loads: no start-up noise
+
+from covidxray import Augmenter  # noqa: E402
+from covidxray.datasets import make_synthetic  # noqa: E402
 
 parser = argparse.ArgumentParser(
     description="Expand a class folder with augmented copies."

@@ -28,10 +28,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-import keras
+from covidxray._quiet import quiet_tensorflow
 
-from covidxray import Augmenter, Classifier, build_cnn, load_dataset
-from covidxray.datasets import make_synthetic
+quiet_tensorflow()  # before TensorFlow loads: no start-up noise
+
+import keras  # noqa: E402
+
+from covidxray import Augmenter, Classifier, build_cnn, load_dataset  # noqa: E402
+from covidxray.datasets import make_synthetic  # noqa: E402
 
 METRICS = ("sensitivity", "specificity", "roc_auc")
 

@@ -28,8 +28,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from covidxray import LungSegmenter
-from covidxray.data import find_images
+from covidxray._quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow loads: no start-up noise
+
+from covidxray import LungSegmenter  # noqa: E402
+from covidxray.data import find_images  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--seed-xray", required=True)

@@ -25,8 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from covidxray import Classifier, CovidXrayWarning, LungSegmenter, load_dataset
-from covidxray.lungs.ablation import VARIANTS, blank
+from covidxray._quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow loads: no start-up noise
+
+from covidxray import Classifier, CovidXrayWarning, LungSegmenter, load_dataset  # noqa: E402
+from covidxray.lungs.ablation import VARIANTS, blank  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("model", help="a .keras file saved by covidxray")

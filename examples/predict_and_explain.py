@@ -19,9 +19,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from covidxray import Augmenter, Classifier, build_cnn, load_dataset, overlay
-from covidxray.datasets import make_synthetic
-from covidxray.plots import plot_gradcam_grid
+from covidxray._quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow loads: no start-up noise
+
+from covidxray import Augmenter, Classifier, build_cnn, load_dataset, overlay  # noqa: E402
+from covidxray.datasets import make_synthetic  # noqa: E402
+from covidxray.plots import plot_gradcam_grid  # noqa: E402
 
 parser = argparse.ArgumentParser(description="Predict and explain with Grad-CAM.")
 parser.add_argument(

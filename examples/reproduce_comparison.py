@@ -26,7 +26,11 @@ import logging
 import sys
 from pathlib import Path
 
-from covidxray import WeightsUnavailableError, run_comparison
+from covidxray._quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow loads: no start-up noise
+
+from covidxray import WeightsUnavailableError, run_comparison  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

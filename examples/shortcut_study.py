@@ -48,11 +48,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
-from covidxray import Augmenter, Classifier, LungSegmenter, build_cnn, load_dataset
-from covidxray._probe import IMAGE_FEATURES, image_features, predicts
+from covidxray._quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow loads: no start-up noise
+
+import keras  # noqa: E402
+
+from covidxray import Augmenter, Classifier, LungSegmenter, build_cnn, load_dataset  # noqa: E402
+from covidxray._probe import IMAGE_FEATURES, image_features, predicts  # noqa: E402
 
 #: Each recipe: preprocessing (for load_dataset) and training options.
 RECIPES: dict[str, dict[str, Any]] = {

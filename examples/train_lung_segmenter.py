@@ -47,6 +47,10 @@ parser.add_argument("--batch-size", type=int, default=8)
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
+from covidxray._quiet import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()  # before TensorFlow loads: no start-up noise
+
 import keras  # noqa: E402  (after argparse: --help stays fast)
 import tensorflow as tf  # noqa: E402
 

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import covidxray
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+#: The examples import the covidxray under test (a checkout, or the installed one).
+PACKAGE_PATH = str(Path(covidxray.__file__).resolve().parents[1])
 
 
 def run(script: str, *args: str, cwd: Path) -> str:
+    path = os.pathsep.join(filter(None, [PACKAGE_PATH, os.environ.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script), *args],
         capture_output=True,
         text=True,
         timeout=600,
         cwd=cwd,
+        env={**os.environ, "PYTHONPATH": path},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout

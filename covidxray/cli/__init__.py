@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import _progress
+from .._quiet import quiet_tensorflow
 from .._version import __version__
 from ..data.tempfiles import terminate_as_exit
 from ..errors import DataError, WeightsUnavailableError
@@ -49,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"covidxray {__version__}"
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log details too (debug level)"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log details too (debug level), and TensorFlow's start-up lines",
     )
     parser.add_argument(
         "-q",
@@ -67,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `covidxray` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Before anything imports TensorFlow: its C++ start-up lines hidden, its
+    # errors kept, unless --verbose or TF_CPP_MIN_LOG_LEVEL says otherwise.
+    loud_again = quiet_tensorflow(verbose=args.verbose)
     # Progress a person can follow: on a terminal, the scan's bar and Keras'
     # epoch bars; in a log file or a pipe, one line per epoch (the library's
     # INFO messages). --quiet turns both off.
@@ -91,4 +98,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         library.removeHandler(handler)
         _progress.BARS = True
+        loud_again()
     return int(code)

@@ -183,6 +183,8 @@ def to_uint8(
         >>> to_uint8(ramp, window=(0, 2047))[0].tolist()
         [0, 73, 146, 219, 255, 255, 255, 255]
     """
+    if arr.dtype == np.uint8 and window == "auto":
+        return arr, 8  # kept as it is (declared bits cannot apply to 8-bit data)
     if arr.dtype.kind == "f":
         arr = np.nan_to_num(arr.astype(np.float64))
     if arr.size == 0:
@@ -397,6 +399,11 @@ def _canonical(img: Image.Image, window: Window = "auto") -> Image.Image:
     return Image.fromarray(gray)
 
 
+#: The EXIF Orientation tag, and its values that turn or flip the image.
+_ORIENTATION = 0x0112
+_TURNS = (2, 3, 4, 5, 6, 7, 8)
+
+
 def _open_pil(
     path: str, data: bytes, max_pixels: int
 ) -> tuple[Image.Image, str, str, tuple[int, int]]:
@@ -416,7 +423,9 @@ def _open_pil(
             fmt = img.format or "UNKNOWN"
             mode = img.mode
             img.load()
-            oriented: Image.Image = ImageOps.exif_transpose(img)
+            oriented: Image.Image = img  # most files need no turn: no copy
+            if img.getexif().get(_ORIENTATION, 1) in _TURNS:
+                oriented = ImageOps.exif_transpose(img)
     except DataError:
         raise
     except Image.DecompressionBombError as exc:

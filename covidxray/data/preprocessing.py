@@ -545,8 +545,8 @@ def image_to_array(
     """
     height, width = int(image_size[0]), int(image_size[1])
     img = _canonical(img)
-    if color_mode == "grayscale":
-        img = img.convert("L")  # fewer channels to resize
+    if color_mode == "grayscale" and img.mode != "L":
+        img = img.convert("L")  # fewer channels to resize (L to L would copy)
     out = _resized(img, width, height, resize)
     if color_mode == "rgb":
         out = out.convert("RGB")  # after the resize: a gray image resizes once
