@@ -682,9 +682,40 @@ class Classifier(Params):
             self.model_, Path(path), self.get_config(), self.training_record_
         )
 
-    def export(self, path: Any, format: str = "savedmodel", **kw: bool) -> Path:
-        """A SavedModel or TFLite copy that runs without covidxray: `export_model`."""
-        return export.export_model(self.get_config(), self.model_, path, format, **kw)
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        format: str = "savedmodel",
+        *,
+        overwrite: bool = False,
+    ) -> Path:
+        """A copy of the model, its preprocessing in the graph, that runs
+        without covidxray. See `docs/guides/export.md`.
+
+        Args:
+            path: The folder to write (atomically: a failure leaves nothing
+                half-written, and an earlier export stays until the new one
+                is in place).
+            format: `"savedmodel"`: a TensorFlow SavedModel whose
+                `serving_default` signature takes encoded PNG or JPEG files and
+                `pixels` takes uint8 pixels; or `"tflite"`: `model.tflite` of the
+                pixels path. Both hold `covidxray.json` (classes, threshold,
+                preprocessing).
+            overwrite: Replace a non-empty folder.
+
+        Returns:
+            The folder written.
+
+        Raises:
+            ValueError: A preprocessing step the graph cannot do (trim,
+                equalisation, the lungs, a CT body box), named; a path that
+                cannot be written; a non-empty folder without `overwrite`.
+                All before any work.
+        """
+        self._check_fitted()
+        return export.export_model(
+            self.get_config(), self.model_, path, format, overwrite=overwrite
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Classifier:
