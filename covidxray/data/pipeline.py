@@ -11,6 +11,7 @@ class weights are computed here, once, for `XrayDataset.class_weights` and
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,12 +26,23 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 __all__ = [
+    "BLOCK_BYTES",
+    "MEMORY_VARIABLE",
     "Transform",
     "balanced_class_weights",
     "batches",
+    "block_batches",
     "draw_weights",
+    "fits_in_memory",
+    "memory_limit",
     "with_transform",
 ]
+
+#: Environment variable: the most bytes of pixels a split copies into memory
+#: for the in-graph gather (see `memory_limit`).
+MEMORY_VARIABLE = "COVIDXRAY_PIPELINE_MEMORY"
+#: Bytes of pixels that the block path (`block_batches`) reads at once.
+BLOCK_BYTES = 64 * 1024**2
 
 #: A transform of uint8 batches for `XrayDataset.as_tf_dataset`: called with
 #: images (N, H, W, C) uint8 and a stateless seed (an int32 tensor of shape (2,)),
@@ -145,26 +157,28 @@ def batches(
                 f"{count} workers that share it."
             )
         order = order.shard(count, index).take(share)
-    if pixels is not None:
-        ds = _cached_batches(recs, labels, batch_size, order, pixels, rows)
-    else:
+        shard = (index, count)
+    shape = (None, *preprocessing.input_shape)
+    cast = transform is None and dtype == "float32"
+
+    def finish(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = tf.ensure_shape(x, shape), tf.ensure_shape(y, (None,))
+        return (tf.cast(x, tf.float32) / 255.0 if cast else x), y
+
+    if pixels is None:
         ds = _decoded_batches(
             recs, labels, batch_size, order, preprocessing, max_pixels
-        )
-    shape = (None, *preprocessing.input_shape)
-
-    def checked(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.ensure_shape(x, shape), tf.ensure_shape(y, (None,))
-
-    ds = ds.map(checked, num_parallel_calls=tf.data.AUTOTUNE)
+        ).map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    elif fits_in_memory(len(recs) * int(np.prod(pixels.shape[1:]))):
+        ds = _gathered_batches(recs, labels, batch_size, order, pixels, rows, finish)
+    else:
+        ds = block_batches(
+            recs, labels, batch_size, pixels, rows, seed=seed, shuffle=shuffle,
+            weights=weights, shard=shard,
+        ).map(finish, num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
     if transform is not None:
         ds = with_transform(
             ds, transform, seed if transform_seed is None else transform_seed
-        )
-    elif dtype == "float32":
-        ds = ds.map(
-            lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
-            num_parallel_calls=tf.data.AUTOTUNE,
         )
     if shard is not None:
         options = tf.data.Options()
@@ -201,31 +215,141 @@ def _order(
     return order
 
 
-def _cached_batches(
+def memory_limit() -> int:
+    """The most bytes of pixels one split may copy into a TensorFlow tensor for
+    the in-graph gather: `$COVIDXRAY_PIPELINE_MEMORY` when set, else a quarter
+    of the memory available now (`MemAvailable` on Linux; 2 GiB where it
+    cannot be read).
+
+    Raises:
+        ValueError: The variable is set to something else than a number of
+            bytes.
+    """
+    value = os.environ.get(MEMORY_VARIABLE, "").strip()
+    if value:
+        try:
+            return int(float(value))
+        except ValueError:
+            raise ValueError(
+                f"The environment variable {MEMORY_VARIABLE} must be a number of "
+                f"bytes. Received: {value!r}."
+            ) from None
+    return _available_memory() // 4
+
+
+def fits_in_memory(nbytes: int) -> bool:
+    """Whether `nbytes` of pixels go into memory for the in-graph gather
+    (at most `memory_limit()`)."""
+    return int(nbytes) <= memory_limit()
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8 * 1024**3  # a quarter of it: 2 GiB
+
+
+def _gathered_batches(
     recs: list[Record],
     labels: np.ndarray,
     size: int,
     order: tf.data.Dataset,
     pixels: np.ndarray,
     rows: Mapping[str, int],
+    finish: Callable[[Any, Any], Any],
 ) -> tf.data.Dataset:
-    """uint8 batches gathered from the pixel cache by row index."""
+    """Batches gathered in the graph from the split's pixels, copied once into
+    a uint8 tensor in record order: no Python runs per batch."""
     import tensorflow as tf
 
-    index = tf.constant([rows[r.path] for r in recs], tf.int64)
+    wanted = np.array([rows[r.path] for r in recs], np.int64)
+    store = tf.convert_to_tensor(np.ascontiguousarray(pixels[wanted]))
     targets = tf.constant(labels)
-
-    def gather(idx: np.ndarray) -> np.ndarray:
-        return np.asarray(pixels[idx])
-
-    ds = order.map(lambda i: (tf.gather(index, i), tf.gather(targets, i)))
-    return ds.batch(size).map(
-        lambda idx, y: (
-            tf.numpy_function(gather, [idx], tf.uint8, stateful=False),
-            y,
-        ),
+    return order.batch(size).map(
+        lambda i: finish(tf.gather(store, i), tf.gather(targets, i)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
+
+
+def block_batches(
+    records: Sequence[Record],
+    labels: np.ndarray,
+    size: int,
+    pixels: np.ndarray,
+    rows: Mapping[str, int],
+    *,
+    seed: int,
+    shuffle: bool = False,
+    weights: np.ndarray | None = None,
+    shard: tuple[int, int] | None = None,
+) -> tf.data.Dataset:
+    """uint8 batches read from a store too large for memory, a block at a time.
+
+    The split's records, sorted by their row in the store, fall into blocks of
+    `BLOCK_BYTES` of pixels. Each block is read in one NumPy call, its rows in
+    ascending order (a memory-mapped file is then read front to back), so that
+    no Python runs per batch. Without `shuffle`, the blocks are consecutive
+    records, and the batches are those of the in-graph gather. With
+    `shuffle`, every pass visits the blocks in a new order and shuffles the
+    images within each block: every image once a pass, but an image's
+    neighbours in a batch come from its block (a shuffle within large blocks,
+    not over the whole split). With `weights`, the pass draws as many records
+    with replacement as the split holds, with those chances, and serves them
+    block by block the same way. The order is seeded: one NumPy generator per
+    pass, seeded from a `tf.data` random stream seeded by `seed`. `shard`
+    takes every `count`-th image of a pass, from `index`.
+    """
+    import tensorflow as tf
+
+    recs = list(records)
+    n = len(recs)
+    wanted = np.array([rows[r.path] for r in recs], np.int64)
+    per_block = max(1, BLOCK_BYTES // max(1, int(np.prod(pixels.shape[1:]))))
+    by_row = np.argsort(wanted, kind="stable")
+    block_of = np.empty(n, np.int64)
+    block_of[by_row] = np.arange(n) // per_block
+    targets = np.asarray(labels, np.int32)
+
+    def plan(pass_seed: int) -> list[np.ndarray]:
+        if not shuffle:
+            return [np.arange(k, min(k + per_block, n)) for k in range(0, n, per_block)]
+        rng = np.random.default_rng(pass_seed)
+        drawn = (
+            rng.choice(n, size=n, p=weights) if weights is not None else np.arange(n)
+        )
+        groups = np.argsort(block_of[drawn], kind="stable")
+        cut = np.flatnonzero(np.diff(block_of[drawn][groups])) + 1
+        blocks = [drawn[g] for g in np.split(groups, cut)]
+        return [rng.permutation(blocks[b]) for b in rng.permutation(len(blocks))]
+
+    def generate(pass_seed: Any) -> Any:
+        for positions in plan(int(pass_seed)):
+            ask = wanted[positions]
+            ascending = np.argsort(ask, kind="stable")
+            out = np.empty((len(ask), *pixels.shape[1:]), np.uint8)
+            out[ascending] = pixels[ask[ascending]]
+            yield out, targets[positions]
+
+    signature = (
+        tf.TensorSpec((None, *pixels.shape[1:]), tf.uint8),
+        tf.TensorSpec((None,), tf.int32),
+    )
+    passes = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = passes.take(1).flat_map(
+        lambda s: tf.data.Dataset.from_generator(
+            generate, output_signature=signature, args=(s,)
+        )
+    )
+    ds = ds.unbatch()
+    if shard is not None:
+        index, count = shard
+        ds = ds.shard(count, index).take(n // count)
+    return ds.batch(size)
 
 
 def _decoded_batches(
