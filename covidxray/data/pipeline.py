@@ -27,11 +27,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOCK_BYTES",
+    "CHUNK_BYTES",
     "MEMORY_VARIABLE",
     "Transform",
     "balanced_class_weights",
     "batches",
     "block_batches",
+    "block_plan",
     "draw_weights",
     "fits_in_memory",
     "memory_limit",
@@ -41,8 +43,10 @@ __all__ = [
 #: Environment variable: the most bytes of pixels a split copies into memory
 #: for the in-graph gather (see `memory_limit`).
 MEMORY_VARIABLE = "COVIDXRAY_PIPELINE_MEMORY"
-#: Bytes of pixels that the block path (`block_batches`) reads at once.
+#: Bytes of pixels that the block path (`block_batches`) reads at once, and
+#: the run of consecutive rows it is made of.
 BLOCK_BYTES = 64 * 1024**2
+CHUNK_BYTES = 4 * 1024**2
 
 #: A transform of uint8 batches for `XrayDataset.as_tf_dataset`: called with
 #: images (N, H, W, C) uint8 and a stateless seed (an int32 tensor of shape (2,)),
@@ -268,7 +272,8 @@ def _gathered_batches(
     import tensorflow as tf
 
     wanted = np.array([rows[r.path] for r in recs], np.int64)
-    store = tf.convert_to_tensor(np.ascontiguousarray(pixels[wanted]))
+    with tf.device("/cpu:0"):  # where tf.data runs, whatever the strategy
+        store = tf.convert_to_tensor(np.ascontiguousarray(pixels[wanted]))
     targets = tf.constant(labels)
     return order.batch(size).map(
         lambda i: finish(tf.gather(store, i), tf.gather(targets, i)),
@@ -290,66 +295,115 @@ def block_batches(
 ) -> tf.data.Dataset:
     """uint8 batches read from a store too large for memory, a block at a time.
 
-    The split's records, sorted by their row in the store, fall into blocks of
-    `BLOCK_BYTES` of pixels. Each block is read in one NumPy call, its rows in
-    ascending order (a memory-mapped file is then read front to back), so that
-    no Python runs per batch. Without `shuffle`, the blocks are consecutive
-    records, and the batches are those of the in-graph gather. With
-    `shuffle`, every pass visits the blocks in a new order and shuffles the
-    images within each block: every image once a pass, but an image's
-    neighbours in a batch come from its block (a shuffle within large blocks,
-    not over the whole split). With `weights`, the pass draws as many records
-    with replacement as the split holds, with those chances, and serves them
-    block by block the same way. The order is seeded: one NumPy generator per
-    pass, seeded from a `tf.data` random stream seeded by `seed`. `shard`
-    takes every `count`-th image of a pass, from `index`.
+    The split's records, sorted by their row in the store, fall into chunks of
+    `CHUNK_BYTES` of consecutive rows. A block is `BLOCK_BYTES` of chunks,
+    read in one NumPy call, its rows in ascending order (a memory-mapped file
+    is then read a chunk at a time, front to back), so that no Python runs per
+    batch. Without `shuffle`, a block is consecutive records, and the batches
+    are those of the in-graph gather. With `shuffle`, every pass puts the
+    chunks in a new order, takes them a block at a time and shuffles the
+    images within each block (`block_plan`): every image once a pass, and a
+    batch mixes images from chunks all over the store (a store is in scan
+    order, often one class folder after another), but not from the whole
+    split at once. With `weights`, the pass draws as many records with
+    replacement as the split holds, with those chances, and serves them chunk
+    by chunk the same way. The order is seeded: one NumPy generator per pass,
+    seeded from a `tf.data` random stream seeded by `seed`. `shard` takes
+    every `count`-th image of a pass, from `index`.
     """
     import tensorflow as tf
 
     recs = list(records)
     n = len(recs)
     wanted = np.array([rows[r.path] for r in recs], np.int64)
-    per_block = max(1, BLOCK_BYTES // max(1, int(np.prod(pixels.shape[1:]))))
-    by_row = np.argsort(wanted, kind="stable")
-    block_of = np.empty(n, np.int64)
-    block_of[by_row] = np.arange(n) // per_block
+    row_bytes = max(1, int(np.prod(pixels.shape[1:])))
+    per_chunk = max(1, CHUNK_BYTES // row_bytes)
+    per_block = max(1, BLOCK_BYTES // (per_chunk * row_bytes))  # chunks a block
+    chunk_of = np.empty(n, np.int64)
+    chunk_of[np.argsort(wanted, kind="stable")] = np.arange(n) // per_chunk
     targets = np.asarray(labels, np.int32)
 
-    def plan(pass_seed: int) -> list[np.ndarray]:
-        if not shuffle:
-            return [np.arange(k, min(k + per_block, n)) for k in range(0, n, per_block)]
-        rng = np.random.default_rng(pass_seed)
-        drawn = (
-            rng.choice(n, size=n, p=weights) if weights is not None else np.arange(n)
-        )
-        groups = np.argsort(block_of[drawn], kind="stable")
-        cut = np.flatnonzero(np.diff(block_of[drawn][groups])) + 1
-        blocks = [drawn[g] for g in np.split(groups, cut)]
-        return [rng.permutation(blocks[b]) for b in rng.permutation(len(blocks))]
+    # A read: whole batches' worth of a block (the last read of a pass may be
+    # shorter), so that batches cut across reads as they do across blocks.
+    step = max(size, per_chunk * per_block // size * size)
 
     def generate(pass_seed: Any) -> Any:
-        for positions in plan(int(pass_seed)):
+        if shuffle:
+            rng = np.random.default_rng(int(pass_seed))
+            served = np.concatenate(block_plan(chunk_of, per_block, rng, weights))
+        else:
+            served = np.arange(n)
+        if shard is not None:  # every count-th image of the pass, from index
+            index, count = shard
+            served = served[index::count][: n // count]
+        for k in range(0, len(served), step):
+            positions = served[k : k + step]
             ask = wanted[positions]
             ascending = np.argsort(ask, kind="stable")
-            out = np.empty((len(ask), *pixels.shape[1:]), np.uint8)
-            out[ascending] = pixels[ask[ascending]]
-            yield out, targets[positions]
+            # Rows in ascending order, and where each served image is in them.
+            yield pixels[ask[ascending]], targets[positions], np.argsort(ascending)
 
     signature = (
         tf.TensorSpec((None, *pixels.shape[1:]), tf.uint8),
         tf.TensorSpec((None,), tf.int32),
+        tf.TensorSpec((None,), tf.int64),
     )
-    passes = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = passes.take(1).flat_map(
-        lambda s: tf.data.Dataset.from_generator(
-            generate, output_signature=signature, args=(s,)
+
+    def cut(x: tf.Tensor, y: tf.Tensor, where: tf.Tensor) -> tf.data.Dataset:
+        starts = tf.data.Dataset.range(0, tf.shape(y, tf.int64)[0], size)
+        return starts.map(
+            lambda k: (tf.gather(x, where[k : k + size]), y[k : k + size])
         )
+
+    passes = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return (
+        passes.take(1)
+        .flat_map(
+            lambda s: tf.data.Dataset.from_generator(
+                generate, output_signature=signature, args=(s,)
+            )
+        )
+        .prefetch(1)  # the next read runs while this one is served
+        .flat_map(cut)
     )
-    ds = ds.unbatch()
-    if shard is not None:
-        index, count = shard
-        ds = ds.shard(count, index).take(n // count)
-    return ds.batch(size)
+
+
+def block_plan(
+    chunk_of: np.ndarray,
+    per_block: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """One shuffled pass of the block path: the positions each block serves.
+
+    Args:
+        chunk_of: Each position's chunk (0, 1, ...: consecutive rows).
+        per_block: Chunks in a block.
+        rng: This pass's generator.
+        weights: Draw `len(chunk_of)` positions with replacement with these
+            chances instead of serving each position once.
+
+    Returns:
+        The blocks in serving order, each the positions it serves, shuffled.
+
+    Examples:
+        >>> plan = block_plan(np.array([0, 0, 1, 1, 2, 2]), 2,
+        ...                   np.random.default_rng(0))
+        >>> sorted(int(p) for block in plan for p in block)
+        [0, 1, 2, 3, 4, 5]
+        >>> [len(block) for block in plan]
+        [4, 2]
+    """
+    n = len(chunk_of)
+    drawn = rng.choice(n, size=n, p=weights) if weights is not None else np.arange(n)
+    by_chunk = np.argsort(chunk_of[drawn], kind="stable")
+    cut = np.flatnonzero(np.diff(chunk_of[drawn][by_chunk])) + 1
+    chunks = [drawn[k] for k in np.split(by_chunk, cut)]
+    order = rng.permutation(len(chunks))
+    return [
+        rng.permutation(np.concatenate([chunks[c] for c in order[k : k + per_block]]))
+        for k in range(0, len(order), per_block)
+    ]
 
 
 def _decoded_batches(

@@ -124,7 +124,7 @@ def test_in_graph_gather_gives_the_batches_of_the_numpy_gather(case: str) -> Non
     _assert_same(_epochs(new), _epochs(old))
 
 
-def test_the_in_graph_gather_is_used_when_the_split_fits(monkeypatch) -> None:
+def test_fits_in_memory_reads_the_variable(monkeypatch) -> None:
     pixels, rows, labels = _store()
     assert pipeline.fits_in_memory(pixels.nbytes)
     monkeypatch.setenv(pipeline.MEMORY_VARIABLE, "100")
@@ -138,7 +138,8 @@ def test_the_in_graph_gather_is_used_when_the_split_fits(monkeypatch) -> None:
 def _block_batches(monkeypatch, pixels, **kw) -> tf.data.Dataset:
     _, rows, labels = _store()
     monkeypatch.setenv(pipeline.MEMORY_VARIABLE, "1")  # nothing fits: blocks
-    monkeypatch.setattr(pipeline, "BLOCK_BYTES", 6 * SIZE * SIZE)  # 6 rows a block
+    monkeypatch.setattr(pipeline, "CHUNK_BYTES", 2 * SIZE * SIZE)  # 2 rows a chunk
+    monkeypatch.setattr(pipeline, "BLOCK_BYTES", 6 * SIZE * SIZE)  # 3 chunks a block
     return batches(
         _records(), labels, preprocessing=Preprocessing((SIZE, SIZE)),
         pixels=pixels, rows=rows, max_pixels=10**6, batch_size=4, seed=3,
@@ -169,15 +170,7 @@ def test_block_path_serves_every_image_once_per_epoch_seeded(
     assert _ids(first, pixels) != _ids(second, pixels)  # reshuffled each pass
     again = _epochs(_block_batches(monkeypatch, mapped, shuffle=True))
     _assert_same(again, [first, second])  # the same seed, the same passes
-    # Each block is read whole: its images come out together.
     by_row = {rows[r.path]: k for k, r in enumerate(_records())}
-    served = [by_row[i] for i in _ids(first, pixels)]
-    by_rank = sorted(range(N), key=lambda p: rows[f"{p}.png"])  # row order
-    block_of = {p: rank // 6 for rank, p in enumerate(by_rank)}
-    changes = sum(
-        block_of[a] != block_of[b] for a, b in zip(served, served[1:], strict=False)
-    )
-    assert changes == len(set(block_of.values())) - 1
     # Labels travel with their images.
     for x, y in first:
         for image, label in zip(x, y, strict=True):
@@ -213,3 +206,22 @@ def test_block_path_in_order_and_balanced_and_sharded(monkeypatch, tmp_path) -> 
 def _positions(epoch: list, pixels: np.ndarray, rows: dict[str, int]) -> list[int]:
     by_row = {row: int(path.split(".")[0]) for path, row in rows.items()}
     return [by_row[i] for i in _ids(epoch, pixels)]
+
+
+def test_block_plan_serves_whole_chunks_a_block_at_a_time() -> None:
+    chunk_of = np.repeat(np.arange(10), 3)[:29]  # 10 chunks of 3 (the last of 2)
+    plan = pipeline.block_plan(chunk_of, 4, np.random.default_rng(5))
+    assert [len(b) for b in plan] != [12, 12, 5]  # the short chunk is anywhere
+    assert sorted(np.concatenate(plan).tolist()) == list(range(29))
+    for block in plan:
+        chunks = set(chunk_of[block].tolist())
+        assert len(chunks) <= 4  # whole chunks, at most 4 a block
+        assert sum((chunk_of == c).sum() for c in chunks) == len(block)
+    assert any(list(b) != sorted(b) for b in plan)  # shuffled within a block
+    again = pipeline.block_plan(chunk_of, 4, np.random.default_rng(5))
+    assert all(np.array_equal(x, y) for x, y in zip(plan, again, strict=True))
+    weights = np.where(np.arange(29) < 3, 1.0, 0.0)
+    weights /= weights.sum()
+    drawn = pipeline.block_plan(chunk_of, 4, np.random.default_rng(5), weights)
+    assert len(np.concatenate(drawn)) == 29
+    assert set(np.concatenate(drawn).tolist()) <= {0, 1, 2}
