@@ -4,7 +4,10 @@
 uint8 pixels gathered from the scan's store (or decoded from disk with a
 `Preprocessing`), then an optional transform (augmentation), then float32 in
 [0, 1]. The order of a pass is in record order, reshuffled every pass, or
-drawn with replacement by `draw_weights` (a `balanced` view). The balanced
+drawn with replacement by `draw_weights` (a `balanced` view). When the split's
+pixels fit in memory (`fits_in_memory`), they are copied once into a uint8
+tensor and every batch is gathered in the graph; a larger store is read a
+block of chunks of consecutive rows at a time (`block_batches`). The balanced
 class weights are computed here, once, for `XrayDataset.class_weights` and
 `Classifier.fit` alike. See `docs/guides/datasets.md`.
 """
@@ -126,7 +129,9 @@ def batches(
         records: The records served (not empty), in order.
         labels: Their class indices, int32.
         preprocessing: How a file is decoded when `pixels` is None.
-        pixels: The scan's uint8 store, or None to decode from disk.
+        pixels: The scan's uint8 store, or None to decode from disk. When
+            the split's rows fit (`fits_in_memory`), they are copied into a
+            tensor and gathered in the graph; else `block_batches` reads them.
         rows: Each record's path -> its row in `pixels`.
         max_pixels: Refuse larger images when decoding.
         batch_size: Images per batch.
@@ -273,7 +278,7 @@ def _gathered_batches(
 
     wanted = np.array([rows[r.path] for r in recs], np.int64)
     with tf.device("/cpu:0"):  # where tf.data runs, whatever the strategy
-        store = tf.convert_to_tensor(np.ascontiguousarray(pixels[wanted]))
+        store = tf.constant(pixels[wanted])
     targets = tf.constant(labels)
     return order.batch(size).map(
         lambda i: finish(tf.gather(store, i), tf.gather(targets, i)),
