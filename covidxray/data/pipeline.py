@@ -4,13 +4,17 @@
 uint8 pixels gathered from the scan's store (or decoded from disk with a
 `Preprocessing`), then an optional transform (augmentation), then float32 in
 [0, 1]. The order of a pass is in record order, reshuffled every pass, or
-drawn with replacement by `draw_weights` (a `balanced` view). The balanced
+drawn with replacement by `draw_weights` (a `balanced` view). When the split's
+pixels fit in memory (`fits_in_memory`), they are copied once into a uint8
+tensor and every batch is gathered in the graph; a larger store is read a
+block of chunks of consecutive rows at a time (`block_batches`). The balanced
 class weights are computed here, once, for `XrayDataset.class_weights` and
 `Classifier.fit` alike. See `docs/guides/datasets.md`.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,12 +29,27 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 __all__ = [
+    "BLOCK_BYTES",
+    "CHUNK_BYTES",
+    "MEMORY_VARIABLE",
     "Transform",
     "balanced_class_weights",
     "batches",
+    "block_batches",
+    "block_plan",
     "draw_weights",
+    "fits_in_memory",
+    "memory_limit",
     "with_transform",
 ]
+
+#: Environment variable: the most bytes of pixels a split copies into memory
+#: for the in-graph gather (see `memory_limit`).
+MEMORY_VARIABLE = "COVIDXRAY_PIPELINE_MEMORY"
+#: Bytes of pixels that the block path (`block_batches`) reads at once, and
+#: the run of consecutive rows it is made of.
+BLOCK_BYTES = 64 * 1024**2
+CHUNK_BYTES = 4 * 1024**2
 
 #: A transform of uint8 batches for `XrayDataset.as_tf_dataset`: called with
 #: images (N, H, W, C) uint8 and a stateless seed (an int32 tensor of shape (2,)),
@@ -110,7 +129,9 @@ def batches(
         records: The records served (not empty), in order.
         labels: Their class indices, int32.
         preprocessing: How a file is decoded when `pixels` is None.
-        pixels: The scan's uint8 store, or None to decode from disk.
+        pixels: The scan's uint8 store, or None to decode from disk. When
+            the split's rows fit (`fits_in_memory`), they are copied into a
+            tensor and gathered in the graph; else `block_batches` reads them.
         rows: Each record's path -> its row in `pixels`.
         max_pixels: Refuse larger images when decoding.
         batch_size: Images per batch.
@@ -145,26 +166,28 @@ def batches(
                 f"{count} workers that share it."
             )
         order = order.shard(count, index).take(share)
-    if pixels is not None:
-        ds = _cached_batches(recs, labels, batch_size, order, pixels, rows)
-    else:
+        shard = (index, count)
+    shape = (None, *preprocessing.input_shape)
+    cast = transform is None and dtype == "float32"
+
+    def finish(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = tf.ensure_shape(x, shape), tf.ensure_shape(y, (None,))
+        return (tf.cast(x, tf.float32) / 255.0 if cast else x), y
+
+    if pixels is None:
         ds = _decoded_batches(
             recs, labels, batch_size, order, preprocessing, max_pixels
-        )
-    shape = (None, *preprocessing.input_shape)
-
-    def checked(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.ensure_shape(x, shape), tf.ensure_shape(y, (None,))
-
-    ds = ds.map(checked, num_parallel_calls=tf.data.AUTOTUNE)
+        ).map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    elif fits_in_memory(len(recs) * int(np.prod(pixels.shape[1:]))):
+        ds = _gathered_batches(recs, labels, batch_size, order, pixels, rows, finish)
+    else:
+        ds = block_batches(
+            recs, labels, batch_size, pixels, rows, seed=seed, shuffle=shuffle,
+            weights=weights, shard=shard,
+        ).map(finish, num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
     if transform is not None:
         ds = with_transform(
             ds, transform, seed if transform_seed is None else transform_seed
-        )
-    elif dtype == "float32":
-        ds = ds.map(
-            lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
-            num_parallel_calls=tf.data.AUTOTUNE,
         )
     if shard is not None:
         options = tf.data.Options()
@@ -201,31 +224,192 @@ def _order(
     return order
 
 
-def _cached_batches(
+def memory_limit() -> int:
+    """The most bytes of pixels one split may copy into a TensorFlow tensor for
+    the in-graph gather: `$COVIDXRAY_PIPELINE_MEMORY` when set, else an eighth
+    of the memory available now (`MemAvailable` on Linux; 8 GiB where it
+    cannot be read), and at most 1 GiB. The copy holds about three times the
+    split's bytes at its peak, and twice after (measured with 250 MB).
+
+    Raises:
+        ValueError: The variable is set to something else than a number of
+            bytes.
+    """
+    value = os.environ.get(MEMORY_VARIABLE, "").strip()
+    if value:
+        try:
+            return int(float(value))
+        except ValueError:
+            raise ValueError(
+                f"The environment variable {MEMORY_VARIABLE} must be a number of "
+                f"bytes. Received: {value!r}."
+            ) from None
+    return min(_available_memory() // 8, 1024**3)
+
+
+def fits_in_memory(nbytes: int) -> bool:
+    """Whether `nbytes` of pixels go into memory for the in-graph gather
+    (at most `memory_limit()`)."""
+    return int(nbytes) <= memory_limit()
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8 * 1024**3
+
+
+def _gathered_batches(
     recs: list[Record],
     labels: np.ndarray,
     size: int,
     order: tf.data.Dataset,
     pixels: np.ndarray,
     rows: Mapping[str, int],
+    finish: Callable[[Any, Any], Any],
 ) -> tf.data.Dataset:
-    """uint8 batches gathered from the pixel cache by row index."""
+    """Batches gathered in the graph from the split's pixels, copied once into
+    a uint8 tensor in record order: no Python runs per batch."""
     import tensorflow as tf
 
-    index = tf.constant([rows[r.path] for r in recs], tf.int64)
+    wanted = np.array([rows[r.path] for r in recs], np.int64)
+    with tf.device("/cpu:0"):  # where tf.data runs, whatever the strategy
+        store = tf.constant(pixels[wanted])
     targets = tf.constant(labels)
-
-    def gather(idx: np.ndarray) -> np.ndarray:
-        return np.asarray(pixels[idx])
-
-    ds = order.map(lambda i: (tf.gather(index, i), tf.gather(targets, i)))
-    return ds.batch(size).map(
-        lambda idx, y: (
-            tf.numpy_function(gather, [idx], tf.uint8, stateful=False),
-            y,
-        ),
+    return order.batch(size).map(
+        lambda i: finish(tf.gather(store, i), tf.gather(targets, i)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
+
+
+def block_batches(
+    records: Sequence[Record],
+    labels: np.ndarray,
+    size: int,
+    pixels: np.ndarray,
+    rows: Mapping[str, int],
+    *,
+    seed: int,
+    shuffle: bool = False,
+    weights: np.ndarray | None = None,
+    shard: tuple[int, int] | None = None,
+) -> tf.data.Dataset:
+    """uint8 batches read from a store too large for memory, a block at a time.
+
+    The split's records, sorted by their row in the store, fall into chunks of
+    `CHUNK_BYTES` of consecutive rows. A block is `BLOCK_BYTES` of chunks,
+    read in one NumPy call, its rows in ascending order (a memory-mapped file
+    is then read a chunk at a time, front to back), so that no Python runs per
+    batch. Without `shuffle`, a block is consecutive records, and the batches
+    are those of the in-graph gather. With `shuffle`, every pass puts the
+    chunks in a new order, takes them a block at a time and shuffles the
+    images within each block (`block_plan`): every image once a pass, and a
+    batch mixes images from chunks all over the store (a store is in scan
+    order, often one class folder after another), but not from the whole
+    split at once. With `weights`, the pass draws as many records with
+    replacement as the split holds, with those chances, and serves them chunk
+    by chunk the same way. The order is seeded: one NumPy generator per pass,
+    seeded from a `tf.data` random stream seeded by `seed`. `shard` takes
+    every `count`-th image of a pass, from `index`.
+    """
+    import tensorflow as tf
+
+    recs = list(records)
+    n = len(recs)
+    wanted = np.array([rows[r.path] for r in recs], np.int64)
+    row_bytes = max(1, int(np.prod(pixels.shape[1:])))
+    per_chunk = max(1, CHUNK_BYTES // row_bytes)
+    per_block = max(1, BLOCK_BYTES // (per_chunk * row_bytes))  # chunks a block
+    chunk_of = np.empty(n, np.int64)
+    chunk_of[np.argsort(wanted, kind="stable")] = np.arange(n) // per_chunk
+    targets = np.asarray(labels, np.int32)
+
+    # A read: whole batches' worth of a block (the last read of a pass may be
+    # shorter), so that batches cut across reads as they do across blocks.
+    step = max(size, per_chunk * per_block // size * size)
+
+    def generate(pass_seed: Any) -> Any:
+        if shuffle:
+            rng = np.random.default_rng(int(pass_seed))
+            served = np.concatenate(block_plan(chunk_of, per_block, rng, weights))
+        else:
+            served = np.arange(n)
+        if shard is not None:  # every count-th image of the pass, from index
+            index, count = shard
+            served = served[index::count][: n // count]
+        for k in range(0, len(served), step):
+            positions = served[k : k + step]
+            ask = wanted[positions]
+            ascending = np.argsort(ask, kind="stable")
+            # Rows in ascending order, and where each served image is in them.
+            yield pixels[ask[ascending]], targets[positions], np.argsort(ascending)
+
+    signature = (
+        tf.TensorSpec((None, *pixels.shape[1:]), tf.uint8),
+        tf.TensorSpec((None,), tf.int32),
+        tf.TensorSpec((None,), tf.int64),
+    )
+
+    def cut(x: tf.Tensor, y: tf.Tensor, where: tf.Tensor) -> tf.data.Dataset:
+        starts = tf.data.Dataset.range(0, tf.shape(y, tf.int64)[0], size)
+        return starts.map(
+            lambda k: (tf.gather(x, where[k : k + size]), y[k : k + size])
+        )
+
+    passes = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return (
+        passes.take(1)
+        .flat_map(
+            lambda s: tf.data.Dataset.from_generator(
+                generate, output_signature=signature, args=(s,)
+            )
+        )
+        .prefetch(1)  # the next read runs while this one is served
+        .flat_map(cut)
+    )
+
+
+def block_plan(
+    chunk_of: np.ndarray,
+    per_block: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """One shuffled pass of the block path: the positions each block serves.
+
+    Args:
+        chunk_of: Each position's chunk (0, 1, ...: consecutive rows).
+        per_block: Chunks in a block.
+        rng: This pass's generator.
+        weights: Draw `len(chunk_of)` positions with replacement with these
+            chances instead of serving each position once.
+
+    Returns:
+        The blocks in serving order, each the positions it serves, shuffled.
+
+    Examples:
+        >>> plan = block_plan(np.array([0, 0, 1, 1, 2, 2]), 2,
+        ...                   np.random.default_rng(0))
+        >>> sorted(int(p) for block in plan for p in block)
+        [0, 1, 2, 3, 4, 5]
+        >>> [len(block) for block in plan]
+        [4, 2]
+    """
+    n = len(chunk_of)
+    drawn = rng.choice(n, size=n, p=weights) if weights is not None else np.arange(n)
+    by_chunk = np.argsort(chunk_of[drawn], kind="stable")
+    cut = np.flatnonzero(np.diff(chunk_of[drawn][by_chunk])) + 1
+    chunks = [drawn[k] for k in np.split(by_chunk, cut)]
+    order = rng.permutation(len(chunks))
+    return [
+        rng.permutation(np.concatenate([chunks[c] for c in order[k : k + per_block]]))
+        for k in range(0, len(order), per_block)
+    ]
 
 
 def _decoded_batches(
