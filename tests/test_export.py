@@ -57,7 +57,12 @@ json.dump(out, open(sys.argv[2], "w"))
 
 
 def run_outside(job: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Run `OUTSIDE` on `job` in a new interpreter, away from the checkout."""
+    """Run `OUTSIDE` on `job` in a new interpreter, away from the checkout
+    (in `folder`: file names are made absolute, as CI gives relative ones)."""
+    job = {
+        name: {**item, "files": [os.path.abspath(f) for f in item.get("files", [])]}
+        for name, item in job.items()
+    }
     job_file, out_file = folder / "job.json", folder / "out.json"
     job_file.write_text(json.dumps(job))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
