@@ -29,7 +29,7 @@ from ._choices import EXPORT_FORMATS
 from ._validation import check_choice
 from ._version import provenance
 from .data.preprocessing import Preprocessing
-from .data.tempfiles import file_mode, temp_prefix, terminate_as_exit
+from .data.tempfiles import file_mode, remove_stale, temp_prefix, terminate_as_exit
 
 if TYPE_CHECKING:
     import keras
@@ -159,22 +159,26 @@ def export_model(
     check_exportable(prep, config.modalities)
     target = check_export_path(path, overwrite)
     names = list(config.class_names)
-    positive = names.index(config.positive_class) if config.positive_class else 1
+    positive = _positive_index(names, config.positive_class)
     signatures = ["serving_default", "pixels"] if format == "savedmodel" else []
+    binary = positive is not None
     info = {
         "format": "covidxray.export",
         "export_format": format,
         "class_names": names,
-        "positive_class": names[positive],
+        # Two classes: P(positive) against the threshold, as Classifier.predict
+        # decides. More: the class of the largest probability (no threshold).
+        "positive_class": None if positive is None else names[positive],
         "positive_index": positive,
-        "threshold": config.threshold,
+        "threshold": config.threshold if binary else None,
+        "decision": "probability >= threshold" if binary else "argmax probabilities",
         "preprocessing": prep.to_dict(),
         "signatures": signatures or ["pixels"],
-        "outputs": ["probability", "probabilities"],
+        "outputs": ["probability", "probabilities"] if binary else ["probabilities"],
         "provenance": dict(provenance()),
         "classifier": config.to_dict(),
     }
-    with terminate_as_exit(), _staged(target) as folder:
+    with terminate_as_exit(), _staged(target, overwrite) as folder:
         archive = _archive(model, prep, positive, files=format == "savedmodel")
         if format == "savedmodel":
             archive.write_out(str(folder), verbose=False)
@@ -194,12 +198,29 @@ def export_model(
     return target
 
 
+def _positive_index(names: list[str], positive_class: str | None) -> int | None:
+    """The positive class's index of a binary model (1 by default); None for
+    more than two classes, which have no positive class."""
+    if len(names) != 2:
+        return None
+    if positive_class is None:
+        return 1
+    if positive_class not in names:
+        raise ValueError(
+            f"Cannot export: the model's positive class {positive_class!r} is "
+            f"not one of its classes {names}."
+        )
+    return names.index(positive_class)
+
+
 def _archive(
-    model: keras.Model, prep: Preprocessing, positive: int, *, files: bool
+    model: keras.Model, prep: Preprocessing, positive: int | None, *, files: bool
 ) -> Any:
     """The model with its signatures (`pixels`; with `files`, also
     `serving_default`), as a Keras `ExportArchive`. Keras copies the weights
-    into the archive's own variables, which the TFLite converter freezes."""
+    into the archive's own variables, which the TFLite converter freezes.
+    Both return `probabilities` (N, classes), and a binary model's also
+    `probability`, P(positive class)."""
     import keras
 
     def from_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -207,6 +228,8 @@ def _archive(
         out = tf.cast(out, tf.float32)
         if out.shape[-1] == 1:  # one sigmoid unit: P(class 1)
             out = tf.concat([1.0 - out, out], axis=-1)
+        if positive is None:
+            return {"probabilities": out}
         return {"probability": out[:, positive], "probabilities": out}
 
     def from_files(images: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -242,10 +265,11 @@ def decode_in_graph(data: tf.Tensor, preprocessing: Preprocessing) -> tf.Tensor:
     It follows `Preprocessing.load`: transparency composited on black, a
     16-bit grayscale PNG scaled by its bit depth (its `sBIT` chunk, else the
     smallest of 10, 12, 14 or 16 bits that holds its largest value), the
-    `window`, Pillow's RGB-to-gray weights, then the resize policy. It
-    resamples with `tf.image.resize` (bilinear, antialiased) where Pillow
-    first reduces by whole factors, so pixels differ by a few levels; and it
-    ignores a JPEG's EXIF orientation, which Pillow applies.
+    `window`, Pillow's RGB-to-gray weights, then the resize policy,
+    resampled with Pillow's own arithmetic (its reduction by whole factors and
+    fixed-point bilinear weights): the tests find Pillow's pixels exactly,
+    a JPEG's within one level (why one level was not traced). It ignores a
+    JPEG's EXIF orientation, which Pillow applies.
 
     Examples:
         >>> import io
@@ -519,19 +543,45 @@ does not exist. Create it first.
         )
     if target.exists() and not target.is_dir():
         raise ValueError(f"Cannot export to '{path}': it is a file, not a folder.")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
+    here = Path.cwd()
+    if target.resolve() == here or target.resolve() in here.parents:
         raise ValueError(
-            f"Cannot export to '{path}': the folder exists and is not empty. "
-            "Pass overwrite=True (--overwrite) to replace it, or choose another."
+            f"Cannot export to '{path}': it is the current folder or holds it. "
+            "Name a new folder for the export."
         )
+    if target.is_dir() and any(target.iterdir()):
+        if not overwrite:
+            raise ValueError(
+                f"Cannot export to '{path}': the folder exists and is not empty. "
+                "Pass overwrite=True (--overwrite) to replace it, or choose "
+                "another."
+            )
+        if not _is_export(target):
+            shown = ", ".join(sorted(p.name for p in target.iterdir())[:5])
+            raise ValueError(
+                f"Cannot export to '{path}' with overwrite: it is not an earlier "
+                f"export (no {METADATA_NAME}), and overwrite replaces only "
+                f"those. It holds: {shown}. Choose another folder."
+            )
     return target
 
 
+def _is_export(folder: Path) -> bool:
+    """Whether `folder` holds an export's `covidxray.json` (a SavedModel's in
+    `assets.extra/`, a TFLite folder's at its top)."""
+    return any(
+        (place / METADATA_NAME).is_file() for place in (folder, folder / "assets.extra")
+    )
+
+
 @contextlib.contextmanager
-def _staged(target: Path) -> Any:
+def _staged(target: Path, overwrite: bool) -> Any:
     """A temporary folder beside `target`, renamed to it when the block ends
-    without an error and removed when it fails. An existing `target` is moved
-    aside first and removed only once the new folder is in place."""
+    without an error and removed when it fails. Without `overwrite`, the
+    rename itself refuses a `target` that another run filled meanwhile (a
+    folder renames onto an empty one only). With it, an earlier export is
+    moved aside first and removed only once the new folder is in place.
+    Staging folders of killed runs are removed after a successful export."""
     parent = target.parent if str(target.parent) else Path(".")
     staging = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=parent))
     mode = file_mode()  # mkdtemp's 0o700 would hide it from a server's user
@@ -539,18 +589,33 @@ def _staged(target: Path) -> Any:
     try:
         yield staging
         old = None
-        if target.exists():
-            old = Path(
-                tempfile.mkdtemp(prefix=temp_prefix(target.name + "-old"), dir=parent)
-            )
+        if overwrite and target.is_dir() and any(target.iterdir()):
+            if not _is_export(target):
+                raise ValueError(
+                    f"Cannot export to '{target}' with overwrite: it is no "
+                    "longer an earlier export (it changed while this one was "
+                    "written). Nothing was replaced."
+                )
+            # Named so that the sweep of staging folders never matches it.
+            prefix = temp_prefix("old-" + target.name)
+            old = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
             os.replace(target, old / target.name)
         try:
             os.replace(staging, target)
-        except BaseException:
+        except OSError as exc:
             if old is not None:  # put the earlier export back
+                os.replace(old / target.name, target)
+                raise
+            raise ValueError(
+                f"Cannot export to '{target}': it was filled while this export "
+                f"was written ({exc.strerror}). Nothing was replaced."
+            ) from exc
+        except BaseException:
+            if old is not None:
                 os.replace(old / target.name, target)
             raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        remove_stale(parent, target.name, "", keep=str(staging))
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -23,6 +23,7 @@ from covidxray import Classifier, Preprocessing, build_cnn, export
 from covidxray._persist import ModelMetadata
 from covidxray.cli import EXIT_DATA, EXIT_OK, main
 from covidxray.data.decode import find_images
+from covidxray.data.tempfiles import temp_prefix
 from covidxray.export import check_exportable, decode_in_graph
 
 # Run by a fresh interpreter: loads every export, runs each signature on the
@@ -325,21 +326,97 @@ def test_a_non_empty_folder_is_refused_unless_overwrite(
 ) -> None:
     target = tmp_path / "sm"
     target.mkdir()
-    (target / "old.txt").write_text("earlier export")
+    (target / "old.txt").write_text("not an export")
     with pytest.raises(ValueError, match="not empty.*overwrite"):
         small.export(target)
-    assert (target / "old.txt").read_text() == "earlier export"
+    # overwrite replaces an earlier export only: never a model's or data folder
+    with pytest.raises(ValueError, match="not an earlier export.*old.txt"):
+        small.export(target, overwrite=True)
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    (target / "old.txt").unlink()
+    small.export(target)  # an empty folder is filled
+    (target / "marker").write_text("earlier export")
     # a failure halfway through an overwrite keeps the earlier export
     monkeypatch.setattr(export, "_archive", _failing)
     with pytest.raises(OSError, match="disk full"):
         small.export(target, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
-    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    assert (target / "marker").read_text() == "earlier export"
     monkeypatch.undo()
+    # a staging folder that a killed export left is swept by the next one
+    killed = tmp_path / f"{temp_prefix('sm').rsplit('.', 1)[0]}.999999999-x1"
+    killed.mkdir()
+    (killed / "saved_model.pb").write_bytes(b"half")
     small.export(target, overwrite=True)
-    assert not (target / "old.txt").exists()
+    assert not (target / "marker").exists()
     assert (target / "saved_model.pb").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
+
+
+def test_the_rename_refuses_a_folder_filled_meanwhile(
+    small: Classifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two exports to one new folder at once, neither with overwrite: the
+    later one must not replace the earlier one."""
+    target = tmp_path / "sm"
+    write = export._archive
+
+    def other_run_first(*args: Any, **kwargs: Any) -> Any:
+        target.mkdir()
+        (target / "theirs").write_text("the other run's export")
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(export, "_archive", other_run_first)
+    with pytest.raises(ValueError, match="filled while this export"):
+        small.export(target)
+    assert [p.name for p in target.iterdir()] == ["theirs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
+
+
+def test_the_current_folder_is_refused(
+    small: Classifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for path in (".", "..", str(tmp_path)):
+        with pytest.raises(ValueError, match="current folder"):
+            small.export(path)
+
+
+def test_a_model_of_three_classes_has_no_positive_class(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((32, 32, 1))
+    x = keras.layers.Conv2D(4, 5, strides=2, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    config = ModelMetadata(
+        class_names=("a", "b", "c"),
+        positive_class=None,
+        threshold=0.5,
+        preprocessing=Preprocessing((32, 32)),
+    )
+    pixels = np.stack([smooth(32, 32, s) for s in range(6)])[..., None]
+    pixels = np.round(pixels * 255).astype(np.uint8)
+    # Logits with a spread of about 3 on these pixels, so the test means something.
+    last = model.layers[-1]
+    features = np.asarray(keras.Model(model.input, last.input)(pixels / 255))
+    kernel = np.random.default_rng(0).normal(size=(4, 3))
+    score = features @ kernel
+    scale = 3.0 / score.std()
+    last.kernel.assign(kernel * scale)
+    last.bias.assign(-score.mean(axis=0) * scale)
+    clf = Classifier.from_config(config, model)
+    folder = clf.export(tmp_path / "sm")
+    info = json.loads((folder / "assets.extra" / "covidxray.json").read_text())
+    assert info["positive_class"] is None and info["threshold"] is None
+    assert info["decision"] == "argmax probabilities"
+    assert info["outputs"] == ["probabilities"]
+    out = tf.saved_model.load(str(folder)).signatures["pixels"](
+        pixels=tf.constant(pixels)
+    )
+    assert set(out) == {"probabilities"}
+    want = clf.predict_proba(pixels.astype("float32") / 255)
+    assert np.ptp(want[:, 0]) > 0.3  # not all alike
+    np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-5)
 
 
 class _Failing:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -60,15 +61,19 @@ def _is_stale(path: Path, stem: str, now: float) -> bool:
 
 
 def remove_stale(folder: Path, stem: str, suffix: str, keep: str = "") -> list[Path]:
-    """Remove the temporary files `.<stem>-*<suffix>` in `folder` that a
-    killed run left: made by a process of this machine that no longer runs,
-    or not written to for `STALE_SECONDS`. Returns the files removed."""
+    """Remove the temporary files (or folders) `.<stem>-*<suffix>` in
+    `folder` that a killed run left: made by a process of this machine that
+    no longer runs, or not written to for `STALE_SECONDS`. Returns the paths
+    removed."""
     removed = []
     now = time.time()
     for path in folder.glob(f".{stem}-*{suffix}"):
         if str(path) != keep and _is_stale(path, stem, now):
             with contextlib.suppress(OSError):
-                path.unlink()
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 removed.append(path)
     if removed:
         logger.info(
