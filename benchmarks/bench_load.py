@@ -68,6 +68,19 @@ print(
     f"images: covidxray {n}, baseline {n_base}; scan {scan_s:.1f}s of covidxray's first"
 )
 
+
+def label_order(dataset):
+    return [tuple(labels.numpy().ravel().tolist()) for _, labels in dataset]
+
+
+# The baseline's .cache() comes after its shuffle: its cached epochs replay one
+# order. covidxray's reshuffle (the images of a pass are the same, in new order).
+print(
+    "same batches every cached epoch: baseline "
+    f"{label_order(base) == label_order(base)}, covidxray "
+    f"{label_order(train) == label_order(train)}"
+)
+
 # The pipeline alone (issue 23): covidxray's batches over the uint8 pixels of
 # the same images in memory, against plain tf.data over the same array
 # (`from_tensor_slices(...).shuffle(n).batch(32)`, then the same cast), both
