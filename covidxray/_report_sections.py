@@ -46,8 +46,13 @@ class Section:
     warnings: list[str] = field(default_factory=list)
 
 
-def glance(sections: Sequence[Section]) -> str:
-    """One row per dataset: images scored and the headline metrics with CIs."""
+def glance(
+    sections: Sequence[Section], *, binary: bool = True, known: bool = True
+) -> str:
+    """One row per dataset: images scored and the headline metrics with CIs.
+
+    `binary`: the model has two classes (a threshold); `known`: it has a
+    training record (images seen in training were left out)."""
     keys = ("roc_auc", "sensitivity", "specificity", "ece")
 
     def cell(ev: Evaluation, key: str) -> str:
@@ -68,8 +73,18 @@ def glance(sections: Sequence[Section]) -> str:
         + H.table(
             ["dataset", "images", "ROC AUC", "sensitivity", "specificity", "ECE"], rows
         )
-        + '<p class="muted">Values with their 95% intervals, at the model\'s '
-        "threshold, on the images the model never saw.</p>"
+        + '<p class="muted">Values with their 95% intervals, '
+        + (
+            "at the model's threshold"
+            if binary
+            else "each image called its class of highest probability"
+        )
+        + (
+            ", on the images the model never saw.</p>"
+            if known
+            else ", on every image: the model has no training record, so images "
+            "it saw in training could not be left out.</p>"
+        )
     )
 
 
@@ -240,10 +255,13 @@ def dataset_section(s: Section, index: int, shared: list[str], known: bool) -> s
     ev = s.evaluation
     assert ev is not None
     doc = ev.to_dict()
-    parts.append(
-        f"<h3>Metrics at the threshold {ev.threshold:.4g} ({doc['n']} images)</h3>"
-    )
     names = list(ev.class_names)
+    rule = (
+        f"at the threshold {ev.threshold:.4g}"
+        if len(names) == 2
+        else "with each image called its class of highest probability"
+    )
+    parts.append(f"<h3>Metrics {rule} ({doc['n']} images)</h3>")
     parts.append(
         '<div class="row"><div>'
         + H.table(["metric", "value", "95% CI", "interval"], H.metric_rows(doc))

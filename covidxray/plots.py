@@ -40,6 +40,12 @@ def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (5, 4)) 
     return fig, axes
 
 
+def _plain(text: object) -> str:
+    """`text` as matplotlib draws it literally: a `$` would start mathtext
+    (and an unpaired or odd one raise in `savefig`), so it is escaped."""
+    return str(text).replace("$", r"\$")
+
+
 def _save(fig: Figure, path: str | os.PathLike[str] | None) -> Figure:
     if path is not None:
         fig.savefig(os.fspath(path), format="png")
@@ -76,7 +82,7 @@ def plot_history(
         if f"val_{name}" in hist:
             ax.plot(epochs, hist[f"val_{name}"], marker="o", label="validation")
         ax.set_xlabel("epoch")
-        ax.set_title(name)
+        ax.set_title(_plain(name))
         ax.legend()
     return _save(fig, path)
 
@@ -113,7 +119,7 @@ def plot_roc(
             y = np.asarray(value[0]).astype(int)
             score = np.asarray(value[1], dtype=float)
         fpr, tpr, _ = roc_curve(y, score)
-        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, score):.2f})")
+        ax.plot(fpr, tpr, label=f"{_plain(name)} (AUC {roc_auc_score(y, score):.2f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set_xlabel("1 - specificity (false positive rate)")
     ax.set_ylabel("sensitivity (true positive rate)")
@@ -216,7 +222,7 @@ def plot_calibration(
     ax.set_ylabel(f"observed fraction {what}")
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.02, 1.02)
-    lead = f"{title} " if title else "Reliability "
+    lead = f"{_plain(title)} " if title else "Reliability "
     ax.set_title(f"{lead}(ECE {curve.ece:.3f})")
     ax.legend(loc="best", fontsize=8)
     if hist is not None and scores is not None:
@@ -248,7 +254,7 @@ def plot_confusion_matrix(
     ax = axes[0][0]
     matrix = evaluation.confusion_matrix
     ax.imshow(matrix, cmap="Blues")
-    names = list(evaluation.class_names)
+    names = [_plain(n) for n in evaluation.class_names]
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(names)), names)
     top = matrix.max() if matrix.size else 0
@@ -263,7 +269,7 @@ def plot_confusion_matrix(
         )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or "Confusion matrix")
+    ax.set_title(_plain(title) if title else "Confusion matrix")
     return _save(fig, path)
 
 
@@ -298,5 +304,5 @@ def plot_gradcam_grid(
         if k < len(images):
             ax.imshow(overlay(images[k], heatmaps[k], alpha=alpha))
             if titles is not None:
-                ax.set_title(titles[k], fontsize=9)
+                ax.set_title(_plain(titles[k]), fontsize=9)
     return _save(fig, path)

@@ -72,7 +72,7 @@ def check_report_path(path: str | os.PathLike[str], where: str = "report") -> Pa
         )
     if target.is_dir():
         raise ValueError(f"Cannot write '{path}' ({where}): it is a folder.")
-    if not os.access(folder, os.W_OK):
+    if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(
             f"Cannot write '{path}' ({where}): the folder '{folder}' is not writable."
         )
@@ -174,7 +174,11 @@ def report(
         "fetched. Made by covidxray "
         f"{H.esc(config.provenance.get('covidxray_version', ''))}.</p>",
         contents(sections),
-        glance(sections),
+        glance(
+            sections,
+            binary=len(config.class_names) == 2,
+            known=bool(config.training),
+        ),
         model_section(clf.model_, config),
         training_section(config.training),
         *(

@@ -98,15 +98,21 @@ def test_evaluation_carries_ece_interval_and_points_into_json() -> None:
 
 
 def test_a_negative_positive_class_bins_its_own_probability() -> None:
-    # positive class at index 0: the ECE is of P(class 0)
-    p, y = calibrated(300, seed=5)
+    # positive class at index 0: the curve is of P(class 0). 303 images in 10
+    # bins: the bins of p and of 1 - p differ, so binning the wrong class's
+    # probability gives other points.
+    p, y = calibrated(303, seed=5)
     ev = Evaluation.from_predictions(
         1 - y,
-        1 - p,
+        np.column_stack([p, 1 - p]),
         class_names=["covid", "non"],
         positive_class="covid",
         n_bootstrap=0,
     )
+    right, wrong = reliability_curve(p, y), reliability_curve(1 - p, 1 - y)
+    assert ev.reliability is not None
+    assert ev.reliability.mean_predicted == pytest.approx(right.mean_predicted)
+    assert right.mean_predicted != pytest.approx(wrong.mean_predicted)
     assert ev.metrics["ece"] == pytest.approx(expected_calibration_error(p, y))
     assert "ece" not in ev.ci
 

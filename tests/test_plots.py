@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from PIL import Image
 
 from covidxray import Evaluation
 from covidxray.plots import (
+    plot_calibration,
     plot_confusion_matrix,
     plot_gradcam_grid,
     plot_history,
@@ -90,3 +92,19 @@ def test_reliability_diagram_has_the_diagonal_bins_and_ece(
     assert len(plot_calibration(evaluation.reliability).axes) == 1
     with pytest.raises(TypeError, match="Evaluation or a Reliability"):
         plot_calibration({"x": 1})  # type: ignore[arg-type]
+
+
+def test_a_dollar_in_a_name_is_drawn_not_parsed_as_mathtext(
+    evaluation: Evaluation,
+) -> None:
+    # `a$^$b` is mathtext with a bare superscript: it raised in savefig.
+    name = "a$^$b"
+    for fig in (
+        plot_roc({name: evaluation}),
+        plot_calibration(evaluation, title=name),
+        plot_history({name: [0.7, 0.5]}),
+        plot_gradcam_grid(np.zeros((1, 16, 16, 1)), np.ones((1, 16, 16)), [name]),
+    ):
+        fig.savefig(io.BytesIO(), format="png")
+    text = plot_roc({name: evaluation}).axes[0].get_legend().get_texts()[0]
+    assert text.get_text().startswith(r"a\$^\$b (AUC")

@@ -8,8 +8,10 @@ import io
 import os
 import re
 import shutil
+from html import unescape
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -42,16 +44,79 @@ def clf(root: Path) -> Classifier:
 
 
 @pytest.fixture(scope="module")
-def html(clf: Classifier, root: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+def hostile(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # An external set in a folder, and with files, whose names are hostile HTML.
-    hostile = tmp_path_factory.mktemp("hostile") / HOSTILE
+    folder = tmp_path_factory.mktemp("hostile") / HOSTILE
     for cls in ("covid", "normal"):
-        shutil.copytree(root / "test" / cls, hostile / cls)
-    for k, path in enumerate(sorted((hostile / "covid").iterdir())):
+        shutil.copytree(root / "test" / cls, folder / cls)
+    for k, path in enumerate(sorted((folder / "covid").iterdir())):
         path.rename(path.with_name(f"{HOSTILE}{k}.png"))
+    return folder
+
+
+# A `$` in a name is mathtext to matplotlib: `a$^$b` raised in the ROC legend.
+DOLLAR = "a$^$b"
+
+
+@pytest.fixture(scope="module")
+def html(
+    clf: Classifier, root: Path, hostile: Path, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     out = tmp_path_factory.mktemp("out") / "r.html"
-    report(clf, [root, hostile], out, n_bootstrap=50, gallery=3)
+    report(clf, {DOLLAR: root, str(hostile): hostile}, out, n_bootstrap=50, gallery=3)
     return out.read_text(encoding="utf-8")
+
+
+def _cells(row: str) -> list[str]:
+    return [unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+
+
+def test_the_numbers_are_the_evaluations(
+    clf: Classifier, root: Path, html: str
+) -> None:
+    ev = clf.evaluate(root, n_bootstrap=50, seed=0)
+    glance = html.split("<h2>At a glance</h2>", 1)[1].split("<h2", 1)[0]
+    row = next(r for r in glance.split("<tr>") if r.startswith(f"<td>{DOLLAR}</td>"))
+    cells = _cells(row)
+    assert int(cells[1]) == len(ev.y_true)
+    for key, cell in zip(
+        ("roc_auc", "sensitivity", "specificity", "ece"), cells[2:], strict=True
+    ):
+        lo, hi = ev.ci[key]
+        assert cell == f"{ev.metrics[key]:.3f} ({lo:.3f}-{hi:.3f})", key
+    section = html.split('id="data-0"', 1)[1].split('id="data-1"', 1)[0]
+    table = {
+        c[0]: c[1:]
+        for c in (_cells(r) for r in section.split("<tr>"))
+        if len(c) == 4 and c[0] in ev.metrics
+    }
+    for key in ("roc_auc", "sensitivity", "specificity", "ece"):
+        lo, hi = ev.ci[key]
+        assert table[key][:2] == [f"{ev.metrics[key]:.3f}", f"{lo:.3f} - {hi:.3f}"]
+    assert f"(95% CI {ev.ci['ece'][0]:.3f} - {ev.ci['ece'][1]:.3f})" in section
+
+
+def test_hostile_file_names_in_the_gallery_are_escaped(
+    clf: Classifier, hostile: Path, tmp_path: Path
+) -> None:
+    # Above any probability, the threshold makes every covid image a false
+    # negative: the gallery shows the hostile file names whatever the model.
+    kept = clf.threshold_
+    clf.threshold_ = 1.01
+    try:
+        out = report(
+            clf, hostile, tmp_path / "g.html", n_bootstrap=0, gallery=2, lung_test=False
+        )
+    finally:
+        clf.threshold_ = kept
+    text = out.read_text(encoding="utf-8")
+    gallery = text.split("The most confident mistakes", 1)[1]
+    assert "False negatives" in gallery
+    shown = re.findall(
+        r"&lt;img src=x onerror=&quot;alert\(1\)&quot;&gt;\d+\.png", gallery
+    )
+    assert len(set(shown)) == 2, shown  # two false negatives (caption, alt)
+    assert HOSTILE not in text
 
 
 def test_the_report_holds_every_section(html: str) -> None:
@@ -154,3 +219,23 @@ def test_the_command_writes_one_file_and_checks_out_first(
         == EXIT_DATA
     )
     assert f"Cannot write '{bad}'" in capsys.readouterr().err
+
+
+def test_a_multi_class_report_speaks_of_no_threshold() -> None:
+    from covidxray import Evaluation
+    from covidxray._report_sections import Section, dataset_section, glance
+
+    proba = np.tile([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]], (4, 1))
+    ev = Evaluation.from_predictions(
+        np.arange(12) % 3, proba, class_names=["a", "b", "c"], n_bootstrap=0
+    )
+    section = Section(name="three", n_total=12, evaluation=ev)
+    text = dataset_section(section, 0, [], False) + glance(
+        [section], binary=False, known=False
+    )
+    assert "threshold" not in text.replace("no training record", "")
+    assert "class of highest probability" in text
+    assert "never saw" not in text and "no training record" in text
+    assert "at the model's threshold, on the images the model never saw" in glance(
+        [section]
+    )
