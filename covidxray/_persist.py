@@ -24,7 +24,13 @@ from ._filechecks import check_against_model, check_members, check_stored_values
 from ._seen import TrainingRecord
 from ._version import __version__, provenance
 from .data.preprocessing import Preprocessing, outside_stacklevel
-from .data.tempfiles import file_mode, remove_stale, temp_prefix, terminate_as_exit
+from .data.tempfiles import (
+    check_writable,
+    file_mode,
+    remove_stale,
+    temp_prefix,
+    terminate_as_exit,
+)
 from .errors import CovidXrayWarning, DataError
 
 logger = logging.getLogger("covidxray")
@@ -211,18 +217,7 @@ def check_model_path(path: str | os.PathLike[str], where: str) -> Path:
         raise ValueError(
             f"The path given to {where} must end in '.keras'. Received: '{path}'."
         )
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise ValueError(
-            f"Cannot write '{path}' ({where}): the folder '{folder}' does not "
-            "exist. Create it first."
-        )
-    if target.is_dir():
-        raise ValueError(f"Cannot write '{path}' ({where}): it is a folder.")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(
-            f"Cannot write '{path}' ({where}): the folder '{folder}' is not writable."
-        )
+    check_writable(path, where)
     return target
 
 

@@ -124,24 +124,24 @@ def image_uri(image: Any, size: int = 160) -> str:
     return png_uri(buffer.getvalue())
 
 
-def figures(items: Sequence[tuple[str, str]]) -> str:
-    """Figures side by side (one column on a phone): (data URI, caption) each."""
+def _captioned(items: Sequence[tuple[str, str]], layout: str) -> str:
+    """Captioned images, (data URI, caption) each, in a `layout` block."""
     parts = [
         f'<figure><img src="{uri}" alt="{esc(caption)}">'
         f"<figcaption>{esc(caption)}</figcaption></figure>"
         for uri, caption in items
     ]
-    return '<div class="figs">' + "".join(parts) + "</div>"
+    return f'<div class="{layout}">' + "".join(parts) + "</div>"
+
+
+def figures(items: Sequence[tuple[str, str]]) -> str:
+    """Figures side by side (one column on a phone): (data URI, caption) each."""
+    return _captioned(items, "figs")
 
 
 def gallery(items: Sequence[tuple[str, str]]) -> str:
     """Thumbnails in a grid: (data URI, caption) each."""
-    parts = [
-        f'<figure><img src="{uri}" alt="{esc(caption)}">'
-        f"<figcaption>{esc(caption)}</figcaption></figure>"
-        for uri, caption in items
-    ]
-    return '<div class="gallery">' + "".join(parts) + "</div>"
+    return _captioned(items, "gallery")
 
 
 def warnings_box(lines: Sequence[str]) -> str:

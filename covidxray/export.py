@@ -29,7 +29,13 @@ from ._choices import EXPORT_FORMATS
 from ._validation import check_choice
 from ._version import provenance
 from .data.preprocessing import Preprocessing
-from .data.tempfiles import file_mode, remove_stale, temp_prefix, terminate_as_exit
+from .data.tempfiles import (
+    check_writable,
+    file_mode,
+    remove_stale,
+    temp_prefix,
+    terminate_as_exit,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -527,22 +533,9 @@ def check_export_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
         >>> check_export_path("no/such/folder/sm", overwrite=False)
         Traceback (most recent call last):
         ...
-        ValueError: Cannot export to 'no/such/folder/sm': the folder 'no/such/folder' \
-does not exist. Create it first.
+        ValueError: Cannot write 'no/such/folder/sm' (export): the folder ...
     """
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise ValueError(
-            f"Cannot export to '{path}': the folder '{parent}' does not exist. "
-            "Create it first."
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"Cannot export to '{path}': the folder '{parent}' is not writable."
-        )
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"Cannot export to '{path}': it is a file, not a folder.")
+    target = check_writable(path, "export", folder=True)
     here = Path.cwd()
     if target.resolve() == here or target.resolve() in here.parents:
         raise ValueError(

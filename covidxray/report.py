@@ -35,7 +35,13 @@ from ._report_sections import (
     training_section,
 )
 from .data.dataset import XrayDataset
-from .data.tempfiles import file_mode, remove_stale, temp_prefix, terminate_as_exit
+from .data.tempfiles import (
+    check_writable,
+    file_mode,
+    remove_stale,
+    temp_prefix,
+    terminate_as_exit,
+)
 from .errors import AllSeenError, DataError
 
 if TYPE_CHECKING:
@@ -63,20 +69,7 @@ def check_report_path(path: str | os.PathLike[str], where: str = "report") -> Pa
         ...
         ValueError: Cannot write 'no-such-folder/r.html' (report): the folder ...
     """
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise ValueError(
-            f"Cannot write '{path}' ({where}): the folder '{folder}' does not "
-            "exist. Create it first."
-        )
-    if target.is_dir():
-        raise ValueError(f"Cannot write '{path}' ({where}): it is a folder.")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"Cannot write '{path}' ({where}): the folder '{folder}' is not writable."
-        )
-    return target
+    return check_writable(path, where)
 
 
 @dataclass(frozen=True)

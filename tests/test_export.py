@@ -80,6 +80,16 @@ def run_outside(job: dict[str, Any], folder: Path) -> dict[str, Any]:
     return json.loads(out_file.read_text())
 
 
+def both_exports(clf: Classifier, item: dict[str, Any], folder: Path) -> dict:
+    """A job for `run_outside`: `item` run through a SavedModel ("sm") and a
+    TFLite export ("lite") of `clf`, both written in `folder`."""
+    lite = clf.export(folder / "lite", "tflite") / "model.tflite"
+    return {
+        "sm": {**item, "kind": "savedmodel", "path": str(clf.export(folder / "sm"))},
+        "lite": {**item, "kind": "tflite", "path": str(lite)},
+    }
+
+
 def _png_with_sbit(array: np.ndarray, bits: int) -> bytes:
     """A 16-bit grayscale PNG with an sBIT chunk declaring `bits`."""
     buffer = io.BytesIO()
@@ -491,15 +501,7 @@ def test_real_images_outside_covidxray(seed_data: Path, tmp_path: Path) -> None:
     want = clf.predict_proba(files)[:, 1]
     assert np.ptp(want) > 0.5  # spread out
     item = {"files": files, "pixels": str(tmp_path / "pixels.npy")}
-    job = {
-        "sm": {**item, "kind": "savedmodel", "path": str(clf.export(tmp_path / "sm"))},
-        "lite": {
-            **item,
-            "kind": "tflite",
-            "path": str(clf.export(tmp_path / "lite", "tflite") / "model.tflite"),
-        },
-    }
-    got = run_outside(job, tmp_path)
+    got = run_outside(both_exports(clf, item, tmp_path), tmp_path)
     files_diff = np.abs(np.array(got["sm"]["files"]) - want).max()
     print("seed-xray files: max difference", files_diff)
     assert files_diff < 0.02
@@ -523,14 +525,6 @@ def test_a_pretrained_backbone_exports(tmp_path: Path) -> None:
     want = clf.predict_proba(pixels)[:, 1]
     np.save(tmp_path / "pixels.npy", pixels)
     item = {"files": [], "pixels": str(tmp_path / "pixels.npy")}
-    job = {
-        "sm": {**item, "kind": "savedmodel", "path": str(clf.export(tmp_path / "sm"))},
-        "lite": {
-            **item,
-            "kind": "tflite",
-            "path": str(clf.export(tmp_path / "lite", "tflite") / "model.tflite"),
-        },
-    }
-    got = run_outside(job, tmp_path)
+    got = run_outside(both_exports(clf, item, tmp_path), tmp_path)
     assert np.abs(np.array(got["sm"]["pixels"]) - want).max() < 1e-5
     assert np.abs(np.array(got["lite"]["pixels"]) - want).max() < 1e-4

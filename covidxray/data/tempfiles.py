@@ -1,6 +1,7 @@
-"""Temporary files beside a file being saved: named so that a later save can
-tell a killed run's leftovers from a save in progress, removed on SIGTERM as
-on any error, and given the mode the umask asks for.
+"""Saving safely: a target checked before any work, and temporary files
+beside it, named so that a later save can tell a killed run's leftovers from
+a save in progress, removed on SIGTERM as on any error, and given the mode
+the umask asks for.
 
 See the "Faults survived" section of `docs/reliability.md`.
 """
@@ -24,6 +25,7 @@ logger = logging.getLogger("covidxray")
 
 __all__ = [
     "STALE_SECONDS",
+    "check_writable",
     "file_mode",
     "remove_stale",
     "temp_prefix",
@@ -32,6 +34,42 @@ __all__ = [
 
 #: A temporary file not written to for this long is a leftover, whoever made it.
 STALE_SECONDS = 3600
+
+
+def check_writable(
+    path: str | os.PathLike[str], where: str, *, folder: bool = False
+) -> Path:
+    """Check, before any work, that `path` can be written: its folder exists
+    and is writable, and `path` is not a folder (or, with `folder`, not a
+    file). Returns `path` as a `Path`.
+
+    Raises:
+        ValueError: The message names `path`, `where` and what is wrong.
+
+    Examples:
+        >>> check_writable("no-such-folder/r.html", "report")
+        Traceback (most recent call last):
+        ...
+        ValueError: Cannot write 'no-such-folder/r.html' (report): the folder ...
+    """
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(
+            f"Cannot write '{path}' ({where}): the folder '{parent}' does not "
+            "exist. Create it first."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"Cannot write '{path}' ({where}): the folder '{parent}' is not writable."
+        )
+    if folder and target.exists() and not target.is_dir():
+        raise ValueError(
+            f"Cannot write '{path}' ({where}): it is a file, not a folder."
+        )
+    if not folder and target.is_dir():
+        raise ValueError(f"Cannot write '{path}' ({where}): it is a folder.")
+    return target
 
 
 def temp_prefix(stem: str) -> str:
