@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +190,38 @@ class FakeLungModel:
 
     def info(self):
         return {"version": "fake", "weights_sha256": "f" * 64}
+
+
+#: Headless Chromium, where installed (`apt-get install chromium`): the
+#: browser tests skip without it.
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browser_probe(
+    page: Path, width: int = 1280, *, scrollbars: bool = True
+) -> dict[str, int]:
+    """Open `page` in headless Chromium at `width` px (with or without
+    scrollbars) and return the `name=value;...` facts that a script of the
+    page wrote into the body's `data-probe` attribute once it loaded."""
+    result = subprocess.run(
+        [
+            str(BROWSER),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            *([] if scrollbars else ["--hide-scrollbars"]),
+            "--disable-background-networking",
+            "--disable-component-update",
+            f"--window-size={width},1000",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = re.search(r'data-probe="([^"]+)"', result.stdout)
+    assert found, result.stderr[-2000:]
+    return {k: int(v) for k, v in (p.split("=") for p in found.group(1).split(";"))}

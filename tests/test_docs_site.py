@@ -9,16 +9,15 @@ as code rather than as quoted text.
 
 from __future__ import annotations
 
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import BROWSER, browser_probe
+
 ROOT = Path(__file__).resolve().parents[1]
-BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = [
     pytest.mark.slow,
@@ -61,27 +60,7 @@ def probe(page: Path) -> dict[str, int]:
     """Layout facts the browser measured on `page` at 1280 px."""
     probed = page.with_name("probed.html")
     probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-    result = subprocess.run(
-        [
-            str(BROWSER),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--window-size=1280,1000",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-            probed.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    found = re.search(r'data-probe="([^"]+)"', result.stdout)
-    assert found, result.stderr[-2000:]
-    return {k: int(v) for k, v in (p.split("=") for p in found.group(1).split(";"))}
+    return browser_probe(probed)
 
 
 @pytest.mark.parametrize("page", ["comparison", "external-validation", "index"])
