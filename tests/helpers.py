@@ -195,6 +195,11 @@ class FakeLungModel:
 #: Headless Chromium, where installed (`apt-get install chromium`): the
 #: browser tests skip without it.
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+#: The marks of a browser test: slow, and skipped where no Chromium is installed.
+BROWSER_TEST = [
+    pytest.mark.slow,
+    pytest.mark.skipif(BROWSER is None, reason="no headless Chromium installed"),
+]
 
 
 def browser_probe(

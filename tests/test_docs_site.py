@@ -15,14 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BROWSER, browser_probe
+from helpers import BROWSER_TEST, browser_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(BROWSER is None, reason="no headless Chromium installed"),
-]
+pytestmark = BROWSER_TEST
 
 PROBE = """
 <script>

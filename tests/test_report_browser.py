@@ -20,12 +20,9 @@ import pytest
 
 from covidxray import Classifier, build_cnn, load_dataset, report
 from covidxray.datasets import make_synthetic
-from helpers import BROWSER, browser_probe
+from helpers import BROWSER_TEST, browser_probe
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(BROWSER is None, reason="no headless Chromium installed"),
-]
+pytestmark = BROWSER_TEST
 
 PROBE = """
 <script>

@@ -175,6 +175,17 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_augment(p: argparse.ArgumentParser) -> None:
+    """`--augment`, as `train` and `crossval` take it (deprecated names too)."""
+    p.add_argument(
+        "--augment",
+        choices=(*AUGMENTS, *_DEPRECATED_AUGMENTS),
+        metavar="{" + ",".join(AUGMENTS) + "}",
+        default=DEFAULT_RECIPE["augment"],
+        help=f"{', '.join(AUGMENTS)} (default: {DEFAULT_RECIPE['augment']})",
+    )
+
+
 def add_parsers(sub: Any) -> None:
     """Add `train`, `crossval`, `compare` to the subcommands."""
     p = sub.add_parser("train", help="train a model and save it as a .keras file")
@@ -190,13 +201,7 @@ def add_parsers(sub: Any) -> None:
         help="default 256 for cnn, 224 for backbones",
     )
     p.add_argument("--color-mode", choices=COLOR_MODES, default="grayscale")
-    p.add_argument(
-        "--augment",
-        choices=(*AUGMENTS, *_DEPRECATED_AUGMENTS),
-        metavar="{" + ",".join(AUGMENTS) + "}",
-        default=DEFAULT_RECIPE["augment"],
-        help=f"{', '.join(AUGMENTS)} (default: {DEFAULT_RECIPE['augment']})",
-    )
+    _add_augment(p)
     p.add_argument(
         "--weights", default="imagenet", help="imagenet, none, or a file/folder"
     )
@@ -267,13 +272,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--image-size", type=kinds.IMAGE_SIZE, help="default 256 for cnn, 224 else"
     )
-    p.add_argument(
-        "--augment",
-        choices=(*AUGMENTS, *_DEPRECATED_AUGMENTS),
-        metavar="{" + ",".join(AUGMENTS) + "}",
-        default=DEFAULT_RECIPE["augment"],
-        help=f"{', '.join(AUGMENTS)} (default: {DEFAULT_RECIPE['augment']})",
-    )
+    _add_augment(p)
     p.add_argument("--weights", default="imagenet", help="imagenet, none, or a file")
     p.add_argument("--batch-size", type=kinds.BATCH_SIZE, default=32)
     p.add_argument(
